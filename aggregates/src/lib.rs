@@ -1,0 +1,53 @@
+//! The portal's aggregates: Partner, User and Lead, with their commands, events and rules.
+//!
+//! Pure on purpose: no I/O and no clock. Time comes in with each command (`at`), so a command
+//! replayed by cqrs-es after an optimistic-lock conflict decides the same thing, and the tests
+//! are plain given/when/then over values.
+
+pub mod ids;
+pub mod lead;
+pub mod partner;
+pub mod user;
+
+pub use ids::{LeadId, PartnerId, UserId};
+pub use lead::{Lead, LeadCommand, LeadError, LeadEvent, LeadStatus};
+pub use partner::{Partner, PartnerCommand, PartnerError, PartnerEvent, PartnerStatus};
+pub use user::{Role, User, UserCommand, UserError, UserEvent};
+
+/// Who caused a change, as kept with every event and shown to auditors.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Actor {
+    #[serde(rename = "type")]
+    pub kind: ActorKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActorKind {
+    /// A logged-in portal user.
+    User,
+    /// Soho CRM, through a signed webhook (the id is the webhook id).
+    Crm,
+    /// Someone using a partner's public form.
+    Public,
+    /// The portal itself (the process manager, the command line).
+    System,
+}
+
+impl Actor {
+    pub fn user(id: UserId) -> Self {
+        Self { kind: ActorKind::User, id: Some(id.to_string()) }
+    }
+    pub fn crm(webhook_id: impl Into<String>) -> Self {
+        Self { kind: ActorKind::Crm, id: Some(webhook_id.into()) }
+    }
+    pub fn public() -> Self {
+        Self { kind: ActorKind::Public, id: None }
+    }
+    pub fn system() -> Self {
+        Self { kind: ActorKind::System, id: None }
+    }
+}
