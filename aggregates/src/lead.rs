@@ -125,8 +125,8 @@ pub enum LeadCommand {
     },
 }
 
+/// Stored externally tagged, so the tag equals `event_type()`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
 pub enum LeadEvent {
     #[serde(rename_all = "camelCase")]
     LeadSubmitted {

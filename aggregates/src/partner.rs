@@ -54,8 +54,8 @@ pub enum PartnerCommand {
     },
 }
 
+/// Stored externally tagged, so the tag equals `event_type()`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
 pub enum PartnerEvent {
     #[serde(rename_all = "camelCase")]
     PartnerRegistered {

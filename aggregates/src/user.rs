@@ -78,8 +78,8 @@ pub enum UserCommand {
     },
 }
 
+/// Stored externally tagged, so the tag equals `event_type()`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
 pub enum UserEvent {
     #[serde(rename_all = "camelCase")]
     UserInvited {

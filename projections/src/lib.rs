@@ -1,1 +1,50 @@
-pub fn x(){}
+//! Read models and the machinery that keeps them: a catch-up reader over the event log that
+//! hands ordered batches to named subscribers, each checkpointed in the transaction of its own
+//! writes, and a replay that rebuilds any read model from the log.
+//!
+//! Why not cqrs-es `Query`s: they run after commit, inside the request, at most once, and drop
+//! their errors (DESIGN.md 3). A subscriber here sees every event exactly once, in log order,
+//! whichever server process happens to run it.
+
+pub mod log;
+pub mod partners;
+pub mod reader;
+pub mod replay;
+pub mod users;
+
+use std::sync::Arc;
+
+pub use log::{LogPosition, StoredEvent};
+pub use reader::{CatchUpReader, Checkpoints};
+
+/// A read model kept up to date from the event log.
+#[async_trait::async_trait]
+pub trait Projection: Send + Sync + 'static {
+    /// The subscriber name: the checkpoint's key and the name `replay` takes.
+    fn name(&self) -> &'static str;
+
+    /// The tables this projection owns, in an order safe to empty (children first).
+    fn tables(&self) -> &'static [&'static str];
+
+    /// Applies a batch of events, in log order, inside the reader's transaction.
+    async fn apply(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        events: &[StoredEvent],
+    ) -> Result<(), ProjectionError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error("event at position {position} ({event_type}) could not be read: {source}")]
+    Decode { position: i64, event_type: String, source: serde_json::Error },
+    #[error("no projection named {0}")]
+    Unknown(String),
+}
+
+/// Every read model the portal keeps, in the order they are replayed.
+pub fn all() -> Vec<Arc<dyn Projection>> {
+    vec![Arc::new(partners::PartnersProjection), Arc::new(users::UsersProjection)]
+}

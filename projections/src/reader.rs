@@ -1,0 +1,367 @@
+//! The catch-up reader: follows the event log for each subscriber, in batches, each batch applied
+//! and checkpointed in one transaction.
+//!
+//! Several server processes may run the same subscribers against one database: a batch is taken
+//! under a transaction-scoped advisory lock on the subscriber's name, and the checkpoint is read
+//! under that lock, so each event is applied once whichever process gets there first. The others
+//! find the lock taken and wait for the next wake-up.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::PgListener;
+use sqlx::{PgConnection, PgPool};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use crate::log::{self, LogPosition};
+use crate::{Projection, ProjectionError};
+
+const EVENTS_CHANNEL: &str = "events_appended";
+const CHECKPOINT_CHANNEL: &str = "checkpoint_advanced";
+
+/// Where each subscriber stands, as far as this process knows: updated by its own batches and by
+/// other processes' through `NOTIFY`, so waiting for a checkpoint usually costs no query.
+#[derive(Clone)]
+pub struct Checkpoints {
+    known: Arc<watch::Sender<HashMap<String, LogPosition>>>,
+}
+
+impl Default for Checkpoints {
+    fn default() -> Self {
+        Self { known: Arc::new(watch::channel(HashMap::new()).0) }
+    }
+}
+
+impl Checkpoints {
+    pub fn advance(&self, subscriber: &str, position: LogPosition) {
+        self.known.send_if_modified(|known| match known.get_mut(subscriber) {
+            Some(current) if *current >= position => false,
+            Some(current) => {
+                *current = position;
+                true
+            }
+            None => {
+                known.insert(subscriber.to_string(), position);
+                true
+            }
+        });
+    }
+
+    fn passed(&self, subscribers: &[&str], position: LogPosition) -> bool {
+        let known = self.known.borrow();
+        subscribers.iter().all(|s| known.get(*s).is_some_and(|p| *p >= position))
+    }
+
+    /// Waits until every named subscriber has applied `position`; false on timeout. Falls back to
+    /// reading the checkpoints table now and then, in case a notification was lost.
+    pub async fn wait_for(
+        &self,
+        pool: &PgPool,
+        subscribers: &[&str],
+        position: LogPosition,
+        timeout: Duration,
+    ) -> Result<bool, sqlx::Error> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut changes = self.known.subscribe();
+        loop {
+            changes.borrow_and_update();
+            if self.passed(subscribers, position) {
+                return Ok(true);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            let poll = tokio::time::sleep((deadline - now).min(Duration::from_millis(100)));
+            tokio::select! {
+                _ = changes.changed() => {}
+                _ = poll => self.refresh(pool).await?,
+            }
+        }
+    }
+
+    /// Reads every checkpoint from the database.
+    pub async fn refresh(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT subscriber, tx_id::text::bigint, global_position FROM subscriber_checkpoints",
+        )
+        .fetch_all(pool)
+        .await?;
+        for (name, tx_id, global_position) in rows {
+            self.advance(&name, LogPosition { tx_id, global_position });
+        }
+        Ok(())
+    }
+}
+
+/// What one batch found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Batch {
+    /// Applied this many events; there may be more.
+    Applied(usize),
+    /// Nothing new has committed.
+    Idle,
+    /// Newer events exist but a transaction older than theirs is still open: try again shortly.
+    Held,
+    /// Another process is applying a batch for this subscriber.
+    Busy,
+}
+
+pub struct CatchUpReader {
+    pool: PgPool,
+    subscribers: Vec<Arc<dyn Projection>>,
+    checkpoints: Checkpoints,
+    wake: watch::Sender<u64>,
+    batch_size: i64,
+    poll_interval: Duration,
+}
+
+impl CatchUpReader {
+    pub fn new(
+        pool: PgPool,
+        subscribers: Vec<Arc<dyn Projection>>,
+        checkpoints: Checkpoints,
+    ) -> Self {
+        Self {
+            pool,
+            subscribers,
+            checkpoints,
+            wake: watch::channel(0).0,
+            batch_size: 1000,
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+
+    pub fn with_batch_size(mut self, batch_size: i64) -> Self {
+        self.batch_size = batch_size;
+        self
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        self.subscribers.iter().map(|s| s.name()).collect()
+    }
+
+    /// Makes sure every subscriber has a checkpoint row (at the start of the log).
+    pub async fn register(&self) -> Result<(), sqlx::Error> {
+        for subscriber in &self.subscribers {
+            register(&self.pool, subscriber.name()).await?;
+        }
+        self.checkpoints.refresh(&self.pool).await
+    }
+
+    /// Applies the next batch for one subscriber.
+    pub async fn run_batch(&self, subscriber: &dyn Projection) -> Result<Batch, ProjectionError> {
+        let name = subscriber.name();
+        let mut tx = self.pool.begin().await?;
+        if !try_lock(&mut tx, name).await? {
+            return Ok(Batch::Busy);
+        }
+        let after = checkpoint(&mut tx, name).await?;
+        let events = log::read_after(&mut tx, after, None, self.batch_size).await?;
+        let Some(last) = events.last().map(|e| e.position()) else {
+            let held: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM events WHERE (tx_id, global_position) > ($1::text::xid8, $2))",
+            )
+            .bind(after.tx_id)
+            .bind(after.global_position)
+            .fetch_one(&mut *tx)
+            .await?;
+            return Ok(if held { Batch::Held } else { Batch::Idle });
+        };
+        subscriber.apply(&mut tx, &events).await?;
+        save_checkpoint(&mut tx, name, last).await?;
+        tx.commit().await?;
+        self.checkpoints.advance(name, last);
+        Ok(Batch::Applied(events.len()))
+    }
+
+    /// Runs until every subscriber has applied everything committed so far (tests, `replay`).
+    pub async fn catch_up(&self) -> Result<(), ProjectionError> {
+        for subscriber in &self.subscribers {
+            loop {
+                match self.run_batch(subscriber.as_ref()).await? {
+                    Batch::Applied(_) => continue,
+                    Batch::Idle => break,
+                    Batch::Held | Batch::Busy => tokio::time::sleep(Duration::from_millis(5)).await,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Follows the log for every subscriber until the returned tasks are aborted.
+    pub fn spawn(self: Arc<Self>) -> Vec<JoinHandle<()>> {
+        let mut tasks = vec![tokio::spawn(listen(
+            self.pool.clone(),
+            self.wake.clone(),
+            self.checkpoints.clone(),
+        ))];
+        for subscriber in &self.subscribers {
+            let reader = Arc::clone(&self);
+            let subscriber = Arc::clone(subscriber);
+            let span = tracing::info_span!("subscriber", name = subscriber.name());
+            tasks.push(tokio::spawn(
+                async move { reader.follow(subscriber).await }.instrument(span),
+            ));
+        }
+        tasks
+    }
+
+    async fn follow(&self, subscriber: Arc<dyn Projection>) {
+        let mut wake = self.wake.subscribe();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            wake.borrow_and_update();
+            let pause = match self.run_batch(subscriber.as_ref()).await {
+                Ok(Batch::Applied(n)) => {
+                    tracing::debug!(events = n, "applied");
+                    backoff = Duration::from_millis(100);
+                    continue;
+                }
+                Ok(Batch::Held) => Duration::from_millis(2),
+                Ok(Batch::Idle | Batch::Busy) => self.poll_interval,
+                Err(error) => {
+                    tracing::error!(%error, "batch failed; retrying");
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    backoff
+                }
+            };
+            tokio::select! {
+                _ = wake.changed() => {}
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+}
+
+pub async fn register(pool: &PgPool, name: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO subscriber_checkpoints (subscriber) VALUES ($1) ON CONFLICT DO NOTHING",
+    )
+    .bind(name)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn try_lock(conn: &mut PgConnection, name: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT pg_try_advisory_xact_lock(hashtext('soho-subscriber'), hashtext($1))",
+    )
+    .bind(name)
+    .fetch_one(conn)
+    .await
+}
+
+pub(crate) async fn lock(conn: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('soho-subscriber'), hashtext($1))")
+        .bind(name)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn checkpoint(
+    conn: &mut PgConnection,
+    name: &str,
+) -> Result<LogPosition, sqlx::Error> {
+    let (tx_id, global_position): (i64, i64) = sqlx::query_as(
+        "SELECT tx_id::text::bigint, global_position FROM subscriber_checkpoints WHERE subscriber = $1",
+    )
+    .bind(name)
+    .fetch_one(conn)
+    .await?;
+    Ok(LogPosition { tx_id, global_position })
+}
+
+pub(crate) async fn save_checkpoint(
+    conn: &mut PgConnection,
+    name: &str,
+    position: LogPosition,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "WITH saved AS (UPDATE subscriber_checkpoints \
+             SET tx_id = $2::text::xid8, global_position = $3, updated_at = now() WHERE subscriber = $1) \
+         SELECT pg_notify('checkpoint_advanced', $1 || ' ' || $2 || ' ' || $3)",
+    )
+    .bind(name)
+    .bind(position.tx_id)
+    .bind(position.global_position)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Turns `NOTIFY`s into wake-ups and checkpoint news; reconnects after a lost connection and
+/// wakes every subscriber then, since notifications may have been missed meanwhile.
+async fn listen(pool: PgPool, wake: watch::Sender<u64>, checkpoints: Checkpoints) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for new events; polling meanwhile");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                continue;
+            }
+        };
+        if let Err(error) = listener.listen_all([EVENTS_CHANNEL, CHECKPOINT_CHANNEL]).await {
+            tracing::warn!(%error, "LISTEN failed");
+            tokio::time::sleep(backoff).await;
+            continue;
+        }
+        backoff = Duration::from_millis(100);
+        wake.send_modify(|n| *n += 1);
+        loop {
+            match listener.recv().await {
+                Ok(notification) if notification.channel() == EVENTS_CHANNEL => {
+                    wake.send_modify(|n| *n += 1)
+                }
+                Ok(notification) => {
+                    if let Some((name, position)) = parse_checkpoint(notification.payload()) {
+                        checkpoints.advance(name, position);
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "lost the LISTEN connection; reconnecting");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn parse_checkpoint(payload: &str) -> Option<(&str, LogPosition)> {
+    let mut parts = payload.split(' ');
+    let name = parts.next()?;
+    let tx_id = parts.next()?.parse().ok()?;
+    let global_position = parts.next()?.parse().ok()?;
+    Some((name, LogPosition { tx_id, global_position }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_notifications_are_parsed() {
+        assert_eq!(
+            parse_checkpoint("users 12 34"),
+            Some(("users", LogPosition { tx_id: 12, global_position: 34 }))
+        );
+        assert_eq!(parse_checkpoint("users x 34"), None);
+    }
+
+    #[test]
+    fn checkpoints_only_move_forward() {
+        let checkpoints = Checkpoints::default();
+        checkpoints.advance("a", LogPosition { tx_id: 5, global_position: 9 });
+        checkpoints.advance("a", LogPosition { tx_id: 4, global_position: 99 });
+        assert!(checkpoints.passed(&["a"], LogPosition { tx_id: 5, global_position: 9 }));
+        assert!(!checkpoints.passed(&["a", "b"], LogPosition { tx_id: 1, global_position: 1 }));
+    }
+}

@@ -1,0 +1,246 @@
+//! The portal's settings: one typed struct, read once at start-up from the environment (and an
+//! optional `.env`). A missing or malformed setting stops start-up with a message naming it;
+//! secrets are wrapped so that they never reach a log line or a `Debug` print.
+//!
+//! Every setting is documented in `.env.example`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use secrecy::SecretString;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("setting {name} is malformed: {reason}")]
+    Malformed { name: &'static str, reason: String },
+    #[error("setting {name} is required when {because}")]
+    Missing { name: &'static str, because: &'static str },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Soho CRM OAuth (refresh-token flow) settings, all or none.
+#[derive(Debug, Clone)]
+pub struct SohoOAuth {
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub refresh_token: SecretString,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where to listen for HTTP.
+    pub listen_addr: SocketAddr,
+    /// The address people open, used in invitation links.
+    pub public_base_url: String,
+    /// An external PostgreSQL; `None` runs the embedded one under `data_dir`.
+    pub database_url: Option<SecretString>,
+    pub data_dir: PathBuf,
+    /// `None` in dev: a random secret is kept under `data_dir` so sessions survive restarts.
+    pub jwt_secret: Option<SecretString>,
+    pub jwt_ttl_seconds: u64,
+    pub soho_api_base: Option<String>,
+    pub soho_accounts_url: Option<String>,
+    pub soho_oauth: Option<SohoOAuth>,
+    pub soho_api_key: Option<SecretString>,
+    pub soho_webhook_secret: Option<SecretString>,
+    pub smtp_url: Option<SecretString>,
+    pub email_api_key: Option<SecretString>,
+    pub mail_from: String,
+    pub log_format: LogFormat,
+    /// Dev conveniences (mailbox page, simulator links): on when nothing external is configured.
+    pub dev_mode: bool,
+}
+
+impl Settings {
+    /// Reads the settings from the process environment (after loading `.env`, if any).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        // A missing .env is normal; a malformed one is not.
+        if let Err(error) = dotenvy::dotenv() {
+            if !error.not_found() {
+                return Err(ConfigError::Malformed { name: ".env", reason: error.to_string() });
+            }
+        }
+        Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+    }
+
+    /// Reads the settings through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let secret = |name: &str| lookup(name).map(SecretString::from);
+        let listen_addr = match (lookup("LISTEN_ADDR"), lookup("PORT")) {
+            (Some(addr), _) => parse("LISTEN_ADDR", &addr)?,
+            // Container platforms (Heroku and the like) hand out a port this way.
+            (None, Some(port)) => SocketAddr::from(([0, 0, 0, 0], parse::<u16>("PORT", &port)?)),
+            (None, None) => SocketAddr::from(([127, 0, 0, 1], 8080)),
+        };
+        let public_base_url = lookup("PUBLIC_BASE_URL")
+            .unwrap_or_else(|| format!("http://{}", display_host(listen_addr)))
+            .trim_end_matches('/')
+            .to_string();
+        if !public_base_url.starts_with("http://") && !public_base_url.starts_with("https://") {
+            return Err(ConfigError::Malformed {
+                name: "PUBLIC_BASE_URL",
+                reason: "must start with http:// or https://".into(),
+            });
+        }
+        let database_url = secret("DB_URL").or_else(|| secret("DATABASE_URL"));
+        let soho_oauth = match (
+            lookup("SOHO_CLIENT_ID"),
+            secret("SOHO_CLIENT_SECRET"),
+            secret("SOHO_REFRESH_TOKEN"),
+        ) {
+            (None, None, None) => None,
+            (Some(client_id), Some(client_secret), Some(refresh_token)) => {
+                Some(SohoOAuth { client_id, client_secret, refresh_token })
+            }
+            (None, ..) => {
+                return Err(missing("SOHO_CLIENT_ID", "other SOHO OAuth settings are set"))
+            }
+            (_, None, _) => {
+                return Err(missing("SOHO_CLIENT_SECRET", "SOHO_CLIENT_ID is set"));
+            }
+            (_, _, None) => {
+                return Err(missing("SOHO_REFRESH_TOKEN", "SOHO_CLIENT_ID is set"));
+            }
+        };
+        let soho_api_base = lookup("SOHO_API_BASE");
+        let soho_api_key = secret("SOHO_API_KEY");
+        if soho_api_base.is_some() && soho_oauth.is_none() && soho_api_key.is_none() {
+            return Err(missing(
+                "SOHO_API_KEY",
+                "SOHO_API_BASE is set without SOHO OAuth settings",
+            ));
+        }
+        if soho_oauth.is_some() && lookup("SOHO_ACCOUNTS_URL").is_none() {
+            return Err(missing("SOHO_ACCOUNTS_URL", "SOHO OAuth settings are set"));
+        }
+        let soho_webhook_secret = secret("SOHO_WEBHOOK_SECRET");
+        if let Some(value) = lookup("SOHO_WEBHOOK_SECRET") {
+            if !value.starts_with("whsec_") {
+                return Err(ConfigError::Malformed {
+                    name: "SOHO_WEBHOOK_SECRET",
+                    reason: "must start with whsec_ followed by a base64 key".into(),
+                });
+            }
+        }
+        let log_format = match lookup("LOG_FORMAT").as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError::Malformed {
+                    name: "LOG_FORMAT",
+                    reason: format!("{other:?} is neither text nor json"),
+                })
+            }
+        };
+        let smtp_url = secret("SMTP_URL");
+        let dev_mode = match lookup("DEV_MODE") {
+            Some(v) => parse_bool("DEV_MODE", &v)?,
+            None => database_url.is_none() && soho_api_base.is_none() && smtp_url.is_none(),
+        };
+        Ok(Self {
+            listen_addr,
+            public_base_url,
+            database_url,
+            data_dir: PathBuf::from(lookup("DATA_DIR").unwrap_or_else(|| ".data".into())),
+            jwt_secret: secret("JWT_SECRET"),
+            jwt_ttl_seconds: lookup("JWT_TTL_SECONDS")
+                .map(|v| parse("JWT_TTL_SECONDS", &v))
+                .transpose()?
+                .unwrap_or(900),
+            soho_api_base,
+            soho_accounts_url: lookup("SOHO_ACCOUNTS_URL"),
+            soho_oauth,
+            soho_api_key,
+            soho_webhook_secret,
+            smtp_url,
+            email_api_key: secret("EMAIL_API_KEY"),
+            mail_from: lookup("MAIL_FROM")
+                .unwrap_or_else(|| "Soho Partner Portal <portal@localhost>".into()),
+            log_format,
+            dev_mode,
+        })
+    }
+}
+
+fn missing(name: &'static str, because: &'static str) -> ConfigError {
+    ConfigError::Missing { name, because }
+}
+
+fn parse<T: FromStr>(name: &'static str, value: &str) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    value.trim().parse().map_err(|e: T::Err| ConfigError::Malformed { name, reason: e.to_string() })
+}
+
+fn parse_bool(name: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        other => {
+            Err(ConfigError::Malformed { name, reason: format!("{other:?} is not a boolean") })
+        }
+    }
+}
+
+/// `0.0.0.0` is where we listen, not an address a browser can open.
+fn display_host(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("localhost:{}", addr.port())
+    } else {
+        addr.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+    use std::collections::HashMap;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn nothing_configured_means_the_embedded_dev_setup() {
+        let s = settings(&[]).unwrap();
+        assert!(s.dev_mode);
+        assert!(s.database_url.is_none());
+        assert_eq!(s.public_base_url, "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn database_url_is_accepted_as_well_as_db_url() {
+        let s = settings(&[("DATABASE_URL", "postgres://x/y")]).unwrap();
+        assert_eq!(s.database_url.unwrap().expose_secret(), "postgres://x/y");
+        assert!(!s.dev_mode);
+    }
+
+    #[test]
+    fn a_malformed_setting_is_named() {
+        let error = settings(&[("LISTEN_ADDR", "nope")]).unwrap_err().to_string();
+        assert!(error.contains("LISTEN_ADDR"), "{error}");
+        let error = settings(&[("SOHO_WEBHOOK_SECRET", "abc")]).unwrap_err().to_string();
+        assert!(error.contains("SOHO_WEBHOOK_SECRET"), "{error}");
+        let error = settings(&[("SOHO_CLIENT_ID", "id")]).unwrap_err().to_string();
+        assert!(error.contains("SOHO_CLIENT_SECRET"), "{error}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = settings(&[("JWT_SECRET", "hunter2-hunter2"), ("DB_URL", "postgres://u:pw@h/d")])
+            .unwrap();
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(!printed.contains("pw@"), "{printed}");
+    }
+}

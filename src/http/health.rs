@@ -1,0 +1,36 @@
+//! Liveness and readiness, for load balancers and orchestrators.
+
+use axum::extract::State;
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::problem::ApiError;
+use super::AppState;
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    pub status: &'static str,
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// The database answers and every migration of this build is applied.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+    (status = 200, body = Health),
+    (status = 503, body = super::problem::Problem, content_type = "application/problem+json"),
+))]
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+    match crate::db::migrations_applied(&state.pool).await {
+        Ok(true) => Ok(Json(Health { status: "ready" })),
+        Ok(false) => Err(ApiError::Unavailable("database migrations are pending".into())),
+        Err(error) => {
+            tracing::warn!(%error, "readiness check failed");
+            Err(ApiError::Unavailable("the database is not reachable".into()))
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! The HTTP API: the router, shared state, and the layers every request goes through (request
+//! id, tracing span, panic catching, problem+json for unknown routes).
+
+pub mod health;
+pub mod problem;
+
+use std::sync::Arc;
+
+use axum::http::{HeaderName, Request};
+use axum::routing::get;
+use axum::{Json, Router};
+use sqlx::PgPool;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+
+use crate::config::Settings;
+
+/// What every handler may reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub settings: Arc<Settings>,
+    pub checkpoints: soho_projections::Checkpoints,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Soho Partner Portal API",
+        description = "The partners' side of Soho CRM. See CONTRACT.md."
+    ),
+    paths(health::healthz, health::readyz),
+    components(schemas(problem::Problem, problem::FieldError))
+)]
+pub struct ApiDoc;
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+pub fn router(state: AppState) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/openapi.json", get(openapi))
+        .fallback(problem::not_found)
+        .with_state(state)
+        .layer(CatchPanicLayer::custom(|_| {
+            problem::ApiError::internal(anyhow::anyhow!("a handler panicked")).into_response_owned()
+        }))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            let id = request
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+impl problem::ApiError {
+    fn into_response_owned(self) -> axum::response::Response {
+        axum::response::IntoResponse::into_response(self)
+    }
+}

@@ -1,0 +1,155 @@
+//! The API's one error type and its wire form, RFC 9457 problem+json.
+//!
+//! Policy: a client's mistake is answered with what was wrong and, where a field is to blame,
+//! which field (400 for a body that is not JSON of the right shape, 422 for a value that breaks a
+//! rule). Anything else is ours: logged with its cause under the request's span, and answered
+//! with a plain 500 whose detail names nothing internal (no SQL, no upstream body, no stack).
+//! Single resources outside the caller's scope are 404, never 403, so ids cannot be probed.
+
+use axum::extract::rejection::JsonRejection;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// One field that failed validation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+/// The problem+json body (RFC 9457).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("the request body is malformed: {detail}")]
+    Malformed { detail: String, errors: Vec<FieldError> },
+    #[error("validation failed")]
+    Invalid(Vec<FieldError>),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("too many requests")]
+    TooManyRequests { retry_after_seconds: u64 },
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn invalid(field: &str, message: &str) -> Self {
+        Self::Invalid(vec![FieldError::new(field, message)])
+    }
+
+    pub fn internal(error: impl Into<anyhow::Error>) -> Self {
+        Self::Internal(error.into())
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            Self::Malformed { .. } => {
+                (StatusCode::BAD_REQUEST, "malformed-request", "Malformed request")
+            }
+            Self::Invalid(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "validation-failed", "Validation failed")
+            }
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            Self::NotFound => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
+            Self::TooManyRequests { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many requests")
+            }
+            Self::Unavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable")
+            }
+            Self::Internal(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal-error", "Internal server error")
+            }
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Internal(error.into())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        let detail = rejection.body_text();
+        // serde names the offending field in its message ("unknown field `x`", "missing field
+        // `y`", "... at line 1 column 9"); surface it as the field too where it can be found.
+        let field = detail
+            .split('`')
+            .nth(1)
+            .filter(|_| detail.contains("field"))
+            .map(|f| vec![FieldError::new(f, detail.clone())])
+            .unwrap_or_default();
+        Self::Malformed { detail, errors: field }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, slug, title) = self.parts();
+        let (detail, errors) = match &self {
+            Self::Internal(error) => {
+                tracing::error!(error = format!("{error:#}"), "request failed");
+                ("An internal error occurred; it has been logged.".to_string(), vec![])
+            }
+            Self::Malformed { detail, errors } => (detail.clone(), errors.clone()),
+            Self::Invalid(errors) => {
+                ("One or more fields are invalid.".to_string(), errors.clone())
+            }
+            Self::TooManyRequests { retry_after_seconds } => {
+                (format!("Too many requests; retry after {retry_after_seconds} s."), vec![])
+            }
+            Self::NotFound => ("The resource does not exist.".to_string(), vec![]),
+            other => (other.to_string(), vec![]),
+        };
+        let body = Problem {
+            kind: format!("/problems/{slug}"),
+            title: title.to_string(),
+            status: status.as_u16(),
+            detail,
+            errors,
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Self::TooManyRequests { retry_after_seconds } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_seconds));
+        }
+        response
+    }
+}
+
+/// Answers for routes that do not exist, in the same problem+json form.
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
