@@ -1,0 +1,161 @@
+//! Running commands against the aggregates: cqrs-es over postgres-es's event store, with the
+//! portal's metadata on every event, retries on optimistic-lock conflicts, set-based rules
+//! reported by name, and read-your-writes (the call returns once the read models have applied
+//! the command's events).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use cqrs_es::{Aggregate, AggregateError};
+use postgres_es::{postgres_cqrs, PostgresCqrs};
+use soho_aggregates::{Actor, ActorKind, Lead, Partner, User};
+use soho_projections::{Checkpoints, LogPosition};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// Who asked, and why: stored as each event's metadata, for auditors.
+#[derive(Debug, Clone)]
+pub struct CommandContext {
+    pub actor: Actor,
+    pub correlation_id: Uuid,
+    /// The Soho CRM webhook that carried the change, if one did.
+    pub webhook_id: Option<String>,
+}
+
+impl CommandContext {
+    pub fn new(actor: Actor) -> Self {
+        Self { actor, correlation_id: Uuid::now_v7(), webhook_id: None }
+    }
+
+    pub fn with_webhook(mut self, webhook_id: impl Into<String>) -> Self {
+        self.webhook_id = Some(webhook_id.into());
+        self
+    }
+
+    fn metadata(&self) -> HashMap<String, String> {
+        let mut metadata = HashMap::new();
+        let kind = match self.actor.kind {
+            ActorKind::User => "user",
+            ActorKind::Crm => "crm",
+            ActorKind::Public => "public",
+            ActorKind::System => "system",
+        };
+        metadata.insert("actorType".into(), kind.into());
+        if let Some(id) = &self.actor.id {
+            metadata.insert("actorId".into(), id.clone());
+        }
+        metadata.insert("correlationId".into(), self.correlation_id.to_string());
+        if let Some(webhook_id) = &self.webhook_id {
+            metadata.insert("webhookId".into(), webhook_id.clone());
+        }
+        metadata
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError<E: std::error::Error> {
+    /// The aggregate refused: a business rule.
+    #[error(transparent)]
+    Rule(E),
+    /// A set-based rule (unique email, ...) refused, by its constraint name.
+    #[error("{0} is already taken")]
+    Taken(String),
+    /// Still conflicting after retries: another command keeps winning.
+    #[error("the resource is being changed by another request; try again")]
+    Conflict,
+    #[error("the event store failed: {0}")]
+    Store(String),
+}
+
+/// How long a command waits for the read models before answering anyway.
+const READ_YOUR_WRITES_TIMEOUT: Duration = Duration::from_secs(10);
+const CONFLICT_RETRIES: usize = 4;
+
+pub struct Commands {
+    pool: PgPool,
+    checkpoints: Checkpoints,
+    read_models: Vec<&'static str>,
+    pub partners: PostgresCqrs<Partner>,
+    pub users: PostgresCqrs<User>,
+    pub leads: PostgresCqrs<Lead>,
+}
+
+impl Commands {
+    pub fn new(pool: PgPool, checkpoints: Checkpoints, read_models: Vec<&'static str>) -> Self {
+        Self {
+            partners: postgres_cqrs(pool.clone(), vec![], ()),
+            users: postgres_cqrs(pool.clone(), vec![], ()),
+            leads: postgres_cqrs(pool.clone(), vec![], ()),
+            pool,
+            checkpoints,
+            read_models,
+        }
+    }
+
+    /// Executes `command` on aggregate `id`; once committed, waits until the read models have
+    /// the resulting events, and returns where the aggregate's stream now ends in the log.
+    pub async fn execute<A>(
+        &self,
+        cqrs: &PostgresCqrs<A>,
+        id: &str,
+        command: A::Command,
+        context: &CommandContext,
+    ) -> Result<Option<LogPosition>, CommandError<A::Error>>
+    where
+        A: Aggregate,
+        A::Command: Clone,
+    {
+        let metadata = context.metadata();
+        let mut attempt = 0;
+        loop {
+            match cqrs.execute_with_metadata(id, command.clone(), metadata.clone()).await {
+                Ok(()) => break,
+                Err(AggregateError::AggregateConflict) if attempt < CONFLICT_RETRIES => {
+                    attempt += 1;
+                    tracing::debug!(attempt, aggregate = A::TYPE, id, "conflict; retrying");
+                }
+                Err(error) => return Err(classify(error)),
+            }
+        }
+        let mut conn = self.pool.acquire().await.map_err(|e| CommandError::Store(e.to_string()))?;
+        let head = soho_projections::log::stream_head(&mut conn, A::TYPE, id)
+            .await
+            .map_err(|e| CommandError::Store(e.to_string()))?;
+        drop(conn);
+        if let Some(position) = head {
+            self.wait_for(position).await;
+        }
+        Ok(head)
+    }
+
+    /// Waits until every read model has applied `position` (bounded; a stuck projection is
+    /// logged, and the caller answers with what the read model has).
+    pub async fn wait_for(&self, position: LogPosition) {
+        match self
+            .checkpoints
+            .wait_for(&self.pool, &self.read_models, position, READ_YOUR_WRITES_TIMEOUT)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(?position, "read models are lagging behind a command"),
+            Err(error) => tracing::warn!(%error, "could not wait for the read models"),
+        }
+    }
+}
+
+fn classify<E: std::error::Error>(error: AggregateError<E>) -> CommandError<E> {
+    match error {
+        AggregateError::UserError(e) => CommandError::Rule(e),
+        AggregateError::AggregateConflict => CommandError::Conflict,
+        AggregateError::UnexpectedError(inner) | AggregateError::DatabaseConnectionError(inner) => {
+            // The set-rule trigger raises SQLSTATE SH409 with the rule's name (see migrations).
+            if let Some(sqlx::Error::Database(db)) = inner.downcast_ref::<sqlx::Error>() {
+                if db.code().as_deref() == Some("SH409") {
+                    return CommandError::Taken(db.constraint().unwrap_or("value").to_string());
+                }
+            }
+            CommandError::Store(inner.to_string())
+        }
+        AggregateError::DeserializationError(inner) => CommandError::Store(inner.to_string()),
+    }
+}
