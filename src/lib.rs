@@ -8,3 +8,13 @@ pub mod config;
 pub mod db;
 pub mod http;
 pub mod telemetry;
+
+/// reqwest is built without a default TLS provider (Cargo.toml says why); this installs ring
+/// as the process-wide one. Call it before building any HTTP client; later calls do nothing.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Err means another provider was installed first, which serves as well.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}

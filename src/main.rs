@@ -3,6 +3,7 @@ use soho_portal::{cli, config::Settings, telemetry};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    soho_portal::install_crypto_provider();
     let cli = cli::Cli::parse();
     let settings = match Settings::from_env() {
         Ok(settings) => settings,

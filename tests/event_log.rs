@@ -21,7 +21,11 @@ impl Projection for Seen {
     fn tables(&self) -> &'static [&'static str] {
         &["test_seen"]
     }
-    async fn apply(&self, tx: &mut PgConnection, events: &[StoredEvent]) -> Result<(), ProjectionError> {
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        events: &[StoredEvent],
+    ) -> Result<(), ProjectionError> {
         for event in events {
             sqlx::query("INSERT INTO test_seen (global_position, aggregate_id) VALUES ($1, $2)")
                 .bind(event.global_position)
@@ -35,15 +39,18 @@ impl Projection for Seen {
 
 async fn setup() -> PgPool {
     let pool = common::fresh_database().await;
-    sqlx::query("CREATE TABLE test_seen (global_position bigint PRIMARY KEY, aggregate_id text NOT NULL)")
-        .execute(&pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "CREATE TABLE test_seen (global_position bigint PRIMARY KEY, aggregate_id text NOT NULL)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
     pool
 }
 
 fn reader(pool: &PgPool) -> CatchUpReader {
-    CatchUpReader::new(pool.clone(), vec![Arc::new(Seen)], Checkpoints::default()).with_batch_size(50)
+    CatchUpReader::new(pool.clone(), vec![Arc::new(Seen)], Checkpoints::default())
+        .with_batch_size(50)
 }
 
 async fn append(conn: &mut PgConnection, aggregate_id: &str) -> i64 {
@@ -58,7 +65,10 @@ async fn append(conn: &mut PgConnection, aggregate_id: &str) -> i64 {
 }
 
 async fn seen(pool: &PgPool) -> Vec<String> {
-    sqlx::query_scalar("SELECT aggregate_id FROM test_seen ORDER BY aggregate_id").fetch_all(pool).await.unwrap()
+    sqlx::query_scalar("SELECT aggregate_id FROM test_seen ORDER BY aggregate_id")
+        .fetch_all(pool)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -78,7 +88,10 @@ async fn an_event_that_commits_late_is_not_skipped() {
 
     // The reader must not pass the open transaction's position.
     assert_eq!(reader.run_batch(&Seen).await.unwrap(), Batch::Held);
-    assert!(seen(&pool).await.is_empty(), "the committed later event was read past an open earlier one");
+    assert!(
+        seen(&pool).await.is_empty(),
+        "the committed later event was read past an open earlier one"
+    );
 
     // Once it commits, both arrive, the late one included.
     slow_tx.commit().await.unwrap();
@@ -159,7 +172,8 @@ async fn two_readers_on_one_database_apply_each_event_once() {
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM test_seen").fetch_one(&pool).await.unwrap();
+        let count: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM test_seen").fetch_one(&pool).await.unwrap();
         if count >= 400 || tokio::time::Instant::now() > deadline {
             break;
         }
@@ -175,7 +189,8 @@ async fn two_readers_on_one_database_apply_each_event_once() {
     .await
     .unwrap();
     assert_eq!(missing, 0, "every event is applied");
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM test_seen").fetch_one(&pool).await.unwrap();
+    let count: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM test_seen").fetch_one(&pool).await.unwrap();
     assert_eq!(count, 400, "and applied once (a second apply would violate the primary key)");
 }
 
@@ -184,14 +199,17 @@ async fn a_command_can_wait_until_the_projections_have_its_events() {
     let pool = setup().await;
     let checkpoints = Checkpoints::default();
     let reader = Arc::new(
-        CatchUpReader::new(pool.clone(), vec![Arc::new(Seen)], checkpoints.clone()).with_batch_size(50),
+        CatchUpReader::new(pool.clone(), vec![Arc::new(Seen)], checkpoints.clone())
+            .with_batch_size(50),
     );
     reader.register().await.unwrap();
     let tasks = Arc::clone(&reader).spawn();
     let mut conn = pool.acquire().await.unwrap();
     append(&mut conn, "mine").await;
-    let head = soho_projections::log::stream_head(&mut conn, "Test", "mine").await.unwrap().unwrap();
-    let passed = checkpoints.wait_for(&pool, &["test_seen"], head, Duration::from_secs(10)).await.unwrap();
+    let head =
+        soho_projections::log::stream_head(&mut conn, "Test", "mine").await.unwrap().unwrap();
+    let passed =
+        checkpoints.wait_for(&pool, &["test_seen"], head, Duration::from_secs(10)).await.unwrap();
     assert!(passed);
     assert_eq!(seen(&pool).await, vec!["mine"], "a read right after the wait sees the write");
     for task in tasks {

@@ -15,7 +15,8 @@ use sqlx::PgPool;
 async fn portal() -> (PgPool, Commands, Vec<tokio::task::JoinHandle<()>>) {
     let pool = common::fresh_database().await;
     let checkpoints = Checkpoints::default();
-    let reader = Arc::new(CatchUpReader::new(pool.clone(), soho_projections::all(), checkpoints.clone()));
+    let reader =
+        Arc::new(CatchUpReader::new(pool.clone(), soho_projections::all(), checkpoints.clone()));
     reader.register().await.unwrap();
     let names = reader.names();
     let tasks = reader.spawn();
@@ -81,11 +82,19 @@ async fn a_replayed_read_model_equals_the_live_one() {
     let again = PartnerCommand::ApplyCrmState {
         partner_id: partners[1],
         soho_partner_id: "5725767000000500001".into(),
-        details: PartnerDetails { name: "Renamed".into(), email: "owner1@example.com".into(), tier: None, commission_rate: None },
+        details: PartnerDetails {
+            name: "Renamed".into(),
+            email: "owner1@example.com".into(),
+            tier: None,
+            commission_rate: None,
+        },
         approved: false,
         at: Utc::now(),
     };
-    commands.execute(&commands.partners, &partners[1].to_string(), again, &context()).await.unwrap();
+    commands
+        .execute(&commands.partners, &partners[1].to_string(), again, &context())
+        .await
+        .unwrap();
     for (n, partner) in partners.iter().enumerate() {
         let (user, command) = invite(*partner, &format!("user{n}@example.com"));
         commands.execute(&commands.users, &user.to_string(), command, &context()).await.unwrap();
@@ -96,11 +105,17 @@ async fn a_replayed_read_model_equals_the_live_one() {
                 name: Some(format!("User {n}")),
                 at: Utc::now(),
             };
-            commands.execute(&commands.users, &user.to_string(), register, &context()).await.unwrap();
+            commands
+                .execute(&commands.users, &user.to_string(), register, &context())
+                .await
+                .unwrap();
         }
         if n % 3 == 0 {
             let disable = UserCommand::Disable { at: Utc::now() };
-            commands.execute(&commands.users, &user.to_string(), disable, &context()).await.unwrap();
+            commands
+                .execute(&commands.users, &user.to_string(), disable, &context())
+                .await
+                .unwrap();
         }
     }
     // Read your writes: the read model already shows the last command.
@@ -110,7 +125,10 @@ async fn a_replayed_read_model_equals_the_live_one() {
         .await
         .unwrap();
     assert_eq!(renamed, "Renamed");
-    let statuses: Vec<String> = sqlx::query_scalar("SELECT status FROM users ORDER BY email").fetch_all(&pool).await.unwrap();
+    let statuses: Vec<String> = sqlx::query_scalar("SELECT status FROM users ORDER BY email")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
     assert_eq!(statuses, ["disabled", "invited", "active", "disabled", "active", "invited"]);
     for task in tasks {
         task.abort();
@@ -147,8 +165,14 @@ async fn an_email_belongs_to_one_user_whatever_its_case() {
     let (first, command) = invite(partner, "Ada@Example.com");
     commands.execute(&commands.users, &first.to_string(), command, &context()).await.unwrap();
     let (second, command) = invite(partner, "ada@example.COM");
-    let error = commands.execute(&commands.users, &second.to_string(), command, &context()).await.unwrap_err();
-    assert!(matches!(&error, CommandError::Taken(rule) if rule == "user_email_unique"), "{error:?}");
+    let error = commands
+        .execute(&commands.users, &second.to_string(), command, &context())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, CommandError::Taken(rule) if rule == "user_email_unique"),
+        "{error:?}"
+    );
     for task in tasks {
         task.abort();
     }
@@ -162,12 +186,23 @@ async fn a_soho_partner_id_belongs_to_one_partner() {
     let command = PartnerCommand::ApplyCrmState {
         partner_id: other,
         soho_partner_id: "5725767000000500007".into(),
-        details: PartnerDetails { name: "Dup".into(), email: "d@example.com".into(), tier: None, commission_rate: None },
+        details: PartnerDetails {
+            name: "Dup".into(),
+            email: "d@example.com".into(),
+            tier: None,
+            commission_rate: None,
+        },
         approved: true,
         at: Utc::now(),
     };
-    let error = commands.execute(&commands.partners, &other.to_string(), command, &context()).await.unwrap_err();
-    assert!(matches!(&error, CommandError::Taken(rule) if rule == "partner_soho_id_unique"), "{error:?}");
+    let error = commands
+        .execute(&commands.partners, &other.to_string(), command, &context())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, CommandError::Taken(rule) if rule == "partner_soho_id_unique"),
+        "{error:?}"
+    );
     for task in tasks {
         task.abort();
     }

@@ -8,6 +8,7 @@
 //! starts afresh on the same data.
 
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -73,10 +74,26 @@ impl EmbeddedPostgres {
     /// database in it.
     #[tracing::instrument(skip_all, fields(data_dir = %data_dir.display()), err)]
     pub async fn start(data_dir: &Path, leftover: Leftover) -> Result<Self, EmbeddedError> {
-        let root = std::path::absolute(data_dir).map_err(io("resolving the data directory"))?;
+        let mut root = std::path::absolute(data_dir).map_err(io("resolving the data directory"))?;
         let bin_dir = find_bin_dir().ok_or(EmbeddedError::NoBinaries)?;
         let owner =
             if nix::unistd::geteuid().is_root() { Some(unprivileged_user()?) } else { None };
+        std::fs::create_dir_all(&root).map_err(io(format!("creating {}", root.display())))?;
+        if let Some(user) = &owner {
+            if !reachable_by(&root, user) {
+                // A checkout under a private directory (/root, say): the database's user cannot
+                // get in, so its cluster lives beside the system's temporary files instead.
+                let elsewhere =
+                    std::env::temp_dir().join(format!("soho-portal-{:x}", path_hash(&root)));
+                tracing::warn!(
+                    data_dir = %root.display(),
+                    instead = %elsewhere.display(),
+                    "user {} cannot reach the data directory; keeping the database elsewhere",
+                    user.name
+                );
+                root = elsewhere;
+            }
+        }
         let pgdata = root.join("pg");
         let socket_dir = socket_dir_for(&root);
         for dir in [&root, &pgdata, &socket_dir] {
@@ -319,10 +336,29 @@ fn socket_dir_for(root: &Path) -> PathBuf {
     if preferred.as_os_str().len() + "/.s.PGSQL.5432.lock".len() < 100 {
         return preferred;
     }
+    std::env::temp_dir().join(format!("soho-portal-pg-{:x}", path_hash(root)))
+}
+
+fn path_hash(path: &Path) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    root.hash(&mut hasher);
-    std::env::temp_dir().join(format!("soho-portal-pg-{:x}", hasher.finish()))
+    path.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Whether `user` can enter `dir` (every parent must let it through).
+fn reachable_by(dir: &Path, user: &User) -> bool {
+    std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg("cd \"$1\"")
+        .arg("sh")
+        .arg(dir)
+        .uid(user.uid.as_raw())
+        .gid(user.gid.as_raw())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn chown_tree(dir: &Path, user: &User) -> Result<(), EmbeddedError> {

@@ -27,14 +27,16 @@ async fn admin_options() -> (PgConnectOptions, String) {
             if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
                 let options =
                     PgConnectOptions::from_str(&url).expect("TEST_DATABASE_URL is a postgres URL");
-                let (before, after) = url.split_once('?').map_or((url.as_str(), ""), |(b, a)| (b, a));
+                let (before, after) =
+                    url.split_once('?').map_or((url.as_str(), ""), |(b, a)| (b, a));
                 let base = before.rsplit_once('/').map_or(before, |(b, _)| b);
                 let query = if after.is_empty() { String::new() } else { format!("?{after}") };
                 return (options, format!("{base}/{{db}}{query}"));
             }
             let dir = workspace_dir().join("target/test-pg");
             std::fs::create_dir_all(&dir).expect("create target/test-pg");
-            let lock = std::fs::File::create(dir.join("start.lock")).expect("create the start lock");
+            let lock =
+                std::fs::File::create(dir.join("start.lock")).expect("create the start lock");
             lock.lock().expect("take the start lock");
             let cluster = EmbeddedPostgres::start(&dir, Leftover::Share)
                 .await
@@ -49,10 +51,17 @@ async fn admin_options() -> (PgConnectOptions, String) {
         .clone()
 }
 
+/// An HTTP client for talking to the portal under test.
+pub fn client() -> reqwest::Client {
+    soho_portal::install_crypto_provider();
+    reqwest::Client::new()
+}
+
 /// A new, migrated, empty database for one test.
 pub async fn fresh_database() -> PgPool {
     let (options, _) = fresh_database_options().await;
-    let pool = PgPoolOptions::new().max_connections(16).connect_with(options).await.expect("connect");
+    let pool =
+        PgPoolOptions::new().max_connections(16).connect_with(options).await.expect("connect");
     soho_portal::db::migrate(&pool).await.expect("migrate");
     pool
 }
@@ -62,6 +71,67 @@ pub async fn fresh_database_options() -> (PgConnectOptions, String) {
     let (admin, url) = admin_options().await;
     let name = format!("test_{}", uuid::Uuid::new_v4().simple());
     let mut conn = admin.connect().await.expect("connect to the test cluster");
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create database");
     (admin.database(&name), url.replace("{db}", &name))
+}
+
+/// The portal binary running as a child process, as people and scripts run it.
+pub struct PortalProcess {
+    child: tokio::process::Child,
+    pub base_url: String,
+}
+
+impl PortalProcess {
+    /// Starts `soho-portal serve` on a free port with `envs` (and nothing from this process's
+    /// environment but PATH and HOME), and waits for the line saying where it listens.
+    pub async fn start(envs: &[(&str, &str)], log: &std::path::Path) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_soho-portal"));
+        command
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", std::env::var("HOME").unwrap_or_default())
+            .env("LISTEN_ADDR", "127.0.0.1:0")
+            .env("RUST_LOG", "info")
+            .envs(envs.iter().copied())
+            // A directory with no .env in it, so a developer's .env cannot leak in.
+            .current_dir(std::env::temp_dir())
+            .stdout(std::process::Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("start soho-portal");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let base_url = tokio::time::timeout(std::time::Duration::from_secs(90), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some(url) = line.split("open ").nth(1) {
+                    return url.trim().to_string();
+                }
+            }
+            panic!("soho-portal exited before listening");
+        })
+        .await
+        .expect("soho-portal listens within 90 s");
+        Self { child, base_url }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id().expect("running") as i32
+    }
+
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal).unwrap();
+    }
+
+    pub async fn wait(&mut self) -> std::process::ExitStatus {
+        tokio::time::timeout(std::time::Duration::from_secs(60), self.child.wait())
+            .await
+            .expect("soho-portal exits within 60 s")
+            .unwrap()
+    }
 }
