@@ -1,34 +1,56 @@
-//! The running portal: database, migrations, the read-model subscribers, and the HTTP server,
-//! started in that order and stopped in reverse on SIGINT or SIGTERM.
+//! The running portal: database, migrations, the subscribers (read models and side effects),
+//! and the HTTP server, started in that order and stopped in reverse.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use soho_projections::{CatchUpReader, Checkpoints};
+use soho_projections::{CatchUpReader, Checkpoints, Projection};
+use sqlx::PgPool;
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
+use crate::auth::Keys;
 use crate::config::Settings;
 use crate::db::embedded::Leftover;
 use crate::db::{self, Database};
-use crate::http::{self, AppState};
+use crate::email::sender::InvitationSender;
+use crate::email::Mailer;
+use crate::http;
+use crate::portal::Portal;
 
 /// Runs the portal until SIGINT or SIGTERM.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let database = Database::open(&settings, Leftover::TakeOver).await?;
-    let result = run(settings, &database).await;
+    let result = async {
+        db::migrate(&database.pool).await?;
+        let running = start(settings, database.pool.clone()).await?;
+        // Scripts and tests read this line to find the portal.
+        println!("Soho Partner Portal is running: open {}", running.open_at);
+        shutdown_signal().await;
+        running.stop().await
+    }
+    .await;
     database.close().await;
     result
 }
 
-async fn run(settings: Settings, database: &Database) -> anyhow::Result<()> {
-    let pool = database.pool.clone();
-    db::migrate(&pool).await?;
-    let checkpoints = Checkpoints::default();
-    let reader =
-        Arc::new(CatchUpReader::new(pool.clone(), soho_projections::all(), checkpoints.clone()));
-    reader.register().await.context("registering the read-model subscribers")?;
-    let subscribers = reader.spawn();
+/// A portal serving HTTP, with its background subscribers.
+pub struct RunningPortal {
+    pub address: SocketAddr,
+    /// Where people open it.
+    pub open_at: String,
+    pub portal: Arc<Portal>,
+    shutdown: oneshot::Sender<()>,
+    server: JoinHandle<std::io::Result<()>>,
+    subscribers: Vec<JoinHandle<()>>,
+}
 
+/// Starts the portal on a migrated database: subscribers, then the HTTP server.
+pub async fn start(settings: Settings, pool: PgPool) -> anyhow::Result<RunningPortal> {
+    let keys = Keys::load(&settings)?;
+    let mailer = Mailer::from_settings(&settings, pool.clone())?;
     let listener = TcpListener::bind(settings.listen_addr)
         .await
         .with_context(|| format!("cannot listen on {} (LISTEN_ADDR)", settings.listen_addr))?;
@@ -38,17 +60,38 @@ async fn run(settings: Settings, database: &Database) -> anyhow::Result<()> {
     } else {
         settings.public_base_url.clone()
     };
-    tracing::info!(%address, "listening");
-    // Scripts and tests read this line to find the portal.
-    println!("Soho Partner Portal is running: open {open_at}");
+    let checkpoints = Checkpoints::default();
+    let portal = Arc::new(Portal::new(pool.clone(), settings, keys, checkpoints.clone()));
 
-    let state = AppState { pool, settings: Arc::new(settings), checkpoints };
-    let served =
-        axum::serve(listener, http::router(state)).with_graceful_shutdown(shutdown_signal()).await;
-    for task in subscribers {
-        task.abort();
+    let mut subscribers: Vec<Arc<dyn Projection>> = soho_projections::all();
+    subscribers.push(Arc::new(InvitationSender { portal: Arc::clone(&portal), mailer }));
+    let reader = Arc::new(CatchUpReader::new(pool, subscribers, checkpoints));
+    reader.register().await.context("registering the subscribers")?;
+    let subscribers = reader.spawn();
+
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    let app = http::router(Arc::clone(&portal)).into_make_service_with_connect_info::<SocketAddr>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                stopped.await.ok();
+            })
+            .await
+    });
+    tracing::info!(%address, "listening");
+    Ok(RunningPortal { address, open_at, portal, shutdown, server, subscribers })
+}
+
+impl RunningPortal {
+    /// Stops taking requests, lets those in flight finish, then stops the subscribers.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.send(()).ok();
+        let served = self.server.await;
+        for task in self.subscribers {
+            task.abort();
+        }
+        served?.context("the HTTP server failed")
     }
-    served.context("the HTTP server failed")
 }
 
 async fn shutdown_signal() {

@@ -28,6 +28,11 @@ pub enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Rebuild read models from the event log.
     Replay {
         /// Read models to rebuild (all when none is named).
@@ -39,19 +44,31 @@ pub enum Command {
     },
 }
 
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Create an auditor (read-only access to every lead's history) and print a one-time
+    /// registration link for them.
+    CreateAuditor {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
 pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => crate::app::serve(settings).await,
         command => {
             let database = Database::open(&settings, Leftover::Share).await?;
-            let result = run_tool(command, &database).await;
+            let result = run_tool(command, settings, &database).await;
             database.close().await;
             result
         }
     }
 }
 
-async fn run_tool(command: Command, database: &Database) -> anyhow::Result<()> {
+async fn run_tool(command: Command, settings: Settings, database: &Database) -> anyhow::Result<()> {
     let pool = &database.pool;
     db::migrate(pool).await?;
     match command {
@@ -59,6 +76,9 @@ async fn run_tool(command: Command, database: &Database) -> anyhow::Result<()> {
         Command::Migrate => {
             println!("migrations applied");
             Ok(())
+        }
+        Command::User { command: UserCommand::CreateAuditor { email, name } } => {
+            create_auditor(settings, pool, email, name).await
         }
         Command::Replay { names, check } => {
             let projections = select(&names)?;
@@ -109,6 +129,47 @@ async fn run_tool(command: Command, database: &Database) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Invites an auditor and prints the link (auditors get no email: the operator hands it over).
+async fn create_auditor(
+    settings: Settings,
+    pool: &sqlx::PgPool,
+    email: String,
+    name: Option<String>,
+) -> anyhow::Result<()> {
+    use crate::onboarding::invitations::{invite, Invitee};
+    let mut errors = vec![];
+    let email = crate::http::fields::email("--email", Some(email), &mut errors);
+    let name = crate::http::fields::optional_text("--name", name, 100, &mut errors);
+    if let Some(error) = errors.first() {
+        bail!("{} {}", error.field, error.message);
+    }
+    let keys = crate::auth::Keys::load(&settings)?;
+    let checkpoints = soho_projections::Checkpoints::default();
+    let portal = crate::portal::Portal::new(pool.clone(), settings, keys, checkpoints.clone());
+    // The command waits for the read models; run them here, as no server may be running.
+    let reader =
+        soho_projections::CatchUpReader::new(pool.clone(), soho_projections::all(), checkpoints);
+    reader.register().await?;
+    let reader = Arc::new(reader);
+    let tasks = Arc::clone(&reader).spawn();
+    let invitee = Invitee {
+        user_id: soho_aggregates::UserId::new(),
+        partner_id: None,
+        email: email.clone(),
+        name,
+        role: soho_aggregates::Role::Auditor,
+    };
+    let context = crate::commands::CommandContext::new(soho_aggregates::Actor::system());
+    let invited = invite(&portal, invitee, &context).await;
+    for task in tasks {
+        task.abort();
+    }
+    let invitation = invited.map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("Auditor {email} created. One-time registration link (valid 72 h):");
+    println!("{}", portal.registration_link(invitation.invitation_id));
+    Ok(())
 }
 
 fn select(names: &[String]) -> anyhow::Result<Vec<Arc<dyn Projection>>> {

@@ -105,6 +105,31 @@ impl Commands {
         A: Aggregate,
         A::Command: Clone,
     {
+        self.record(cqrs, id, command, context).await?;
+        let mut conn = self.pool.acquire().await.map_err(|e| CommandError::Store(e.to_string()))?;
+        let head = soho_projections::log::stream_head(&mut conn, A::TYPE, id)
+            .await
+            .map_err(|e| CommandError::Store(e.to_string()))?;
+        drop(conn);
+        if let Some(position) = head {
+            self.wait_for(position).await;
+        }
+        Ok(head)
+    }
+
+    /// Executes `command` without waiting for the read models: for background work (the process
+    /// manager), which reads nothing back and must not wait on the subscribers it runs beside.
+    pub async fn record<A>(
+        &self,
+        cqrs: &PostgresCqrs<A>,
+        id: &str,
+        command: A::Command,
+        context: &CommandContext,
+    ) -> Result<(), CommandError<A::Error>>
+    where
+        A: Aggregate,
+        A::Command: Clone,
+    {
         let metadata = context.metadata();
         let mut attempt = 0;
         loop {
@@ -117,15 +142,7 @@ impl Commands {
                 Err(error) => return Err(classify(error)),
             }
         }
-        let mut conn = self.pool.acquire().await.map_err(|e| CommandError::Store(e.to_string()))?;
-        let head = soho_projections::log::stream_head(&mut conn, A::TYPE, id)
-            .await
-            .map_err(|e| CommandError::Store(e.to_string()))?;
-        drop(conn);
-        if let Some(position) = head {
-            self.wait_for(position).await;
-        }
-        Ok(head)
+        Ok(())
     }
 
     /// Waits until every read model has applied `position` (bounded; a stuck projection is
@@ -141,6 +158,24 @@ impl Commands {
             Err(error) => tracing::warn!(%error, "could not wait for the read models"),
         }
     }
+}
+
+/// An aggregate as its events make it now (or up to `until`, for audits), folded from the log.
+pub async fn load_aggregate<A: Aggregate>(
+    conn: &mut sqlx::PgConnection,
+    id: &str,
+    until: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<(A, usize), anyhow::Error> {
+    let mut aggregate = A::default();
+    let mut applied = 0;
+    for stored in soho_projections::log::read_stream(conn, A::TYPE, id).await? {
+        if until.is_some_and(|until| stored.recorded_at > until) {
+            break;
+        }
+        aggregate.apply(stored.decode::<A::Event>()?);
+        applied += 1;
+    }
+    Ok((aggregate, applied))
 }
 
 fn classify<E: std::error::Error>(error: AggregateError<E>) -> CommandError<E> {

@@ -55,6 +55,9 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Dev conveniences (mailbox page, simulator links): on when nothing external is configured.
     pub dev_mode: bool,
+    /// Login and registration attempts allowed a minute, per client address and per email.
+    pub auth_limit_per_address: u32,
+    pub auth_limit_per_email: u32,
 }
 
 impl Settings {
@@ -164,8 +167,18 @@ impl Settings {
                 .unwrap_or_else(|| "Soho Partner Portal <portal@localhost>".into()),
             log_format,
             dev_mode,
+            auth_limit_per_address: number(&lookup, "AUTH_RATE_LIMIT_PER_ADDRESS", 30)?,
+            auth_limit_per_email: number(&lookup, "AUTH_RATE_LIMIT_PER_EMAIL", 10)?,
         })
     }
+}
+
+fn number(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: u32,
+) -> Result<u32, ConfigError> {
+    lookup(name).map(|v| parse(name, &v)).transpose().map(|v| v.unwrap_or(default))
 }
 
 fn missing(name: &'static str, because: &'static str) -> ConfigError {

@@ -2,11 +2,15 @@
 //! binaries share it.
 
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod db;
+pub mod email;
 pub mod http;
+pub mod onboarding;
+pub mod portal;
 pub mod telemetry;
 
 /// reqwest is built without a default TLS provider (Cargo.toml says why); this installs ring

@@ -42,6 +42,10 @@ pub enum ProjectionError {
     Decode { position: i64, event_type: String, source: serde_json::Error },
     #[error("no projection named {0}")]
     Unknown(String),
+    /// A side effect (an email, a CRM call) failed in a way worth retrying: the batch is rolled
+    /// back and tried again later.
+    #[error("{0}")]
+    Effect(String),
 }
 
 /// Every read model the portal keeps, in the order they are replayed.

@@ -72,11 +72,12 @@ impl Projection for UsersProjection {
                     .execute(&mut *tx)
                     .await?;
                 }
+                // The spent token's hash stays, so a second use is told "already used".
                 UserEvent::UserRegistered { name, password_hash, at } => {
                     sqlx::query(
                         "UPDATE users SET name = $2, password_hash = $3, registered = true, \
                          status = CASE WHEN status = 'disabled' THEN status ELSE 'active' END, \
-                         invitation_token_hash = NULL, updated_at = $4 WHERE user_id = $1",
+                         updated_at = $4 WHERE user_id = $1",
                     )
                     .bind(id)
                     .bind(name)

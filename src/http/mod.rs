@@ -1,29 +1,28 @@
 //! The HTTP API: the router, shared state, and the layers every request goes through (request
 //! id, tracing span, panic catching, problem+json for unknown routes).
 
+pub mod auth;
+pub mod fields;
 pub mod health;
+pub mod json;
+pub mod partners;
 pub mod problem;
+pub mod webhooks;
 
 use std::sync::Arc;
 
 use axum::http::{HeaderName, Request};
 use axum::routing::get;
 use axum::{Json, Router};
-use sqlx::PgPool;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
-use crate::config::Settings;
+use crate::portal::Portal;
 
-/// What every handler may reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub pool: PgPool,
-    pub settings: Arc<Settings>,
-    pub checkpoints: soho_projections::Checkpoints,
-}
+/// What every handler may reach: the portal itself.
+pub type AppState = Arc<Portal>;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -46,6 +45,9 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(openapi))
+        .merge(auth::routes())
+        .merge(webhooks::routes())
+        .merge(partners::routes())
         .fallback(problem::not_found)
         .with_state(state)
         .layer(CatchPanicLayer::custom(|_| {

@@ -45,8 +45,12 @@ pub enum ApiError {
     Invalid(Vec<FieldError>),
     #[error("{0}")]
     Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
     #[error("not found")]
     NotFound,
+    #[error("{0}")]
+    Gone(String),
     #[error("{0}")]
     Conflict(String),
     #[error("too many requests")]
@@ -75,7 +79,9 @@ impl ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "validation-failed", "Validation failed")
             }
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             Self::NotFound => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            Self::Gone(_) => (StatusCode::GONE, "gone", "Gone"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
             Self::TooManyRequests { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many requests")

@@ -1,0 +1,138 @@
+//! Who is calling, as extractors: a handler states the role it needs in its signature.
+//!
+//! The token only says who the caller claims to be; the user and its partner are read again on
+//! every request, so disabling a user or suspending a partner takes effect at once. A wrong role
+//! for a route is 403; a resource outside the caller's scope is 404 (checked by the handler with
+//! `in_scope`), so ids cannot be probed.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use soho_aggregates::{PartnerId, Role, UserId};
+
+use super::session;
+use crate::http::problem::ApiError;
+use crate::http::AppState;
+
+/// A logged-in user whose account and partner are in good standing.
+#[derive(Debug, Clone)]
+pub struct CurrentUser {
+    pub id: UserId,
+    pub partner_id: Option<PartnerId>,
+    pub role: Role,
+    pub email: String,
+}
+
+impl CurrentUser {
+    /// Whether this user belongs to `partner` (auditors belong to none).
+    pub fn in_partner(&self, partner: PartnerId) -> bool {
+        self.partner_id == Some(partner)
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct Standing {
+    partner_id: Option<uuid::Uuid>,
+    role: String,
+    email: String,
+    status: String,
+    partner_status: Option<String>,
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+}
+
+impl CurrentUser {
+    /// The user a token stands for, if the token is ours, live, and the user may act now.
+    pub async fn from_token(state: &AppState, token: &str) -> Result<Self, ApiError> {
+        let claims = session::verify(&state.keys, token).ok_or_else(|| {
+            ApiError::Unauthorized("the access token is invalid or has expired".into())
+        })?;
+        let standing: Option<Standing> = sqlx::query_as(
+            "SELECT u.partner_id, u.role, u.email, u.status, p.status AS partner_status \
+             FROM users u LEFT JOIN partners p ON p.partner_id = u.partner_id WHERE u.user_id = $1",
+        )
+        .bind(claims.sub)
+        .fetch_optional(&state.pool)
+        .await?;
+        let standing = standing.ok_or_else(|| {
+            ApiError::Unauthorized("the access token is invalid or has expired".into())
+        })?;
+        if standing.status == "disabled" {
+            return Err(ApiError::Unauthorized("this account has been disabled".into()));
+        }
+        let role = match standing.role.as_str() {
+            "admin" => Role::Admin,
+            "sub" => Role::Sub,
+            _ => Role::Auditor,
+        };
+        if role != Role::Auditor && standing.partner_status.as_deref() != Some("approved") {
+            return Err(ApiError::Unauthorized("this partner's access is suspended".into()));
+        }
+        Ok(Self {
+            id: UserId(claims.sub),
+            partner_id: standing.partner_id.map(PartnerId),
+            role,
+            email: standing.email,
+        })
+    }
+}
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts).ok_or_else(|| {
+            ApiError::Unauthorized("an Authorization: Bearer token is required".into())
+        })?;
+        Self::from_token(state, token).await
+    }
+}
+
+/// A partner's admin or sub-account (not an auditor).
+pub struct PartnerMember(pub CurrentUser, pub PartnerId);
+
+impl FromRequestParts<AppState> for PartnerMember {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let user = CurrentUser::from_request_parts(parts, state).await?;
+        match (user.role, user.partner_id) {
+            (Role::Admin | Role::Sub, Some(partner)) => Ok(Self(user, partner)),
+            _ => Err(ApiError::Forbidden("this route is for partners' users".into())),
+        }
+    }
+}
+
+/// A partner's admin.
+pub struct PartnerAdmin(pub CurrentUser, pub PartnerId);
+
+impl FromRequestParts<AppState> for PartnerAdmin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let user = CurrentUser::from_request_parts(parts, state).await?;
+        match (user.role, user.partner_id) {
+            (Role::Admin, Some(partner)) => Ok(Self(user, partner)),
+            _ => Err(ApiError::Forbidden("this route is for a partner's admin".into())),
+        }
+    }
+}
+
+/// An auditor.
+pub struct Auditor(pub CurrentUser);
+
+impl FromRequestParts<AppState> for Auditor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let user = CurrentUser::from_request_parts(parts, state).await?;
+        if user.role == Role::Auditor {
+            Ok(Self(user))
+        } else {
+            Err(ApiError::Forbidden("this route is for auditors".into()))
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! Who may do what: passwords, access tokens, keys, the role extractors, and rate limits.
+
+pub mod guard;
+pub mod keys;
+pub mod password;
+pub mod rate_limit;
+pub mod session;
+
+pub use guard::{Auditor, CurrentUser, PartnerAdmin, PartnerMember};
+pub use keys::Keys;

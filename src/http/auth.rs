@@ -1,0 +1,156 @@
+//! `POST /auth/register` (accept an invitation) and `POST /auth/login`.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use soho_aggregates::{Actor, UserId};
+use utoipa::ToSchema;
+
+use super::json::ApiJson;
+use super::problem::{ApiError, FieldError};
+use super::AppState;
+use crate::auth::password::{self, Password};
+use crate::auth::session;
+use crate::commands::CommandContext;
+use crate::onboarding::invitations;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/auth/register", post(register)).route("/auth/login", post(login))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    /// The token from the invitation link.
+    pub token: String,
+    pub password: String,
+    pub name: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionUser {
+    pub id: uuid::Uuid,
+    pub partner_id: Option<uuid::Uuid>,
+    pub email: String,
+    pub name: Option<String>,
+    pub role: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Session {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    pub user: SessionUser,
+}
+
+/// Accept an invitation: set the password (and name), and get a session.
+#[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterRequest, responses(
+    (status = 200, body = Session),
+    (status = 409, description = "the invitation was already used", body = super::problem::Problem),
+    (status = 410, description = "the invitation has expired", body = super::problem::Problem),
+    (status = 422, description = "invalid token or password", body = super::problem::Problem),
+    (status = 429, description = "too many attempts", body = super::problem::Problem),
+))]
+pub async fn register(
+    State(portal): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    ApiJson(request): ApiJson<RegisterRequest>,
+) -> Result<Json<Session>, ApiError> {
+    portal.auth_limits.check(client.ip(), None)?;
+    let mut errors = vec![];
+    let name = super::fields::optional_text("name", request.name, 100, &mut errors);
+    let password = Password::parse(request.password)
+        .map_err(|why| errors.push(FieldError::new("password", why)))
+        .ok();
+    if request.token.trim().is_empty() {
+        errors.push(FieldError::new("token", "is required"));
+    }
+    let (Some(password), true) = (password, errors.is_empty()) else {
+        return Err(ApiError::Invalid(errors));
+    };
+    let context = CommandContext::new(Actor::public());
+    let user =
+        invitations::register(&portal, request.token.trim(), password, name, &context).await?;
+    session_for(&portal, user).await.map(Json)
+}
+
+/// Log in with email and password.
+#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest, responses(
+    (status = 200, body = Session),
+    (status = 401, description = "wrong email or password", body = super::problem::Problem),
+    (status = 403, description = "account disabled or partner suspended", body = super::problem::Problem),
+    (status = 429, description = "too many attempts", body = super::problem::Problem),
+))]
+pub async fn login(
+    State(portal): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    ApiJson(request): ApiJson<LoginRequest>,
+) -> Result<Json<Session>, ApiError> {
+    portal.auth_limits.check(client.ip(), Some(&request.email))?;
+    let found: Option<(uuid::Uuid, Option<String>)> =
+        sqlx::query_as("SELECT user_id, password_hash FROM users WHERE lower(email) = lower($1)")
+            .bind(request.email.trim())
+            .fetch_optional(&portal.pool)
+            .await?;
+    let (user, hash) = found.map_or((None, None), |(id, hash)| (Some(id), hash));
+    if !password::verify(request.password, hash).await {
+        return Err(ApiError::Unauthorized("wrong email or password".into()));
+    }
+    let user = user.ok_or_else(|| ApiError::Unauthorized("wrong email or password".into()))?;
+    session_for(&portal, UserId(user)).await.map(Json)
+}
+
+/// A session for a user who may act now (registered, enabled, partner approved).
+async fn session_for(portal: &crate::portal::Portal, user: UserId) -> Result<Session, ApiError> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        partner_id: Option<uuid::Uuid>,
+        email: String,
+        name: Option<String>,
+        role: String,
+        status: String,
+        partner_status: Option<String>,
+    }
+    let row: Row = sqlx::query_as(
+        "SELECT u.partner_id, u.email, u.name, u.role, u.status, p.status AS partner_status \
+         FROM users u LEFT JOIN partners p ON p.partner_id = u.partner_id WHERE u.user_id = $1",
+    )
+    .bind(user.as_uuid())
+    .fetch_one(&portal.pool)
+    .await?;
+    if row.status == "disabled" {
+        return Err(ApiError::Forbidden(
+            "this account has been disabled; ask your partner's admin".into(),
+        ));
+    }
+    if row.role != "auditor" && row.partner_status.as_deref() != Some("approved") {
+        return Err(ApiError::Forbidden("this partner's access is suspended".into()));
+    }
+    let ttl = portal.settings.jwt_ttl_seconds;
+    let access_token = session::issue(&portal.keys, user, &row.role, ttl)?;
+    Ok(Session {
+        access_token,
+        token_type: "Bearer",
+        expires_in: ttl,
+        user: SessionUser {
+            id: user.as_uuid(),
+            partner_id: row.partner_id,
+            email: row.email,
+            name: row.name,
+            role: row.role,
+        },
+    })
+}

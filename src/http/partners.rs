@@ -1,0 +1,232 @@
+//! A partner's profile and its team: `GET /partners/{id}`, the sub-accounts routes, and
+//! `POST /invite`.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use soho_aggregates::{Actor, PartnerId, Role, UserId};
+use utoipa::ToSchema;
+
+use super::fields;
+use super::json::ApiJson;
+use super::problem::ApiError;
+use super::AppState;
+use crate::auth::{PartnerAdmin, PartnerMember};
+use crate::commands::CommandContext;
+use crate::onboarding::invitations::{self, Invitee};
+use crate::onboarding::OnboardingError;
+use crate::portal::Portal;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/partners/{id}", get(profile))
+        .route("/partners/{id}/sub-accounts", get(sub_accounts).post(create_sub_account))
+        .route("/partners/{id}/sub-accounts/{user_id}", patch(update_sub_account))
+        .route("/invite", post(invite))
+}
+
+/// A partner: basic info (`id`, `name`) for everyone in it; the rest for its admin.
+#[derive(Serialize, ToSchema, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct PartnerProfile {
+    pub id: uuid::Uuid,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub soho_partner_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commission_rate: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize, ToSchema, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct SubAccount {
+    pub id: uuid::Uuid,
+    pub email: String,
+    pub name: Option<String>,
+    /// `invited`, `active` or `disabled`.
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub lead_count: i64,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewSubAccount {
+    pub email: String,
+    pub name: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubAccountChange {
+    pub disabled: bool,
+}
+
+/// One's own partner only: any other id is 404, as if it did not exist.
+fn own(partner: PartnerId, id: uuid::Uuid) -> Result<(), ApiError> {
+    if partner.as_uuid() == id {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
+
+/// A partner's profile.
+#[utoipa::path(get, path = "/partners/{id}", tag = "partners", security(("bearer" = [])), responses(
+    (status = 200, body = PartnerProfile), (status = 404, body = super::problem::Problem)))]
+pub async fn profile(
+    State(portal): State<AppState>,
+    PartnerMember(user, partner): PartnerMember,
+    Path(id): Path<uuid::Uuid>,
+) -> Result<Json<PartnerProfile>, ApiError> {
+    own(partner, id)?;
+    let mut profile: PartnerProfile = sqlx::query_as(
+        "SELECT partner_id AS id, name, email, soho_partner_id, tier, commission_rate, status, created_at \
+         FROM partners WHERE partner_id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&portal.pool)
+    .await?
+    .ok_or(ApiError::NotFound)?;
+    if user.role != Role::Admin {
+        profile = PartnerProfile {
+            id: profile.id,
+            name: profile.name,
+            email: None,
+            soho_partner_id: None,
+            tier: None,
+            commission_rate: None,
+            status: None,
+            created_at: None,
+        };
+    }
+    Ok(Json(profile))
+}
+
+const SUB_ACCOUNT_COLUMNS: &str = "u.user_id AS id, u.email, u.name, u.status, u.created_at, \
+     COALESCE((SELECT count(*) FROM leads l WHERE l.submitted_by_user = u.user_id), 0) AS lead_count";
+
+async fn sub_account(
+    portal: &Portal,
+    partner: PartnerId,
+    user: uuid::Uuid,
+) -> Result<SubAccount, ApiError> {
+    sqlx::query_as(&format!(
+        "SELECT {SUB_ACCOUNT_COLUMNS} FROM users u WHERE u.user_id = $1 AND u.partner_id = $2 AND u.role = 'sub'"
+    ))
+    .bind(user)
+    .bind(partner.as_uuid())
+    .fetch_optional(&portal.pool)
+    .await?
+    .ok_or(ApiError::NotFound)
+}
+
+/// The partner's sub-accounts, oldest first.
+#[utoipa::path(get, path = "/partners/{id}/sub-accounts", tag = "partners", security(("bearer" = [])), responses(
+    (status = 200, body = [SubAccount]), (status = 404, body = super::problem::Problem)))]
+pub async fn sub_accounts(
+    State(portal): State<AppState>,
+    PartnerAdmin(_admin, partner): PartnerAdmin,
+    Path(id): Path<uuid::Uuid>,
+) -> Result<Json<Vec<SubAccount>>, ApiError> {
+    own(partner, id)?;
+    let accounts = sqlx::query_as(&format!(
+        "SELECT {SUB_ACCOUNT_COLUMNS} FROM users u WHERE u.partner_id = $1 AND u.role = 'sub' ORDER BY u.created_at, u.user_id"
+    ))
+    .bind(id)
+    .fetch_all(&portal.pool)
+    .await?;
+    Ok(Json(accounts))
+}
+
+/// Create a sub-account and email its invitation.
+#[utoipa::path(post, path = "/partners/{id}/sub-accounts", tag = "partners", security(("bearer" = [])),
+    request_body = NewSubAccount, responses((status = 201, body = SubAccount), (status = 409, body = super::problem::Problem)))]
+pub async fn create_sub_account(
+    State(portal): State<AppState>,
+    PartnerAdmin(admin, partner): PartnerAdmin,
+    Path(id): Path<uuid::Uuid>,
+    ApiJson(body): ApiJson<NewSubAccount>,
+) -> Result<(StatusCode, Json<SubAccount>), ApiError> {
+    own(partner, id)?;
+    let (email, name) = parse_invitee(body)?;
+    let user = UserId::new();
+    let invitee =
+        Invitee { user_id: user, partner_id: Some(partner), email, name, role: Role::Sub };
+    invitations::invite(&portal, invitee, &CommandContext::new(Actor::user(admin.id))).await?;
+    Ok((StatusCode::CREATED, Json(sub_account(&portal, partner, user.as_uuid()).await?)))
+}
+
+/// Disable or enable a sub-account. A disabled user cannot log in, and its tokens stop working.
+#[utoipa::path(patch, path = "/partners/{id}/sub-accounts/{user_id}", tag = "partners", security(("bearer" = [])),
+    request_body = SubAccountChange, responses((status = 200, body = SubAccount), (status = 404, body = super::problem::Problem)))]
+pub async fn update_sub_account(
+    State(portal): State<AppState>,
+    PartnerAdmin(admin, partner): PartnerAdmin,
+    Path((id, user)): Path<(uuid::Uuid, uuid::Uuid)>,
+    ApiJson(change): ApiJson<SubAccountChange>,
+) -> Result<Json<SubAccount>, ApiError> {
+    own(partner, id)?;
+    sub_account(&portal, partner, user).await?;
+    let context = CommandContext::new(Actor::user(admin.id));
+    invitations::set_disabled(&portal, UserId(user), change.disabled, &context).await?;
+    Ok(Json(sub_account(&portal, partner, user).await?))
+}
+
+/// Invite a sub-account, or re-send a pending invitation (the earlier link stops working).
+#[utoipa::path(post, path = "/invite", tag = "partners", security(("bearer" = [])), request_body = NewSubAccount,
+    responses((status = 201, description = "invited", body = SubAccount), (status = 200, description = "invitation re-sent", body = SubAccount),
+        (status = 409, body = super::problem::Problem)))]
+pub async fn invite(
+    State(portal): State<AppState>,
+    PartnerAdmin(admin, partner): PartnerAdmin,
+    ApiJson(body): ApiJson<NewSubAccount>,
+) -> Result<(StatusCode, Json<SubAccount>), ApiError> {
+    let (email, name) = parse_invitee(body)?;
+    let context = CommandContext::new(Actor::user(admin.id));
+    let existing: Option<(uuid::Uuid, Option<uuid::Uuid>, String, bool)> = sqlx::query_as(
+        "SELECT user_id, partner_id, role, registered FROM users WHERE lower(email) = lower($1)",
+    )
+    .bind(&email)
+    .fetch_optional(&portal.pool)
+    .await?;
+    match existing {
+        None => {
+            let user = UserId::new();
+            let invitee =
+                Invitee { user_id: user, partner_id: Some(partner), email, name, role: Role::Sub };
+            invitations::invite(&portal, invitee, &context).await?;
+            Ok((StatusCode::CREATED, Json(sub_account(&portal, partner, user.as_uuid()).await?)))
+        }
+        Some((user, Some(of), role, false)) if of == partner.as_uuid() && role == "sub" => {
+            invitations::reissue(&portal, UserId(user), &context).await?;
+            Ok((StatusCode::OK, Json(sub_account(&portal, partner, user).await?)))
+        }
+        Some((_, Some(of), _, true)) if of == partner.as_uuid() => {
+            Err(ApiError::Conflict("this person has already registered".into()))
+        }
+        Some(_) => Err(OnboardingError::EmailTaken.into()),
+    }
+}
+
+fn parse_invitee(body: NewSubAccount) -> Result<(String, Option<String>), ApiError> {
+    let mut errors = vec![];
+    let email = fields::email("email", Some(body.email), &mut errors);
+    let name = fields::optional_text("name", body.name, 100, &mut errors);
+    if errors.is_empty() {
+        Ok((email, name))
+    } else {
+        Err(ApiError::Invalid(errors))
+    }
+}

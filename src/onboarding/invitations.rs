@@ -1,0 +1,128 @@
+//! Invitations: inviting a user, re-sending (the old link stops working), registering with a
+//! link, and disabling or enabling an account. Sending the email is not done here: it follows
+//! from the `UserInvited`/`InvitationReissued` event (see `crate::email::sender`).
+
+use chrono::{Duration, Utc};
+use soho_aggregates::user::{Invitation, UserCommand, UserError};
+use soho_aggregates::{PartnerId, Role, UserId};
+
+use super::OnboardingError;
+use crate::auth::keys::token_hash;
+use crate::auth::password::{self, Password};
+use crate::commands::{CommandContext, CommandError};
+use crate::portal::Portal;
+
+/// How long an invitation link works.
+pub const INVITATION_LIFETIME: Duration = Duration::hours(72);
+
+#[derive(Debug, Clone)]
+pub struct Invitee {
+    pub user_id: UserId,
+    pub partner_id: Option<PartnerId>,
+    pub email: String,
+    pub name: Option<String>,
+    pub role: Role,
+}
+
+fn new_invitation(portal: &Portal) -> Invitation {
+    let invitation_id = uuid::Uuid::now_v7();
+    Invitation {
+        invitation_id,
+        token_hash: token_hash(&portal.keys.invitation_token(invitation_id)),
+        expires_at: Utc::now() + INVITATION_LIFETIME,
+    }
+}
+
+pub async fn invite(
+    portal: &Portal,
+    invitee: Invitee,
+    context: &CommandContext,
+) -> Result<Invitation, OnboardingError> {
+    let invitation = new_invitation(portal);
+    let command = UserCommand::Invite {
+        user_id: invitee.user_id,
+        partner_id: invitee.partner_id,
+        email: invitee.email,
+        name: invitee.name,
+        role: invitee.role,
+        invitation: invitation.clone(),
+        at: Utc::now(),
+    };
+    let users = &portal.commands.users;
+    portal.commands.execute(users, &invitee.user_id.to_string(), command, context).await?;
+    Ok(invitation)
+}
+
+pub async fn reissue(
+    portal: &Portal,
+    user: UserId,
+    context: &CommandContext,
+) -> Result<Invitation, OnboardingError> {
+    let invitation = new_invitation(portal);
+    let command = UserCommand::ReissueInvitation { invitation: invitation.clone(), at: Utc::now() };
+    let users = &portal.commands.users;
+    match portal.commands.execute(users, &user.to_string(), command, context).await {
+        Ok(_) => Ok(invitation),
+        Err(CommandError::Rule(UserError::AlreadyRegistered)) => {
+            Err(OnboardingError::Refused("this user has already registered".into()))
+        }
+        Err(CommandError::Rule(UserError::NotFound)) => Err(OnboardingError::NotFound),
+        Err(error) => Err(error.into()),
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct Invited {
+    user_id: uuid::Uuid,
+    registered: bool,
+    invitation_expires_at: Option<chrono::DateTime<Utc>>,
+}
+
+/// Accepts an invitation: checks the link, sets the password. Returns the registered user.
+#[tracing::instrument(skip_all, err)]
+pub async fn register(
+    portal: &Portal,
+    token: &str,
+    password: Password,
+    name: Option<String>,
+    context: &CommandContext,
+) -> Result<UserId, OnboardingError> {
+    let hash = token_hash(token);
+    let invited: Option<Invited> = sqlx::query_as(
+        "SELECT user_id, registered, invitation_expires_at FROM users WHERE invitation_token_hash = $1",
+    )
+    .bind(&hash)
+    .fetch_optional(&portal.pool)
+    .await?;
+    let invited = invited.ok_or(OnboardingError::InvalidToken)?;
+    if invited.registered {
+        return Err(OnboardingError::Used);
+    }
+    if invited.invitation_expires_at.is_none_or(|at| at <= Utc::now()) {
+        return Err(OnboardingError::Expired);
+    }
+    let password_hash = password::hash(password).await?;
+    let command = UserCommand::Register { token_hash: hash, password_hash, name, at: Utc::now() };
+    let users = &portal.commands.users;
+    let user = UserId(invited.user_id);
+    match portal.commands.execute(users, &user.to_string(), command, context).await {
+        Ok(_) => Ok(user),
+        Err(CommandError::Rule(UserError::AlreadyRegistered)) => Err(OnboardingError::Used),
+        Err(CommandError::Rule(UserError::InvitationExpired)) => Err(OnboardingError::Expired),
+        Err(CommandError::Rule(_)) => Err(OnboardingError::InvalidToken),
+        Err(error) => Err(error.into()),
+    }
+}
+
+pub async fn set_disabled(
+    portal: &Portal,
+    user: UserId,
+    disabled: bool,
+    context: &CommandContext,
+) -> Result<(), OnboardingError> {
+    let at = Utc::now();
+    let command = if disabled { UserCommand::Disable { at } } else { UserCommand::Enable { at } };
+    let users = &portal.commands.users;
+    portal.commands.execute(users, &user.to_string(), command, context).await?;
+    Ok(())
+}

@@ -1,0 +1,60 @@
+//! Bringing partners and their people in: following Soho CRM's partner records, inviting admins
+//! and sub-accounts, re-sending invitations, registering, and disabling or enabling accounts.
+
+pub mod invitations;
+pub mod partners;
+
+use crate::commands::CommandError;
+use crate::http::problem::ApiError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OnboardingError {
+    #[error("this email already belongs to a portal user")]
+    EmailTaken,
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Refused(String),
+    #[error("the invitation link is not valid; ask for a new one")]
+    InvalidToken,
+    #[error("the invitation link has expired; ask the person who invited you to send a new one")]
+    Expired,
+    #[error("this invitation has already been used; log in instead")]
+    Used,
+    #[error("the record is being changed by another request; try again")]
+    Conflict,
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for OnboardingError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Internal(error.into())
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<CommandError<E>> for OnboardingError {
+    fn from(error: CommandError<E>) -> Self {
+        match error {
+            CommandError::Taken(rule) if rule == "user_email_unique" => Self::EmailTaken,
+            CommandError::Conflict => Self::Conflict,
+            CommandError::Rule(rule) => Self::Refused(rule.to_string()),
+            other => Self::Internal(anyhow::anyhow!(other.to_string())),
+        }
+    }
+}
+
+impl From<OnboardingError> for ApiError {
+    fn from(error: OnboardingError) -> Self {
+        match error {
+            OnboardingError::EmailTaken => ApiError::Conflict(error.to_string()),
+            OnboardingError::NotFound => ApiError::NotFound,
+            OnboardingError::Refused(why) => ApiError::Conflict(why),
+            OnboardingError::InvalidToken => ApiError::invalid("token", &error.to_string()),
+            OnboardingError::Expired => ApiError::Gone(error.to_string()),
+            OnboardingError::Used => ApiError::Conflict(error.to_string()),
+            OnboardingError::Conflict => ApiError::Conflict(error.to_string()),
+            OnboardingError::Internal(e) => ApiError::Internal(e),
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! The portal's core context: what commands, queries and background work all need. The HTTP
+//! layer, the command line and the tests reach the portal through this.
+
+use std::sync::Arc;
+
+use soho_projections::Checkpoints;
+use sqlx::PgPool;
+
+use crate::auth::rate_limit::AuthLimits;
+use crate::auth::Keys;
+use crate::commands::Commands;
+use crate::config::Settings;
+
+pub struct Portal {
+    pub pool: PgPool,
+    pub settings: Arc<Settings>,
+    pub keys: Keys,
+    pub commands: Commands,
+    pub checkpoints: Checkpoints,
+    pub auth_limits: AuthLimits,
+}
+
+impl Portal {
+    pub fn new(pool: PgPool, settings: Settings, keys: Keys, checkpoints: Checkpoints) -> Self {
+        let read_models = soho_projections::all().iter().map(|p| p.name()).collect();
+        let commands = Commands::new(pool.clone(), checkpoints.clone(), read_models);
+        let auth_limits =
+            AuthLimits::new(settings.auth_limit_per_address, settings.auth_limit_per_email);
+        Self { pool, settings: Arc::new(settings), keys, commands, checkpoints, auth_limits }
+    }
+
+    /// The link an invitation email carries.
+    pub fn registration_link(&self, invitation_id: uuid::Uuid) -> String {
+        format!(
+            "{}/register?token={}",
+            self.settings.public_base_url,
+            self.keys.invitation_token(invitation_id)
+        )
+    }
+}
