@@ -63,14 +63,15 @@ fn malformed(detail: &str) -> ApiError {
     ApiError::Malformed { detail: detail.to_string(), errors: vec![] }
 }
 
-/// The field a serde error is about: its path, or for a missing or unknown field (whose path is
-/// the parent) the name serde quotes in backticks.
+/// The field a serde error is about: its path, or for a missing field (whose path is the
+/// parent) the name serde quotes in backticks.
 fn field_of(path: &str, message: &str) -> String {
     let quoted = message.split('`').nth(1);
-    let named = message.starts_with("missing field") || message.starts_with("unknown field");
-    match (named, quoted) {
-        (true, Some(name)) if path == "." => name.to_string(),
-        (true, Some(name)) => format!("{path}.{name}"),
+    match quoted {
+        // serde's path for a missing field stops at its parent.
+        Some(name) if message.starts_with("missing field") && path == "." => name.to_string(),
+        Some(name) if message.starts_with("missing field") => format!("{path}.{name}"),
+        Some(name) if path == "." && message.starts_with("unknown field") => name.to_string(),
         _ if path == "." => "body".to_string(),
         _ => path.to_string(),
     }
@@ -103,6 +104,6 @@ mod tests {
         assert_eq!(field(br#"{"lastName": 5}"#), (422, vec!["lastName".to_string()]));
         assert_eq!(field(br#"{"lastName": "x", "age": 300}"#), (422, vec!["age".to_string()]));
         assert_eq!(field(br#"{"lastName": "#), (400, vec![]));
-        assert_eq!(field(br#"[1]"#), (422, vec!["body".to_string()]));
+        assert_eq!(field(br#""text""#), (422, vec!["body".to_string()]));
     }
 }
