@@ -6,6 +6,8 @@
 //! another server instead (a URL of a database whose user may create databases).
 #![allow(dead_code)]
 
+pub mod smtp;
+
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -134,4 +136,150 @@ impl PortalProcess {
             .expect("soho-portal exits within 60 s")
             .unwrap()
     }
+}
+
+pub const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdef0123456789";
+/// Base64 of 32 bytes, Standard Webhooks style.
+pub const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwMfKQ9r8GKYo=";
+
+/// A portal running in this process on a fresh database, with real SMTP.
+pub struct TestPortal {
+    pub base_url: String,
+    pub pool: PgPool,
+    pub db_url: String,
+    pub running: Option<soho_portal::app::RunningPortal>,
+    pub http: reqwest::Client,
+}
+
+impl TestPortal {
+    /// Starts on a fresh database with `settings` on top of the test defaults.
+    pub async fn start(smtp: &smtp::SmtpSink, settings: &[(&str, &str)]) -> Self {
+        let (options, db_url) = fresh_database_options().await;
+        let pool = PgPoolOptions::new().max_connections(32).connect_with(options).await.expect("connect");
+        soho_portal::db::migrate(&pool).await.expect("migrate");
+        Self::start_on(pool, db_url, smtp, settings).await
+    }
+
+    pub async fn start_on(pool: PgPool, db_url: String, smtp: &smtp::SmtpSink, settings: &[(&str, &str)]) -> Self {
+        let smtp_url = smtp.url();
+        let mut vars: std::collections::HashMap<String, String> = [
+            ("DB_URL", db_url.as_str()),
+            ("LISTEN_ADDR", "127.0.0.1:0"),
+            ("JWT_SECRET", JWT_SECRET),
+            ("SOHO_WEBHOOK_SECRET", WEBHOOK_SECRET),
+            ("SMTP_URL", smtp_url.as_str()),
+            ("AUTH_RATE_LIMIT_PER_ADDRESS", "100000"),
+            ("AUTH_RATE_LIMIT_PER_EMAIL", "100000"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, v) in settings {
+            vars.insert(k.to_string(), v.to_string());
+        }
+        let settings = soho_portal::config::Settings::from_lookup(|name| vars.get(name).cloned()).expect("settings");
+        let running = soho_portal::app::start(settings, pool.clone()).await.expect("start the portal");
+        Self { base_url: format!("http://{}", running.address), pool, db_url, running: Some(running), http: client() }
+    }
+
+    pub fn portal(&self) -> &soho_portal::portal::Portal {
+        &self.running.as_ref().expect("running").portal
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await.expect("stop");
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// Sends a correctly signed Soho CRM webhook.
+    pub async fn webhook(&self, path: &str, webhook_id: &str, body: &serde_json::Value) -> reqwest::Response {
+        let body = body.to_string();
+        let timestamp = chrono::Utc::now().timestamp();
+        self.webhook_raw(path, webhook_id, timestamp, &sign(WEBHOOK_SECRET, webhook_id, timestamp, &body), &body).await
+    }
+
+    pub async fn webhook_raw(&self, path: &str, webhook_id: &str, timestamp: i64, signature: &str, body: &str) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .header("webhook-id", webhook_id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &serde_json::Value) -> reqwest::Response {
+        let mut request = self.http.post(self.url(path)).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut request = self.http.get(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn patch(&self, path: &str, token: Option<&str>, body: &serde_json::Value) -> reqwest::Response {
+        let mut request = self.http.patch(self.url(path)).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(&self.pool).await.unwrap()
+    }
+
+    /// Approves a partner through a signed webhook; returns its id.
+    pub async fn approve_partner(&self, soho_id: &str, email: &str) -> uuid::Uuid {
+        let response = self.webhook("/webhooks/soho/partner", &format!("msg_{}", uuid::Uuid::new_v4()), &partner_webhook(soho_id, email, true)).await;
+        assert_eq!(response.status(), 200);
+        let body: serde_json::Value = response.json().await.unwrap();
+        body["partnerId"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// Registers with the token of an invitation email and returns the access token.
+    pub async fn register(&self, token: &str, password: &str) -> String {
+        let response = self.post("/auth/register", None, &serde_json::json!({"token": token, "password": password})).await;
+        assert_eq!(response.status(), 200, "{:?}", response.text().await);
+        let body: serde_json::Value = response.json().await.unwrap();
+        body["accessToken"].as_str().unwrap().to_string()
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> reqwest::Response {
+        self.post("/auth/login", None, &serde_json::json!({"email": email, "password": password})).await
+    }
+}
+
+pub fn sign(secret: &str, webhook_id: &str, timestamp: i64, body: &str) -> String {
+    standardwebhooks::Webhook::new(secret).unwrap().sign(webhook_id, timestamp, body.as_bytes()).unwrap()
+}
+
+pub fn partner_webhook(soho_id: &str, email: &str, approved: bool) -> serde_json::Value {
+    serde_json::json!({
+        "event": "partner.updated",
+        "occurredAt": chrono::Utc::now().to_rfc3339(),
+        "partner": {
+            "sohoPartnerId": soho_id,
+            "name": format!("Partner {soho_id}"),
+            "email": email,
+            "approved": approved,
+            "tier": "gold",
+            "commissionRate": 12.5
+        }
+    })
 }
