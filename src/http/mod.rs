@@ -2,6 +2,7 @@
 //! id, tracing span, panic catching, problem+json for unknown routes).
 
 pub mod auth;
+pub mod dev;
 pub mod fields;
 pub mod health;
 pub mod json;
@@ -41,7 +42,9 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
 
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
+    let dev = if state.settings.dev_mode { dev::routes() } else { Router::new() };
     Router::new()
+        .merge(dev)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(openapi))

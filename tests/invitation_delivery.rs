@@ -1,0 +1,75 @@
+//! Invitations survive an SMTP outage and a crash: each arrives, exactly once.
+
+mod common;
+
+use common::smtp::SmtpSink;
+use common::{partner_webhook, sign, PortalProcess, TestPortal, JWT_SECRET, WEBHOOK_SECRET};
+use nix::sys::signal::Signal;
+
+/// A port nothing listens on (yet).
+async fn free_port() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn an_invitation_sent_while_smtp_is_down_arrives_once_when_it_is_back() {
+    let port = free_port().await;
+    let down = format!("smtp://127.0.0.1:{port}");
+    // The sink is only a handle here: the portal points at the port where it will listen later.
+    let placeholder = SmtpSink::start().await;
+    placeholder.stop();
+    let portal = TestPortal::start(&placeholder, &[("SMTP_URL", &down)]).await;
+    portal.approve_partner("1001", "outage@example.com").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(portal.count("SELECT count(*) FROM events WHERE event_type = 'InvitationSent'").await, 0);
+
+    let smtp = SmtpSink::start_on(port).await;
+    let mail = smtp.wait_for(1, 60).await;
+    assert_eq!(mail[0].to, vec!["outage@example.com"]);
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(smtp.received().len(), 1, "exactly once");
+    assert_eq!(portal.count("SELECT count(*) FROM events WHERE event_type = 'InvitationSent'").await, 1);
+    portal.stop().await;
+}
+
+#[tokio::test]
+async fn an_invitation_pending_when_the_server_is_killed_arrives_once_after_a_restart() {
+    let (_, db_url) = common::fresh_database_options().await;
+    let port = free_port().await;
+    let smtp_url = format!("smtp://127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("portal.log");
+    let envs = [
+        ("DB_URL", db_url.as_str()),
+        ("SMTP_URL", smtp_url.as_str()),
+        ("JWT_SECRET", JWT_SECRET),
+        ("SOHO_WEBHOOK_SECRET", WEBHOOK_SECRET),
+    ];
+    let mut portal = PortalProcess::start(&envs, &log).await;
+    let body = partner_webhook("2002", "crash@example.com", true).to_string();
+    let now = chrono::Utc::now().timestamp();
+    let response = common::client()
+        .post(format!("{}/webhooks/soho/partner", portal.base_url))
+        .header("content-type", "application/json")
+        .header("webhook-id", "msg_crash")
+        .header("webhook-timestamp", now.to_string())
+        .header("webhook-signature", sign(WEBHOOK_SECRET, "msg_crash", now, &body))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // Killed with the invitation accepted but not yet sent (the SMTP server is down).
+    portal.signal(Signal::SIGKILL);
+    portal.wait().await;
+
+    let smtp = SmtpSink::start_on(port).await;
+    let mut portal = PortalProcess::start(&envs, &log).await;
+    let mail = smtp.wait_for(1, 60).await;
+    assert_eq!(mail[0].to, vec!["crash@example.com"]);
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(smtp.received().len(), 1, "exactly once");
+    portal.signal(Signal::SIGTERM);
+    assert!(portal.wait().await.success());
+}
