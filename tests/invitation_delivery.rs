@@ -22,14 +22,20 @@ async fn an_invitation_sent_while_smtp_is_down_arrives_once_when_it_is_back() {
     let portal = TestPortal::start(&placeholder, &[("SMTP_URL", &down)]).await;
     portal.approve_partner("1001", "outage@example.com").await;
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    assert_eq!(portal.count("SELECT count(*) FROM events WHERE event_type = 'InvitationSent'").await, 0);
+    assert_eq!(
+        portal.count("SELECT count(*) FROM events WHERE event_type = 'InvitationSent'").await,
+        0
+    );
 
     let smtp = SmtpSink::start_on(port).await;
     let mail = smtp.wait_for(1, 60).await;
     assert_eq!(mail[0].to, vec!["outage@example.com"]);
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     assert_eq!(smtp.received().len(), 1, "exactly once");
-    assert_eq!(portal.count("SELECT count(*) FROM events WHERE event_type = 'InvitationSent'").await, 1);
+    assert_eq!(
+        portal.count("SELECT count(*) FROM events WHERE event_type = 'InvitationSent'").await,
+        1
+    );
     portal.stop().await;
 }
 

@@ -14,7 +14,13 @@ async fn approval_webhook_to_email_to_registration_to_an_authorised_call() {
     let smtp = SmtpSink::start().await;
     let portal = TestPortal::start(&smtp, &[]).await;
 
-    let response = portal.webhook("/webhooks/soho/partner", "msg_approve", &partner_webhook("5725767000000524157", "owner@acme.example", true)).await;
+    let response = portal
+        .webhook(
+            "/webhooks/soho/partner",
+            "msg_approve",
+            &partner_webhook("5725767000000524157", "owner@acme.example", true),
+        )
+        .await;
     assert_eq!(response.status(), 200);
     let answer: Value = response.json().await.unwrap();
     assert_eq!(answer["status"], "approved");
@@ -22,10 +28,15 @@ async fn approval_webhook_to_email_to_registration_to_an_authorised_call() {
 
     let mail = smtp.wait_for(1, 20).await.remove(0);
     assert_eq!(mail.to, vec!["owner@acme.example"]);
-    assert!(mail.data.contains("Partner 5725767000000524157"), "the partner's name is in the email");
+    assert!(
+        mail.data.contains("Partner 5725767000000524157"),
+        "the partner's name is in the email"
+    );
     assert!(mail.data.contains("Soho Partner Portal"));
     assert!(mail.data.contains("text/html") && mail.data.contains("text/plain"));
-    assert!(mail.link().starts_with(&format!("{}/register?token=", portal.portal().settings.public_base_url)));
+    assert!(mail
+        .link()
+        .starts_with(&format!("{}/register?token=", portal.portal().settings.public_base_url)));
     assert!(mail.data.contains("expires"));
 
     let token = portal.register(&mail.token(), PASSWORD).await;
@@ -44,7 +55,10 @@ async fn approval_webhook_to_email_to_registration_to_an_authorised_call() {
     assert!(session["expiresIn"].as_u64().unwrap() > 0);
 
     // The invitation was recorded as sent, once.
-    assert_eq!(portal.count("SELECT count(*) FROM events WHERE event_type = 'InvitationSent'").await, 1);
+    assert_eq!(
+        portal.count("SELECT count(*) FROM events WHERE event_type = 'InvitationSent'").await,
+        1
+    );
     portal.stop().await;
 }
 
@@ -58,11 +72,35 @@ async fn a_webhook_that_fails_its_signature_is_refused_and_records_nothing() {
     let good = sign(WEBHOOK_SECRET, "msg_1", now, &body);
     let other_secret = "whsec_QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY=";
     let cases = [
-        ("bad signature", "msg_1", now, "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".to_string(), body.clone()),
+        (
+            "bad signature",
+            "msg_1",
+            now,
+            "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".to_string(),
+            body.clone(),
+        ),
         ("wrong secret", "msg_1", now, sign(other_secret, "msg_1", now, &body), body.clone()),
-        ("stale timestamp", "msg_1", now - 301, sign(WEBHOOK_SECRET, "msg_1", now - 301, &body), body.clone()),
-        ("future timestamp", "msg_1", now + 301, sign(WEBHOOK_SECRET, "msg_1", now + 301, &body), body.clone()),
-        ("body altered after signing", "msg_1", now, good.clone(), body.replace("a@example.com", "b@example.com")),
+        (
+            "stale timestamp",
+            "msg_1",
+            now - 301,
+            sign(WEBHOOK_SECRET, "msg_1", now - 301, &body),
+            body.clone(),
+        ),
+        (
+            "future timestamp",
+            "msg_1",
+            now + 301,
+            sign(WEBHOOK_SECRET, "msg_1", now + 301, &body),
+            body.clone(),
+        ),
+        (
+            "body altered after signing",
+            "msg_1",
+            now,
+            good.clone(),
+            body.replace("a@example.com", "b@example.com"),
+        ),
         ("signature of another id", "msg_2", now, good.clone(), body.clone()),
     ];
     for (case, id, timestamp, signature, body) in cases {
@@ -72,8 +110,16 @@ async fn a_webhook_that_fails_its_signature_is_refused_and_records_nothing() {
     }
     // Missing headers, one at a time.
     for missing in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
-        let mut request = portal.http.post(portal.url(path)).header("content-type", "application/json").body(body.clone());
-        for (name, value) in [("webhook-id", "msg_1".to_string()), ("webhook-timestamp", now.to_string()), ("webhook-signature", good.clone())] {
+        let mut request = portal
+            .http
+            .post(portal.url(path))
+            .header("content-type", "application/json")
+            .body(body.clone());
+        for (name, value) in [
+            ("webhook-id", "msg_1".to_string()),
+            ("webhook-timestamp", now.to_string()),
+            ("webhook-signature", good.clone()),
+        ] {
             if name != missing {
                 request = request.header(name, value);
             }
@@ -83,8 +129,15 @@ async fn a_webhook_that_fails_its_signature_is_refused_and_records_nothing() {
     // Key rotation: any one valid signature among several is enough.
     let rotated = format!("{} {}", sign(other_secret, "msg_1", now, &body), good);
     assert_eq!(portal.webhook_raw(path, "msg_1", now, &rotated, &body).await.status(), 200);
-    assert_eq!(portal.count("SELECT count(*) FROM webhook_receipts").await, 1, "only the valid one was recorded");
-    assert_eq!(portal.count("SELECT count(*) FROM events WHERE aggregate_type = 'Partner'").await, 2);
+    assert_eq!(
+        portal.count("SELECT count(*) FROM webhook_receipts").await,
+        1,
+        "only the valid one was recorded"
+    );
+    assert_eq!(
+        portal.count("SELECT count(*) FROM events WHERE aggregate_type = 'Partner'").await,
+        2
+    );
     portal.stop().await;
 }
 
@@ -93,7 +146,8 @@ async fn a_retried_webhook_has_one_effect_and_the_same_answer() {
     let smtp = SmtpSink::start().await;
     let portal = TestPortal::start(&smtp, &[]).await;
     let body = partner_webhook("77", "dup@example.com", true);
-    let first: Value = portal.webhook("/webhooks/soho/partner", "msg_same", &body).await.json().await.unwrap();
+    let first: Value =
+        portal.webhook("/webhooks/soho/partner", "msg_same", &body).await.json().await.unwrap();
     let (second, third) = tokio::join!(
         portal.webhook("/webhooks/soho/partner", "msg_same", &body),
         portal.webhook("/webhooks/soho/partner", "msg_same", &body)
@@ -117,7 +171,11 @@ async fn the_partner_life_cycle_controls_access() {
         let portal = &portal;
         async move {
             let response = portal
-                .webhook("/webhooks/soho/partner", &format!("msg_life_{n}"), &partner_webhook("42", "life@example.com", approved))
+                .webhook(
+                    "/webhooks/soho/partner",
+                    &format!("msg_life_{n}"),
+                    &partner_webhook("42", "life@example.com", approved),
+                )
                 .await;
             assert_eq!(response.status(), 200);
             response.json::<Value>().await.unwrap()["status"].as_str().unwrap().to_string()
@@ -131,12 +189,17 @@ async fn the_partner_life_cycle_controls_access() {
     assert_eq!(hook(true, 3).await, "approved");
     let mail = smtp.wait_for(1, 20).await.remove(0);
     let token = portal.register(&mail.token(), PASSWORD).await;
-    assert_eq!(portal.get("/partners/x", Some(&token)).await.status(), 400, "a malformed id is a client error");
+    let malformed = portal.get("/partners/x", Some(&token)).await;
+    assert_eq!(malformed.status(), 404, "a malformed id names nothing");
+    assert_eq!(malformed.headers()["content-type"], "application/problem+json");
 
     // Suspended: login refused, live token refused.
     assert_eq!(hook(false, 4).await, "suspended");
     assert_eq!(portal.login("life@example.com", PASSWORD).await.status(), 403);
-    let partner: String = sqlx::query_scalar("SELECT partner_id::text FROM partners").fetch_one(&portal.pool).await.unwrap();
+    let partner: String = sqlx::query_scalar("SELECT partner_id::text FROM partners")
+        .fetch_one(&portal.pool)
+        .await
+        .unwrap();
     assert_eq!(portal.get(&format!("/partners/{partner}"), Some(&token)).await.status(), 401);
 
     // Reinstated: works again, and no new invitation for a registered admin.
@@ -156,43 +219,64 @@ async fn invitation_links_are_single_use_expire_and_are_retired_by_a_resend() {
     let admin = portal.register(&smtp.wait_for(1, 20).await[0].token(), PASSWORD).await;
 
     // Invite a sub-account, then re-send: the first link stops working.
-    let invited = portal.post("/invite", Some(&admin), &json!({"email": "sub900@example.com", "name": "Sub"})).await;
+    let invited = portal
+        .post("/invite", Some(&admin), &json!({"email": "sub900@example.com", "name": "Sub"}))
+        .await;
     assert_eq!(invited.status(), 201);
     let first = smtp.wait_for(2, 20).await[1].token();
-    let resent = portal.post("/invite", Some(&admin), &json!({"email": "SUB900@example.com"})).await;
+    let resent =
+        portal.post("/invite", Some(&admin), &json!({"email": "SUB900@example.com"})).await;
     assert_eq!(resent.status(), 200);
     let second = smtp.wait_for(3, 20).await[2].token();
     assert_ne!(first, second);
-    let old = portal.post("/auth/register", None, &json!({"token": first, "password": PASSWORD})).await;
+    let old =
+        portal.post("/auth/register", None, &json!({"token": first, "password": PASSWORD})).await;
     assert_eq!(old.status(), 422);
     let problem: Value = old.json().await.unwrap();
     assert_eq!(problem["errors"][0]["field"], "token");
 
     // Altered token.
     let altered = format!("{}x", &second[..second.len() - 1]);
-    assert_eq!(portal.post("/auth/register", None, &json!({"token": altered, "password": PASSWORD})).await.status(), 422);
+    assert_eq!(
+        portal
+            .post("/auth/register", None, &json!({"token": altered, "password": PASSWORD}))
+            .await
+            .status(),
+        422
+    );
     // A password that breaks the rules.
-    let weak = portal.post("/auth/register", None, &json!({"token": second, "password": "short"})).await;
+    let weak =
+        portal.post("/auth/register", None, &json!({"token": second, "password": "short"})).await;
     assert_eq!(weak.status(), 422);
     assert_eq!(weak.json::<Value>().await.unwrap()["errors"][0]["field"], "password");
     // The current link works once.
     portal.register(&second, PASSWORD).await;
-    let reused = portal.post("/auth/register", None, &json!({"token": second, "password": PASSWORD})).await;
+    let reused =
+        portal.post("/auth/register", None, &json!({"token": second, "password": PASSWORD})).await;
     assert_eq!(reused.status(), 409);
 
     // An expired invitation: re-issued with a lifetime already over.
-    let (user_id, _): (uuid::Uuid, i32) = sqlx::query_as("SELECT user_id, 0 FROM users WHERE email = 'admin900@example.com'")
-        .fetch_one(&portal.pool)
-        .await
-        .unwrap();
+    let (user_id, _): (uuid::Uuid, i32) =
+        sqlx::query_as("SELECT user_id, 0 FROM users WHERE email = 'admin900@example.com'")
+            .fetch_one(&portal.pool)
+            .await
+            .unwrap();
     let _ = user_id;
-    let invited = portal.post(&format!("/partners/{partner}/sub-accounts"), Some(&admin), &json!({"email": "late@example.com", "name": "Late"})).await;
+    let invited = portal
+        .post(
+            &format!("/partners/{partner}/sub-accounts"),
+            Some(&admin),
+            &json!({"email": "late@example.com", "name": "Late"}),
+        )
+        .await;
     assert_eq!(invited.status(), 201);
     let late: Value = invited.json().await.unwrap();
     let late_id: uuid::Uuid = late["id"].as_str().unwrap().parse().unwrap();
     let expired = soho_aggregates::user::Invitation {
         invitation_id: uuid::Uuid::now_v7(),
-        token_hash: soho_portal::auth::keys::token_hash(&portal.portal().keys.invitation_token(uuid::Uuid::nil())),
+        token_hash: soho_portal::auth::keys::token_hash(
+            &portal.portal().keys.invitation_token(uuid::Uuid::nil()),
+        ),
         expires_at: chrono::Utc::now() - chrono::Duration::hours(1),
     };
     let expired_token = portal.portal().keys.invitation_token(uuid::Uuid::nil());
@@ -201,12 +285,17 @@ async fn invitation_links_are_single_use_expire_and_are_retired_by_a_resend() {
         .execute(
             &commands.users,
             &late_id.to_string(),
-            soho_aggregates::UserCommand::ReissueInvitation { invitation: expired, at: chrono::Utc::now() },
+            soho_aggregates::UserCommand::ReissueInvitation {
+                invitation: expired,
+                at: chrono::Utc::now(),
+            },
             &soho_portal::commands::CommandContext::new(soho_aggregates::Actor::system()),
         )
         .await
         .unwrap();
-    let gone = portal.post("/auth/register", None, &json!({"token": expired_token, "password": PASSWORD})).await;
+    let gone = portal
+        .post("/auth/register", None, &json!({"token": expired_token, "password": PASSWORD}))
+        .await;
     assert_eq!(gone.status(), 410);
     assert!(gone.json::<Value>().await.unwrap()["detail"].as_str().unwrap().contains("expired"));
     portal.stop().await;
@@ -218,33 +307,55 @@ async fn sub_accounts_can_be_listed_disabled_and_enabled() {
     let portal = TestPortal::start(&smtp, &[]).await;
     let partner = portal.approve_partner("300", "admin300@example.com").await;
     let admin = portal.register(&smtp.wait_for(1, 20).await[0].token(), PASSWORD).await;
-    let created = portal.post(&format!("/partners/{partner}/sub-accounts"), Some(&admin), &json!({"email": "s300@example.com", "name": "Sam"})).await;
+    let created = portal
+        .post(
+            &format!("/partners/{partner}/sub-accounts"),
+            Some(&admin),
+            &json!({"email": "s300@example.com", "name": "Sam"}),
+        )
+        .await;
     assert_eq!(created.status(), 201);
     let created: Value = created.json().await.unwrap();
     assert_eq!(created["status"], "invited");
     assert_eq!(created["leadCount"], 0);
     let sub = portal.register(&smtp.wait_for(2, 20).await[1].token(), PASSWORD).await;
 
-    let list: Value = portal.get(&format!("/partners/{partner}/sub-accounts"), Some(&admin)).await.json().await.unwrap();
+    let list: Value = portal
+        .get(&format!("/partners/{partner}/sub-accounts"), Some(&admin))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["status"], "active");
     assert_eq!(list[0]["email"], "s300@example.com");
 
     // The sub-account sees the partner's basic info only.
-    let basic: Value = portal.get(&format!("/partners/{partner}"), Some(&sub)).await.json().await.unwrap();
+    let basic: Value =
+        portal.get(&format!("/partners/{partner}"), Some(&sub)).await.json().await.unwrap();
     assert_eq!(basic.as_object().unwrap().keys().collect::<Vec<_>>(), ["id", "name"]);
 
     let path = format!("/partners/{partner}/sub-accounts/{}", created["id"].as_str().unwrap());
     let disabled = portal.patch(&path, Some(&admin), &json!({"disabled": true})).await;
     assert_eq!(disabled.json::<Value>().await.unwrap()["status"], "disabled");
-    assert_eq!(portal.get(&format!("/partners/{partner}"), Some(&sub)).await.status(), 401, "live token refused");
+    assert_eq!(
+        portal.get(&format!("/partners/{partner}"), Some(&sub)).await.status(),
+        401,
+        "live token refused"
+    );
     assert_eq!(portal.login("s300@example.com", PASSWORD).await.status(), 403);
     let enabled = portal.patch(&path, Some(&admin), &json!({"disabled": false})).await;
     assert_eq!(enabled.json::<Value>().await.unwrap()["status"], "active");
     assert_eq!(portal.get(&format!("/partners/{partner}"), Some(&sub)).await.status(), 200);
 
     // An email already used anywhere in the portal is refused, whatever its case.
-    let taken = portal.post(&format!("/partners/{partner}/sub-accounts"), Some(&admin), &json!({"email": "ADMIN300@example.com", "name": "X"})).await;
+    let taken = portal
+        .post(
+            &format!("/partners/{partner}/sub-accounts"),
+            Some(&admin),
+            &json!({"email": "ADMIN300@example.com", "name": "X"}),
+        )
+        .await;
     assert_eq!(taken.status(), 409);
     portal.stop().await;
 }

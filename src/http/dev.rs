@@ -12,7 +12,9 @@ use super::problem::ApiError;
 use super::AppState;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/dev/mailbox", get(mailbox_page)).route("/dev/mailbox.json", get(mailbox_json))
+    Router::new()
+        .route("/dev/mailbox", get(mailbox_page))
+        .route("/dev/mailbox.json", get(mailbox_json))
 }
 
 #[derive(Serialize, sqlx::FromRow)]

@@ -7,6 +7,7 @@ pub mod fields;
 pub mod health;
 pub mod json;
 pub mod partners;
+pub mod path;
 pub mod problem;
 pub mod webhooks;
 

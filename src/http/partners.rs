@@ -1,7 +1,7 @@
 //! A partner's profile and its team: `GET /partners/{id}`, the sub-accounts routes, and
 //! `POST /invite`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 use super::fields;
 use super::json::ApiJson;
+use super::path::ApiPath;
 use super::problem::ApiError;
 use super::AppState;
 use crate::auth::{PartnerAdmin, PartnerMember};
@@ -88,7 +89,7 @@ fn own(partner: PartnerId, id: uuid::Uuid) -> Result<(), ApiError> {
 pub async fn profile(
     State(portal): State<AppState>,
     PartnerMember(user, partner): PartnerMember,
-    Path(id): Path<uuid::Uuid>,
+    ApiPath(id): ApiPath<uuid::Uuid>,
 ) -> Result<Json<PartnerProfile>, ApiError> {
     own(partner, id)?;
     let mut profile: PartnerProfile = sqlx::query_as(
@@ -138,7 +139,7 @@ async fn sub_account(
 pub async fn sub_accounts(
     State(portal): State<AppState>,
     PartnerAdmin(_admin, partner): PartnerAdmin,
-    Path(id): Path<uuid::Uuid>,
+    ApiPath(id): ApiPath<uuid::Uuid>,
 ) -> Result<Json<Vec<SubAccount>>, ApiError> {
     own(partner, id)?;
     let accounts = sqlx::query_as(&format!(
@@ -156,7 +157,7 @@ pub async fn sub_accounts(
 pub async fn create_sub_account(
     State(portal): State<AppState>,
     PartnerAdmin(admin, partner): PartnerAdmin,
-    Path(id): Path<uuid::Uuid>,
+    ApiPath(id): ApiPath<uuid::Uuid>,
     ApiJson(body): ApiJson<NewSubAccount>,
 ) -> Result<(StatusCode, Json<SubAccount>), ApiError> {
     own(partner, id)?;
@@ -174,7 +175,7 @@ pub async fn create_sub_account(
 pub async fn update_sub_account(
     State(portal): State<AppState>,
     PartnerAdmin(admin, partner): PartnerAdmin,
-    Path((id, user)): Path<(uuid::Uuid, uuid::Uuid)>,
+    ApiPath((id, user)): ApiPath<(uuid::Uuid, uuid::Uuid)>,
     ApiJson(change): ApiJson<SubAccountChange>,
 ) -> Result<Json<SubAccount>, ApiError> {
     own(partner, id)?;

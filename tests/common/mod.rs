@@ -155,12 +155,18 @@ impl TestPortal {
     /// Starts on a fresh database with `settings` on top of the test defaults.
     pub async fn start(smtp: &smtp::SmtpSink, settings: &[(&str, &str)]) -> Self {
         let (options, db_url) = fresh_database_options().await;
-        let pool = PgPoolOptions::new().max_connections(32).connect_with(options).await.expect("connect");
+        let pool =
+            PgPoolOptions::new().max_connections(32).connect_with(options).await.expect("connect");
         soho_portal::db::migrate(&pool).await.expect("migrate");
         Self::start_on(pool, db_url, smtp, settings).await
     }
 
-    pub async fn start_on(pool: PgPool, db_url: String, smtp: &smtp::SmtpSink, settings: &[(&str, &str)]) -> Self {
+    pub async fn start_on(
+        pool: PgPool,
+        db_url: String,
+        smtp: &smtp::SmtpSink,
+        settings: &[(&str, &str)],
+    ) -> Self {
         let smtp_url = smtp.url();
         let mut vars: std::collections::HashMap<String, String> = [
             ("DB_URL", db_url.as_str()),
@@ -177,9 +183,17 @@ impl TestPortal {
         for (k, v) in settings {
             vars.insert(k.to_string(), v.to_string());
         }
-        let settings = soho_portal::config::Settings::from_lookup(|name| vars.get(name).cloned()).expect("settings");
-        let running = soho_portal::app::start(settings, pool.clone()).await.expect("start the portal");
-        Self { base_url: format!("http://{}", running.address), pool, db_url, running: Some(running), http: client() }
+        let settings = soho_portal::config::Settings::from_lookup(|name| vars.get(name).cloned())
+            .expect("settings");
+        let running =
+            soho_portal::app::start(settings, pool.clone()).await.expect("start the portal");
+        Self {
+            base_url: format!("http://{}", running.address),
+            pool,
+            db_url,
+            running: Some(running),
+            http: client(),
+        }
     }
 
     pub fn portal(&self) -> &soho_portal::portal::Portal {
@@ -197,13 +211,32 @@ impl TestPortal {
     }
 
     /// Sends a correctly signed Soho CRM webhook.
-    pub async fn webhook(&self, path: &str, webhook_id: &str, body: &serde_json::Value) -> reqwest::Response {
+    pub async fn webhook(
+        &self,
+        path: &str,
+        webhook_id: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
         let body = body.to_string();
         let timestamp = chrono::Utc::now().timestamp();
-        self.webhook_raw(path, webhook_id, timestamp, &sign(WEBHOOK_SECRET, webhook_id, timestamp, &body), &body).await
+        self.webhook_raw(
+            path,
+            webhook_id,
+            timestamp,
+            &sign(WEBHOOK_SECRET, webhook_id, timestamp, &body),
+            &body,
+        )
+        .await
     }
 
-    pub async fn webhook_raw(&self, path: &str, webhook_id: &str, timestamp: i64, signature: &str, body: &str) -> reqwest::Response {
+    pub async fn webhook_raw(
+        &self,
+        path: &str,
+        webhook_id: &str,
+        timestamp: i64,
+        signature: &str,
+        body: &str,
+    ) -> reqwest::Response {
         self.http
             .post(self.url(path))
             .header("content-type", "application/json")
@@ -216,7 +249,12 @@ impl TestPortal {
             .unwrap()
     }
 
-    pub async fn post(&self, path: &str, token: Option<&str>, body: &serde_json::Value) -> reqwest::Response {
+    pub async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
         let mut request = self.http.post(self.url(path)).json(body);
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -232,7 +270,12 @@ impl TestPortal {
         request.send().await.unwrap()
     }
 
-    pub async fn patch(&self, path: &str, token: Option<&str>, body: &serde_json::Value) -> reqwest::Response {
+    pub async fn patch(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
         let mut request = self.http.patch(self.url(path)).json(body);
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -246,7 +289,13 @@ impl TestPortal {
 
     /// Approves a partner through a signed webhook; returns its id.
     pub async fn approve_partner(&self, soho_id: &str, email: &str) -> uuid::Uuid {
-        let response = self.webhook("/webhooks/soho/partner", &format!("msg_{}", uuid::Uuid::new_v4()), &partner_webhook(soho_id, email, true)).await;
+        let response = self
+            .webhook(
+                "/webhooks/soho/partner",
+                &format!("msg_{}", uuid::Uuid::new_v4()),
+                &partner_webhook(soho_id, email, true),
+            )
+            .await;
         assert_eq!(response.status(), 200);
         let body: serde_json::Value = response.json().await.unwrap();
         body["partnerId"].as_str().unwrap().parse().unwrap()
@@ -254,19 +303,29 @@ impl TestPortal {
 
     /// Registers with the token of an invitation email and returns the access token.
     pub async fn register(&self, token: &str, password: &str) -> String {
-        let response = self.post("/auth/register", None, &serde_json::json!({"token": token, "password": password})).await;
+        let response = self
+            .post(
+                "/auth/register",
+                None,
+                &serde_json::json!({"token": token, "password": password}),
+            )
+            .await;
         assert_eq!(response.status(), 200, "{:?}", response.text().await);
         let body: serde_json::Value = response.json().await.unwrap();
         body["accessToken"].as_str().unwrap().to_string()
     }
 
     pub async fn login(&self, email: &str, password: &str) -> reqwest::Response {
-        self.post("/auth/login", None, &serde_json::json!({"email": email, "password": password})).await
+        self.post("/auth/login", None, &serde_json::json!({"email": email, "password": password}))
+            .await
     }
 }
 
 pub fn sign(secret: &str, webhook_id: &str, timestamp: i64, body: &str) -> String {
-    standardwebhooks::Webhook::new(secret).unwrap().sign(webhook_id, timestamp, body.as_bytes()).unwrap()
+    standardwebhooks::Webhook::new(secret)
+        .unwrap()
+        .sign(webhook_id, timestamp, body.as_bytes())
+        .unwrap()
 }
 
 pub fn partner_webhook(soho_id: &str, email: &str, approved: bool) -> serde_json::Value {
@@ -282,4 +341,90 @@ pub fn partner_webhook(soho_id: &str, email: &str, approved: bool) -> serde_json
             "commissionRate": 12.5
         }
     })
+}
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A partner with a registered admin and a registered sub-account.
+pub struct TestPartner {
+    pub id: uuid::Uuid,
+    pub admin: String,
+    pub sub: String,
+    pub sub_id: uuid::Uuid,
+    pub admin_email: String,
+    pub sub_email: String,
+}
+
+impl TestPortal {
+    pub async fn partner_with_team(&self, smtp: &smtp::SmtpSink, name: &str) -> TestPartner {
+        let admin_email = format!("admin-{name}@example.com");
+        let sub_email = format!("sub-{name}@example.com");
+        let id = self.approve_partner(&format!("soho-{name}"), &admin_email).await;
+        let admin =
+            self.register(&smtp.wait_for_mail_to(&admin_email, 20).await.token(), PASSWORD).await;
+        let created = self
+            .post(
+                &format!("/partners/{id}/sub-accounts"),
+                Some(&admin),
+                &serde_json::json!({"email": sub_email, "name": "Sub"}),
+            )
+            .await;
+        assert_eq!(created.status(), 201);
+        let sub_id = created.json::<serde_json::Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let sub =
+            self.register(&smtp.wait_for_mail_to(&sub_email, 20).await.token(), PASSWORD).await;
+        TestPartner { id, admin, sub, sub_id, admin_email, sub_email }
+    }
+
+    /// An auditor, invited the way the command line does, registered; returns its token.
+    pub async fn auditor(&self, email: &str) -> String {
+        use soho_portal::onboarding::invitations::{invite, Invitee};
+        let invitee = Invitee {
+            user_id: soho_aggregates::UserId::new(),
+            partner_id: None,
+            email: email.to_string(),
+            name: None,
+            role: soho_aggregates::Role::Auditor,
+        };
+        let context = soho_portal::commands::CommandContext::new(soho_aggregates::Actor::system());
+        let invitation = invite(self.portal(), invitee, &context).await.unwrap();
+        self.register(&self.portal().keys.invitation_token(invitation.invitation_id), PASSWORD)
+            .await
+    }
+}
+
+/// Tokens that must all be refused: expired, signed with another key, and `alg: none`.
+pub fn bad_tokens(user: uuid::Uuid) -> Vec<(&'static str, String)> {
+    use base64::Engine;
+    let b64 = |v: &serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let now = chrono::Utc::now().timestamp();
+    let claims =
+        |exp: i64| serde_json::json!({"sub": user, "role": "admin", "iat": now - 10, "exp": exp});
+    let sign = |secret: &[u8], exp: i64| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims(exp),
+            &jsonwebtoken::EncodingKey::from_secret(secret),
+        )
+        .unwrap()
+    };
+    vec![
+        ("expired", sign(JWT_SECRET.as_bytes(), now - 5)),
+        ("another key", sign(b"another-secret-0123456789abcdef0123456789", now + 600)),
+        (
+            "alg none",
+            format!(
+                "{}.{}.",
+                b64(&serde_json::json!({"alg": "none", "typ": "JWT"})),
+                b64(&claims(now + 600))
+            ),
+        ),
+        ("garbage", "not-a-jwt".to_string()),
+    ]
 }

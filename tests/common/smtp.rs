@@ -18,11 +18,23 @@ impl ReceivedMail {
     pub fn link(&self) -> String {
         let body = self.data.replace("=\r\n", "").replace("=3D", "=");
         let start = body.find("http").expect("a link in the email");
-        body[start..].split_whitespace().next().unwrap().trim_end_matches(['"', '<', '>']).to_string()
+        body[start..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .trim_end_matches(['"', '<', '>'])
+            .to_string()
     }
 
     pub fn token(&self) -> String {
-        self.link().split("token=").nth(1).expect("a token in the link").split(['"', '<', '&']).next().unwrap().to_string()
+        self.link()
+            .split("token=")
+            .nth(1)
+            .expect("a token in the link")
+            .split(['"', '<', '&'])
+            .next()
+            .unwrap()
+            .to_string()
     }
 }
 
@@ -80,12 +92,35 @@ impl SmtpSink {
         }
     }
 
+    /// Waits for the latest message to `address` (panics after `seconds`).
+    pub async fn wait_for_mail_to(&self, address: &str, seconds: u64) -> ReceivedMail {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        loop {
+            let notified = self.arrived.notified();
+            if let Some(mail) = self
+                .received()
+                .into_iter()
+                .rev()
+                .find(|m| m.to.iter().any(|t| t.eq_ignore_ascii_case(address)))
+            {
+                return mail;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("no email to {address} within {seconds} s");
+            }
+        }
+    }
+
     pub fn stop(&self) {
         self.task.abort();
     }
 }
 
-async fn session(stream: TcpStream, received: Arc<Mutex<Vec<ReceivedMail>>>, arrived: Arc<Notify>) -> std::io::Result<()> {
+async fn session(
+    stream: TcpStream,
+    received: Arc<Mutex<Vec<ReceivedMail>>>,
+    arrived: Arc<Notify>,
+) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
     write.write_all(b"220 test-smtp ESMTP ready\r\n").await?;
@@ -94,7 +129,10 @@ async fn session(stream: TcpStream, received: Arc<Mutex<Vec<ReceivedMail>>>, arr
         let command = line.to_ascii_uppercase();
         if command.starts_with("EHLO") {
             write.write_all(b"250-test-smtp\r\n250 8BITMIME\r\n").await?;
-        } else if command.starts_with("HELO") || command.starts_with("MAIL FROM") || command.starts_with("NOOP") {
+        } else if command.starts_with("HELO")
+            || command.starts_with("MAIL FROM")
+            || command.starts_with("NOOP")
+        {
             write.write_all(b"250 OK\r\n").await?;
         } else if command.starts_with("RSET") {
             to.clear();
@@ -109,7 +147,9 @@ async fn session(stream: TcpStream, received: Arc<Mutex<Vec<ReceivedMail>>>, arr
                 if line == "." {
                     break;
                 }
-                data.push_str(line.strip_prefix('.').filter(|_| line.starts_with("..")).unwrap_or(&line));
+                data.push_str(
+                    line.strip_prefix('.').filter(|_| line.starts_with("..")).unwrap_or(&line),
+                );
                 data.push_str("\r\n");
             }
             received.lock().unwrap().push(ReceivedMail { to: std::mem::take(&mut to), data });
