@@ -12,6 +12,8 @@ CREATE TABLE leads
     last_name         text        NOT NULL,
     email             text,
     phone             text,
+    -- Digits only (with a leading + kept), for matching the same person across submissions.
+    phone_key         text,
     company           text,
     notes             text,
     metadata          jsonb       NOT NULL DEFAULT '{}',
@@ -34,6 +36,9 @@ CREATE INDEX leads_by_partner_status ON leads (partner_id, status, created_at DE
 CREATE INDEX leads_by_submitter ON leads (submitted_by_user, created_at DESC, lead_id DESC);
 CREATE INDEX leads_by_submitter_status ON leads (submitted_by_user, status, created_at DESC, lead_id DESC);
 CREATE INDEX leads_search ON leads USING gin (search_text gin_trgm_ops);
+-- Duplicate detection: the same person by email or phone, recently.
+CREATE INDEX leads_by_email ON leads (lower(email), created_at) WHERE email IS NOT NULL;
+CREATE INDEX leads_by_phone ON leads (phone_key, created_at) WHERE phone_key IS NOT NULL;
 
 CREATE TABLE lead_status_history
 (

@@ -33,6 +33,11 @@ pub enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Read the log as an auditor does.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Rebuild read models from the event log.
     Replay {
         /// Read models to rebuild (all when none is named).
@@ -53,6 +58,18 @@ pub enum UserCommand {
         email: String,
         #[arg(long)]
         name: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Print every event of a lead, in order, with who caused it; with --at, also the lead as it
+    /// was at that instant.
+    Lead {
+        id: uuid::Uuid,
+        /// An RFC 3339 instant, e.g. 2026-11-24T12:00:00Z.
+        #[arg(long)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
     },
 }
 
@@ -77,6 +94,7 @@ async fn run_tool(command: Command, settings: Settings, database: &Database) -> 
             println!("migrations applied");
             Ok(())
         }
+        Command::Audit { command: AuditCommand::Lead { id, at } } => audit_lead(pool, id, at).await,
         Command::User { command: UserCommand::CreateAuditor { email, name } } => {
             create_auditor(settings, pool, email, name).await
         }
@@ -129,6 +147,48 @@ async fn run_tool(command: Command, settings: Settings, database: &Database) -> 
             Ok(())
         }
     }
+}
+
+async fn audit_lead(
+    pool: &sqlx::PgPool,
+    id: uuid::Uuid,
+    at: Option<chrono::DateTime<chrono::Utc>>,
+) -> anyhow::Result<()> {
+    let events =
+        crate::http::audit::lead_events(pool, id).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    if events.is_empty() {
+        bail!("no lead {id} in the log");
+    }
+    println!("Lead {id}: {} event(s)", events.len());
+    for event in &events {
+        let meta = &event.metadata;
+        let who = match (meta["actorType"].as_str(), meta["actorId"].as_str()) {
+            (Some(kind), Some(id)) => format!("{kind} {id}"),
+            (Some(kind), None) => kind.to_string(),
+            _ => "unknown".to_string(),
+        };
+        let webhook =
+            meta["webhookId"].as_str().map(|w| format!(" webhook {w}")).unwrap_or_default();
+        println!(
+            "#{:<3} {}  {:<28} by {who}{webhook}\n      {}",
+            event.sequence,
+            event.recorded_at.to_rfc3339(),
+            event.event_type,
+            event.payload
+        );
+    }
+    if let Some(at) = at {
+        match crate::http::audit::lead_state(pool, id, at)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+        {
+            Some(lead) => {
+                println!("State at {}:\n{}", at.to_rfc3339(), serde_json::to_string_pretty(&lead)?)
+            }
+            None => println!("The lead did not exist yet at {}.", at.to_rfc3339()),
+        }
+    }
+    Ok(())
 }
 
 /// Invites an auditor and prints the link (auditors get no email: the operator hands it over).

@@ -58,6 +58,10 @@ pub struct Settings {
     /// Login and registration attempts allowed a minute, per client address and per email.
     pub auth_limit_per_address: u32,
     pub auth_limit_per_email: u32,
+    /// Public-form submissions allowed a minute per client address.
+    pub public_form_limit_per_address: u32,
+    /// Soho CRM `Lead_Status` values ↔ portal statuses.
+    pub status_mapping: crate::leads::status_mapping::StatusMapping,
 }
 
 impl Settings {
@@ -169,6 +173,16 @@ impl Settings {
             dev_mode,
             auth_limit_per_address: number(&lookup, "AUTH_RATE_LIMIT_PER_ADDRESS", 30)?,
             auth_limit_per_email: number(&lookup, "AUTH_RATE_LIMIT_PER_EMAIL", 10)?,
+            public_form_limit_per_address: number(
+                &lookup,
+                "PUBLIC_FORM_RATE_LIMIT_PER_ADDRESS",
+                10,
+            )?,
+            status_mapping: match lookup("STATUS_MAPPING") {
+                None => Default::default(),
+                Some(text) => crate::leads::status_mapping::StatusMapping::parse(&text)
+                    .map_err(|reason| ConfigError::Malformed { name: "STATUS_MAPPING", reason })?,
+            },
         })
     }
 }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod email;
 pub mod http;
+pub mod leads;
 pub mod onboarding;
 pub mod portal;
 pub mod telemetry;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use soho_projections::Checkpoints;
 use sqlx::PgPool;
 
-use crate::auth::rate_limit::AuthLimits;
+use crate::auth::rate_limit::{AuthLimits, Limiter};
 use crate::auth::Keys;
 use crate::commands::Commands;
 use crate::config::Settings;
@@ -18,6 +18,7 @@ pub struct Portal {
     pub commands: Commands,
     pub checkpoints: Checkpoints,
     pub auth_limits: AuthLimits,
+    pub public_form_limits: Limiter<std::net::IpAddr>,
 }
 
 impl Portal {
@@ -26,7 +27,16 @@ impl Portal {
         let commands = Commands::new(pool.clone(), checkpoints.clone(), read_models);
         let auth_limits =
             AuthLimits::new(settings.auth_limit_per_address, settings.auth_limit_per_email);
-        Self { pool, settings: Arc::new(settings), keys, commands, checkpoints, auth_limits }
+        let public_form_limits = Limiter::per_minute(settings.public_form_limit_per_address);
+        Self {
+            pool,
+            settings: Arc::new(settings),
+            keys,
+            commands,
+            checkpoints,
+            auth_limits,
+            public_form_limits,
+        }
     }
 
     /// The link an invitation email carries.

@@ -77,6 +77,25 @@ pub struct LeadDetails {
     pub metadata: BTreeMap<String, String>,
 }
 
+impl LeadDetails {
+    /// The phone number reduced to what identifies it: its digits, with a leading `+` kept, so
+    /// "+44 20 7946 0000" and "+44 (20) 7946-0000" are the same person. `None` for fewer than
+    /// six digits, which identify nobody.
+    pub fn phone_key(&self) -> Option<String> {
+        let phone = self.phone.as_deref()?.trim();
+        let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
+        if digits.len() < 6 {
+            return None;
+        }
+        Some(if phone.starts_with('+') { format!("+{digits}") } else { digits })
+    }
+
+    /// The lower-cased email, for matching the same person.
+    pub fn email_key(&self) -> Option<String> {
+        self.email.as_deref().map(|e| e.trim().to_lowercase())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum SyncState {
@@ -444,6 +463,14 @@ mod tests {
             .given(vec![submitted(), synced])
             .when(LeadCommand::RecordCrmSync { soho_lead_id: "42".into(), at: at() })
             .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn phones_are_matched_on_their_digits() {
+        let with = |phone: &str| LeadDetails { phone: Some(phone.into()), ..details() }.phone_key();
+        assert_eq!(with("+44 20 7946 0000"), with("+44 (20) 7946-0000"));
+        assert_eq!(with("+44 20 7946 0000").as_deref(), Some("+442079460000"));
+        assert_eq!(with("12-34"), None);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! their errors (DESIGN.md 3). A subscriber here sees every event exactly once, in log order,
 //! whichever server process happens to run it.
 
+pub mod leads;
 pub mod log;
 pub mod partners;
 pub mod reader;
@@ -40,6 +41,8 @@ pub enum ProjectionError {
     Database(#[from] sqlx::Error),
     #[error("event at position {position} ({event_type}) could not be read: {source}")]
     Decode { position: i64, event_type: String, source: serde_json::Error },
+    #[error("event at position {position} has aggregate id {id:?}, which is not a UUID")]
+    BadId { position: i64, id: String },
     #[error("no projection named {0}")]
     Unknown(String),
     /// A side effect (an email, a CRM call) failed in a way worth retrying: the batch is rolled
@@ -50,5 +53,9 @@ pub enum ProjectionError {
 
 /// Every read model the portal keeps, in the order they are replayed.
 pub fn all() -> Vec<Arc<dyn Projection>> {
-    vec![Arc::new(partners::PartnersProjection), Arc::new(users::UsersProjection)]
+    vec![
+        Arc::new(partners::PartnersProjection),
+        Arc::new(users::UsersProjection),
+        Arc::new(leads::LeadsProjection),
+    ]
 }

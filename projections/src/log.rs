@@ -42,6 +42,14 @@ impl StoredEvent {
         LogPosition { tx_id: self.tx_id, global_position: self.global_position }
     }
 
+    /// The aggregate id as a UUID (every aggregate of the portal has one).
+    pub fn aggregate_uuid(&self) -> Result<uuid::Uuid, ProjectionError> {
+        self.aggregate_id.parse().map_err(|_| ProjectionError::BadId {
+            position: self.global_position,
+            id: self.aggregate_id.clone(),
+        })
+    }
+
     /// The payload as the aggregate's event type.
     pub fn decode<E: DeserializeOwned>(&self) -> Result<E, ProjectionError> {
         serde_json::from_value(self.payload.clone()).map_err(|source| ProjectionError::Decode {

@@ -25,7 +25,7 @@ impl Projection for PartnersProjection {
         events: &[StoredEvent],
     ) -> Result<(), ProjectionError> {
         for stored in events.iter().filter(|e| e.aggregate_type == "Partner") {
-            let id: Uuid = stored.aggregate_id.parse().unwrap_or_default();
+            let id: Uuid = stored.aggregate_uuid()?;
             match stored.decode::<PartnerEvent>()? {
                 PartnerEvent::PartnerRegistered { soho_partner_id, details, at, .. } => {
                     sqlx::query(

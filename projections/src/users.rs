@@ -25,7 +25,7 @@ impl Projection for UsersProjection {
         events: &[StoredEvent],
     ) -> Result<(), ProjectionError> {
         for stored in events.iter().filter(|e| e.aggregate_type == "User") {
-            let id: Uuid = stored.aggregate_id.parse().unwrap_or_default();
+            let id: Uuid = stored.aggregate_uuid()?;
             match stored.decode::<UserEvent>()? {
                 UserEvent::UserInvited {
                     partner_id, email, name, role, invitation, at, ..

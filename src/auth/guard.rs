@@ -136,3 +136,19 @@ impl FromRequestParts<AppState> for Auditor {
         }
     }
 }
+
+/// A caller who may or may not be logged in (the public form): no Authorization header is
+/// `None`; a header with a bad token is still refused.
+pub struct MaybeUser(pub Option<CurrentUser>);
+
+impl FromRequestParts<AppState> for MaybeUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if parts.headers.contains_key(axum::http::header::AUTHORIZATION) {
+            CurrentUser::from_request_parts(parts, state).await.map(|u| Self(Some(u)))
+        } else {
+            Ok(Self(None))
+        }
+    }
+}

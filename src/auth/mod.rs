@@ -6,5 +6,5 @@ pub mod password;
 pub mod rate_limit;
 pub mod session;
 
-pub use guard::{Auditor, CurrentUser, PartnerAdmin, PartnerMember};
+pub use guard::{Auditor, CurrentUser, MaybeUser, PartnerAdmin, PartnerMember};
 pub use keys::Keys;

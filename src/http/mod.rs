@@ -1,11 +1,13 @@
 //! The HTTP API: the router, shared state, and the layers every request goes through (request
 //! id, tracing span, panic catching, problem+json for unknown routes).
 
+pub mod audit;
 pub mod auth;
 pub mod dev;
 pub mod fields;
 pub mod health;
 pub mod json;
+pub mod leads;
 pub mod partners;
 pub mod path;
 pub mod problem;
@@ -52,6 +54,8 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::routes())
         .merge(webhooks::routes())
         .merge(partners::routes())
+        .merge(leads::routes())
+        .merge(audit::routes())
         .fallback(problem::not_found)
         .with_state(state)
         .layer(CatchPanicLayer::custom(|_| {

@@ -23,7 +23,9 @@ use crate::onboarding::partners::{apply_crm_partner, CrmPartner};
 use crate::portal::Portal;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/webhooks/soho/partner", post(partner))
+    Router::new()
+        .route("/webhooks/soho/partner", post(partner))
+        .route("/webhooks/soho/lead-status", post(lead_status))
 }
 
 /// Checks the signature; returns the webhook id.
@@ -163,4 +165,90 @@ pub async fn partner(
         Ok(serde_json::to_value(answer).map_err(ApiError::internal)?)
     })
     .await
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LeadStatusWebhook {
+    /// `lead.status_changed`.
+    pub event: String,
+    pub occurred_at: DateTime<Utc>,
+    pub lead: CrmLeadStatus,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CrmLeadStatus {
+    pub soho_lead_id: Option<String>,
+    /// Our lead id, as kept in the CRM record's `Portal_Lead_Id`.
+    pub portal_lead_id: Option<String>,
+    /// A Soho CRM `Lead_Status` value.
+    pub status: String,
+    pub previous_status: Option<String>,
+}
+
+/// A lead's status changed in Soho CRM.
+#[utoipa::path(post, path = "/webhooks/soho/lead-status", tag = "webhooks", request_body = LeadStatusWebhook, responses(
+    (status = 200, body = crate::leads::queries::LeadView),
+    (status = 401, description = "bad or missing signature", body = super::problem::Problem),
+    (status = 404, description = "unknown lead", body = super::problem::Problem),
+    (status = 422, description = "unmapped status value or invalid body", body = super::problem::Problem),
+))]
+pub async fn lead_status(
+    State(portal): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    use soho_aggregates::lead::StatusSource;
+    let webhook_id = verify(&portal, &headers, &body)?;
+    let request: LeadStatusWebhook = super::json::parse(&body)?;
+    if request.event != "lead.status_changed" {
+        return Err(ApiError::invalid("event", "must be lead.status_changed"));
+    }
+    let crm_status = request.lead.status.trim().to_string();
+    let status = portal.settings.status_mapping.to_portal(&crm_status).ok_or_else(|| {
+        ApiError::invalid(
+            "lead.status",
+            &format!("the Soho CRM status {crm_status:?} is not mapped to a portal status"),
+        )
+    })?;
+    let lead = find_lead(&portal, &request.lead).await?;
+    let context = CommandContext::new(Actor::crm(&webhook_id)).with_webhook(&webhook_id);
+    once(&portal, &webhook_id, "lead-status", async {
+        let lead = crate::leads::status::change(
+            &portal,
+            lead,
+            status,
+            crm_status,
+            StatusSource::Crm,
+            None,
+            request.occurred_at,
+            &context,
+        )
+        .await?;
+        Ok(serde_json::to_value(lead).map_err(ApiError::internal)?)
+    })
+    .await
+}
+
+/// The lead a CRM webhook means: by our id if given, else by the CRM's.
+async fn find_lead(portal: &Portal, lead: &CrmLeadStatus) -> Result<uuid::Uuid, ApiError> {
+    if let Some(id) = lead.portal_lead_id.as_deref().map(str::trim).filter(|id| !id.is_empty()) {
+        let id: uuid::Uuid = id.parse().map_err(|_| ApiError::NotFound)?;
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM leads WHERE lead_id = $1)")
+                .bind(id)
+                .fetch_one(&portal.pool)
+                .await?;
+        return if exists { Ok(id) } else { Err(ApiError::NotFound) };
+    }
+    let soho_id = lead.soho_lead_id.as_deref().map(str::trim).filter(|id| !id.is_empty());
+    let soho_id = soho_id.ok_or_else(|| {
+        ApiError::invalid("lead.sohoLeadId", "sohoLeadId or portalLeadId is required")
+    })?;
+    sqlx::query_scalar("SELECT lead_id FROM lead_soho_ids WHERE soho_lead_id = $1")
+        .bind(soho_id)
+        .fetch_optional(&portal.pool)
+        .await?
+        .ok_or(ApiError::NotFound)
 }

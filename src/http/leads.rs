@@ -1,0 +1,429 @@
+//! The leads API: submit (portal and public form), list, export, one lead, its status and its
+//! history, and the dashboard figures.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use soho_aggregates::lead::Submitter;
+use soho_aggregates::{Actor, LeadStatus, PartnerId, Role, UserId};
+use utoipa::ToSchema;
+
+use super::json::ApiJson;
+use super::path::ApiPath;
+use super::problem::{ApiError, FieldError};
+use super::AppState;
+use crate::auth::{CurrentUser, MaybeUser, PartnerMember};
+use crate::commands::CommandContext;
+use crate::leads::queries::{
+    self, Cursor, DashboardStats, LeadFilter, LeadScope, LeadView, StatusHistoryEntry,
+};
+use crate::leads::status;
+use crate::leads::submission::{self, LeadRequest, Submitted};
+use crate::onboarding::partners::partner_status;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/leads", post(submit).get(list))
+        .route("/leads/export.csv", get(export))
+        .route("/leads/{id}", get(one))
+        .route("/leads/{id}/status", patch(change_status))
+        .route("/leads/{id}/history", get(history))
+        .route("/dashboard/stats", get(stats))
+}
+
+pub fn scope_of(user: &CurrentUser, partner: PartnerId) -> LeadScope {
+    match user.role {
+        Role::Admin => LeadScope::Partner(partner),
+        _ => LeadScope::User(partner, user.id),
+    }
+}
+
+/// Submit a lead: a partner's user (with a token) or anyone through a partner's public form
+/// (with `partnerId`, no token).
+#[utoipa::path(post, path = "/leads", tag = "leads", request_body = LeadRequest, responses(
+    (status = 201, description = "submitted", body = LeadView),
+    (status = 200, description = "the same person was submitted in the last 24 hours: the existing lead", body = LeadView),
+    (status = 404, description = "no approved partner with that id", body = super::problem::Problem),
+    (status = 409, description = "the partner is suspended", body = super::problem::Problem),
+    (status = 422, body = super::problem::Problem),
+    (status = 429, body = super::problem::Problem),
+))]
+pub async fn submit(
+    State(portal): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    ApiJson(request): ApiJson<LeadRequest>,
+) -> Result<Response, ApiError> {
+    let (partner, submitter, context) = match &user {
+        Some(user) => {
+            let Some(partner) = user.partner_id.filter(|_| user.role != Role::Auditor) else {
+                return Err(ApiError::Forbidden("auditors cannot submit leads".into()));
+            };
+            if request.partner_id.is_some_and(|p| p != partner.as_uuid()) {
+                return Err(ApiError::invalid(
+                    "partnerId",
+                    "is only for the public form; leave it out when logged in",
+                ));
+            }
+            (partner, Submitter::User { id: user.id }, CommandContext::new(Actor::user(user.id)))
+        }
+        None => {
+            portal.public_form_limits.check(&client.ip())?;
+            let partner =
+                PartnerId(request.partner_id.ok_or_else(|| {
+                    ApiError::invalid("partnerId", "is required on the public form")
+                })?);
+            match partner_status(&portal, partner).await? {
+                Some(soho_aggregates::PartnerStatus::Approved) => {}
+                Some(soho_aggregates::PartnerStatus::Suspended) => {
+                    return Err(ApiError::Conflict(
+                        "this partner is not taking submissions at the moment".into(),
+                    ))
+                }
+                _ => return Err(ApiError::NotFound),
+            }
+            (partner, Submitter::Public, CommandContext::new(Actor::public()))
+        }
+    };
+    let details = submission::parse(&request)?;
+    if user.is_none() && request.website.as_deref().is_some_and(|w| !w.trim().is_empty()) {
+        // A bot filled the honeypot: thank it and keep nothing.
+        tracing::info!(partner = %partner, "public submission with the honeypot filled: dropped");
+        return Ok((StatusCode::CREATED, Json(dropped(partner, details))).into_response());
+    }
+    match submission::submit(&portal, partner, submitter, details, &context).await? {
+        Submitted::Created(lead) => Ok((StatusCode::CREATED, Json(lead)).into_response()),
+        Submitted::Existing(lead) => {
+            let visible = match &user {
+                Some(user) => {
+                    queries::lead(&portal.pool, lead.id, Some(scope_of(user, partner))).await?
+                }
+                None => None,
+            };
+            match (visible, &user) {
+                (Some(lead), _) => Ok((StatusCode::OK, Json(lead)).into_response()),
+                // Another sub-account's lead: say it exists, show nothing of it.
+                (None, Some(_)) => Err(ApiError::Conflict(
+                    "this person was already submitted by your company in the last 24 hours".into(),
+                )),
+                // The public form learns only that its submission is in.
+                (None, None) => Ok((StatusCode::OK, Json(public_receipt(lead))).into_response()),
+            }
+        }
+    }
+}
+
+/// What a dropped (honeypot) submission is answered with: a lead that looks real.
+fn dropped(partner: PartnerId, details: soho_aggregates::lead::LeadDetails) -> LeadView {
+    let now = Utc::now();
+    LeadView {
+        id: uuid::Uuid::now_v7(),
+        partner_id: partner.as_uuid(),
+        submitted_by: queries::SubmittedBy { kind: "public", id: None },
+        first_name: details.first_name,
+        last_name: details.last_name,
+        email: details.email,
+        phone: details.phone,
+        company: details.company,
+        notes: details.notes,
+        metadata: details.metadata,
+        status: "new".into(),
+        crm_status: soho_aggregates::lead::INITIAL_CRM_STATUS.into(),
+        soho_lead_id: None,
+        sync_state: "pending".into(),
+        sync_error: None,
+        channel_conflict: false,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// The existing lead as the public may see it: its id and the person, not what sales did since.
+fn public_receipt(lead: LeadView) -> LeadView {
+    LeadView {
+        notes: None,
+        metadata: Default::default(),
+        status: "new".into(),
+        crm_status: soho_aggregates::lead::INITIAL_CRM_STATUS.into(),
+        soho_lead_id: None,
+        sync_state: "pending".into(),
+        sync_error: None,
+        channel_conflict: false,
+        ..lead
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LeadPage {
+    pub items: Vec<LeadView>,
+    pub next_cursor: Option<String>,
+}
+
+/// The list filters, parsed from the query string; each bad one is named.
+fn parse_filter(params: &HashMap<String, String>, errors: &mut Vec<FieldError>) -> LeadFilter {
+    let mut filter = LeadFilter::default();
+    let value = |name: &str| params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+    if let Some(status) = value("status") {
+        filter.status = LeadStatus::parse(status);
+        if filter.status.is_none() {
+            errors.push(FieldError::new(
+                "status",
+                "must be one of new, contacted, qualified, converted, lost",
+            ));
+        }
+    }
+    if let Some(q) = value("q") {
+        if q.chars().count() > 100 {
+            errors.push(FieldError::new("q", "must be at most 100 characters"));
+        }
+        filter.q = Some(q.to_string());
+    }
+    match value("submittedBy") {
+        None => {}
+        Some("public") => filter.public_only = true,
+        Some(id) => match id.parse() {
+            Ok(id) => filter.submitted_by = Some(UserId(id)),
+            Err(_) => {
+                errors.push(FieldError::new("submittedBy", "must be a user id or \"public\""))
+            }
+        },
+    }
+    for (name, slot) in
+        [("createdAfter", &mut filter.created_after), ("createdBefore", &mut filter.created_before)]
+    {
+        if let Some(text) = value(name) {
+            match DateTime::parse_from_rfc3339(text) {
+                Ok(at) => *slot = Some(at.with_timezone(&Utc)),
+                Err(_) => errors.push(FieldError::new(
+                    name,
+                    "must be an RFC 3339 timestamp such as 2026-11-24T12:00:00Z",
+                )),
+            }
+        }
+    }
+    filter
+}
+
+/// The caller's leads, newest first, filtered, a page at a time.
+#[utoipa::path(get, path = "/leads", tag = "leads", security(("bearer" = [])),
+    params(
+        ("status" = Option<String>, Query, description = "new, contacted, qualified, converted or lost"),
+        ("q" = Option<String>, Query, description = "searches names, email and company"),
+        ("submittedBy" = Option<String>, Query, description = "a user id, or `public`"),
+        ("createdAfter" = Option<String>, Query, description = "RFC 3339, inclusive"),
+        ("createdBefore" = Option<String>, Query, description = "RFC 3339, exclusive"),
+        ("limit" = Option<i64>, Query, description = "1 to 200, default 50"),
+        ("cursor" = Option<String>, Query, description = "the nextCursor of the previous page"),
+    ),
+    responses((status = 200, body = LeadPage), (status = 422, body = super::problem::Problem)))]
+pub async fn list(
+    State(portal): State<AppState>,
+    PartnerMember(user, partner): PartnerMember,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<LeadPage>, ApiError> {
+    let mut errors = vec![];
+    let filter = parse_filter(&params, &mut errors);
+    let limit = match params.get("limit").map(|l| l.trim().parse::<i64>()) {
+        None => 50,
+        Some(Ok(limit)) if (1..=200).contains(&limit) => limit,
+        Some(_) => {
+            errors.push(FieldError::new("limit", "must be a whole number from 1 to 200"));
+            50
+        }
+    };
+    let cursor = params.get("cursor").filter(|c| !c.is_empty()).map(|c| Cursor::decode(c));
+    if let Some(None) = cursor {
+        errors.push(FieldError::new("cursor", "is not a cursor this API gave out"));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid(errors));
+    }
+    let (items, next) =
+        queries::page(&portal.pool, scope_of(&user, partner), &filter, cursor.flatten(), limit)
+            .await?;
+    Ok(Json(LeadPage { items, next_cursor: next.map(|c| c.encode()) }))
+}
+
+/// The caller's leads as CSV, with the filters of `GET /leads`, streamed a page at a time.
+#[utoipa::path(get, path = "/leads/export.csv", tag = "leads", security(("bearer" = [])),
+    responses((status = 200, content_type = "text/csv", body = String), (status = 422, body = super::problem::Problem)))]
+pub async fn export(
+    State(portal): State<AppState>,
+    PartnerMember(user, partner): PartnerMember,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let mut errors = vec![];
+    let filter = parse_filter(&params, &mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid(errors));
+    }
+    let scope = scope_of(&user, partner);
+    let header = csv_row(&CSV_HEADER.map(String::from));
+    let pages = futures::stream::unfold(Some(None), move |state: Option<Option<Cursor>>| {
+        let (portal, filter) = (portal.clone(), filter.clone());
+        async move {
+            let after = state?;
+            match queries::page(&portal.pool, scope, &filter, after, 500).await {
+                Ok((leads, next)) => {
+                    let chunk: Vec<u8> =
+                        leads.iter().flat_map(|lead| csv_row(&csv_fields(lead))).collect();
+                    Some((Ok::<_, std::io::Error>(chunk), next.map(Some)))
+                }
+                Err(error) => {
+                    tracing::error!(%error, "CSV export failed part-way");
+                    Some((Err(std::io::Error::other("export failed")), None))
+                }
+            }
+        }
+    });
+    let body = futures::StreamExt::chain(futures::stream::once(async move { Ok(header) }), pages);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (header::CONTENT_DISPOSITION, "attachment; filename=\"leads.csv\""),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+const CSV_HEADER: [&str; 15] = [
+    "id",
+    "createdAt",
+    "status",
+    "crmStatus",
+    "firstName",
+    "lastName",
+    "email",
+    "phone",
+    "company",
+    "notes",
+    "submittedBy",
+    "syncState",
+    "sohoLeadId",
+    "channelConflict",
+    "updatedAt",
+];
+
+fn csv_fields(lead: &LeadView) -> [String; 15] {
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    [
+        lead.id.to_string(),
+        lead.created_at.to_rfc3339(),
+        lead.status.clone(),
+        lead.crm_status.clone(),
+        text(&lead.first_name),
+        lead.last_name.clone(),
+        text(&lead.email),
+        text(&lead.phone),
+        text(&lead.company),
+        text(&lead.notes),
+        lead.submitted_by.id.map_or("public".to_string(), |id| id.to_string()),
+        lead.sync_state.clone(),
+        text(&lead.soho_lead_id),
+        lead.channel_conflict.to_string(),
+        lead.updated_at.to_rfc3339(),
+    ]
+}
+
+/// One CSV line. Cells a spreadsheet would run as a formula are prefixed with `'`.
+fn csv_row(fields: &[String]) -> Vec<u8> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let safe = fields.iter().map(|f| {
+        if f.starts_with(['=', '+', '-', '@']) {
+            format!("'{f}")
+        } else {
+            f.clone()
+        }
+    });
+    // Writing to a Vec cannot fail.
+    let _ = writer.write_record(safe);
+    writer.into_inner().unwrap_or_default()
+}
+
+/// One lead.
+#[utoipa::path(get, path = "/leads/{id}", tag = "leads", security(("bearer" = [])),
+    responses((status = 200, body = LeadView), (status = 404, body = super::problem::Problem)))]
+pub async fn one(
+    State(portal): State<AppState>,
+    PartnerMember(user, partner): PartnerMember,
+    ApiPath(id): ApiPath<uuid::Uuid>,
+) -> Result<Json<LeadView>, ApiError> {
+    queries::lead(&portal.pool, id, Some(scope_of(&user, partner)))
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusRequest {
+    /// new, contacted, qualified, converted or lost.
+    pub status: String,
+    pub note: Option<String>,
+}
+
+/// Change a lead's status in the portal; Soho CRM gets the mapped value.
+#[utoipa::path(patch, path = "/leads/{id}/status", tag = "leads", security(("bearer" = [])), request_body = StatusRequest,
+    responses((status = 200, body = LeadView), (status = 404, body = super::problem::Problem), (status = 422, body = super::problem::Problem)))]
+pub async fn change_status(
+    State(portal): State<AppState>,
+    PartnerMember(user, partner): PartnerMember,
+    ApiPath(id): ApiPath<uuid::Uuid>,
+    ApiJson(request): ApiJson<StatusRequest>,
+) -> Result<Json<LeadView>, ApiError> {
+    queries::lead(&portal.pool, id, Some(scope_of(&user, partner)))
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let mut errors = vec![];
+    let new_status = LeadStatus::parse(request.status.trim());
+    if new_status.is_none() {
+        errors.push(FieldError::new(
+            "status",
+            "must be one of new, contacted, qualified, converted, lost",
+        ));
+    }
+    let note = super::fields::optional_text("note", request.note, 2000, &mut errors);
+    let (Some(new_status), true) = (new_status, errors.is_empty()) else {
+        return Err(ApiError::Invalid(errors));
+    };
+    status::from_portal(&portal, id, new_status, note, Actor::user(user.id)).await.map(Json)
+}
+
+/// A lead's status changes, oldest first: for its partner's admin, the sub-account that
+/// submitted it, and auditors.
+#[utoipa::path(get, path = "/leads/{id}/history", tag = "leads", security(("bearer" = [])),
+    responses((status = 200, body = [StatusHistoryEntry]), (status = 404, body = super::problem::Problem)))]
+pub async fn history(
+    State(portal): State<AppState>,
+    user: CurrentUser,
+    ApiPath(id): ApiPath<uuid::Uuid>,
+) -> Result<Json<Vec<StatusHistoryEntry>>, ApiError> {
+    let scope = match (user.role, user.partner_id) {
+        (Role::Auditor, _) => None,
+        (_, Some(partner)) => Some(scope_of(&user, partner)),
+        (_, None) => return Err(ApiError::NotFound),
+    };
+    queries::lead(&portal.pool, id, scope).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(queries::history(&portal.pool, id).await?))
+}
+
+/// Leads submitted, by status, and the conversion rate: the partner's for its admin, a
+/// sub-account's own for a sub-account.
+#[utoipa::path(get, path = "/dashboard/stats", tag = "leads", security(("bearer" = [])),
+    responses((status = 200, body = DashboardStats)))]
+pub async fn stats(
+    State(portal): State<AppState>,
+    PartnerMember(user, partner): PartnerMember,
+) -> Result<Json<DashboardStats>, ApiError> {
+    Ok(Json(queries::stats(&portal.pool, scope_of(&user, partner)).await?))
+}

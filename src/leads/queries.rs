@@ -1,0 +1,347 @@
+//! Reading leads: one lead as the API shows it, the scoped and filtered list with keyset
+//! pagination, the status history, and the dashboard figures. All from the read models.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use soho_aggregates::{LeadStatus, PartnerId, UserId};
+use sqlx::{PgPool, Postgres, QueryBuilder};
+use utoipa::ToSchema;
+
+/// Whose leads a caller may see: a partner's (its admin) or one user's (a sub-account).
+#[derive(Debug, Clone, Copy)]
+pub enum LeadScope {
+    Partner(PartnerId),
+    User(PartnerId, UserId),
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SubmittedBy {
+    /// `user` or `public`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<uuid::Uuid>,
+}
+
+/// A lead as the API shows it (CONTRACT.md 3).
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LeadView {
+    pub id: uuid::Uuid,
+    pub partner_id: uuid::Uuid,
+    pub submitted_by: SubmittedBy,
+    pub first_name: Option<String>,
+    pub last_name: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub company: Option<String>,
+    pub notes: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub status: String,
+    pub crm_status: String,
+    pub soho_lead_id: Option<String>,
+    /// `pending`, `synced` or `failed`.
+    pub sync_state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_error: Option<String>,
+    pub channel_conflict: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+pub struct LeadRow {
+    lead_id: uuid::Uuid,
+    partner_id: uuid::Uuid,
+    submitted_by_user: Option<uuid::Uuid>,
+    first_name: Option<String>,
+    last_name: String,
+    email: Option<String>,
+    phone: Option<String>,
+    company: Option<String>,
+    notes: Option<String>,
+    metadata: sqlx::types::Json<BTreeMap<String, String>>,
+    status: String,
+    crm_status: String,
+    soho_lead_id: Option<String>,
+    sync_state: String,
+    sync_error: Option<String>,
+    channel_conflict: bool,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+pub const LEAD_COLUMNS: &str = "lead_id, partner_id, submitted_by_user, first_name, last_name, email, phone, \
+     company, notes, metadata, status, crm_status, soho_lead_id, sync_state, sync_error, channel_conflict, \
+     created_at, updated_at";
+
+impl From<LeadRow> for LeadView {
+    fn from(row: LeadRow) -> Self {
+        Self {
+            id: row.lead_id,
+            partner_id: row.partner_id,
+            submitted_by: match row.submitted_by_user {
+                Some(id) => SubmittedBy { kind: "user", id: Some(id) },
+                None => SubmittedBy { kind: "public", id: None },
+            },
+            first_name: row.first_name,
+            last_name: row.last_name,
+            email: row.email,
+            phone: row.phone,
+            company: row.company,
+            notes: row.notes,
+            metadata: row.metadata.0,
+            status: row.status,
+            crm_status: row.crm_status,
+            soho_lead_id: row.soho_lead_id,
+            sync_state: row.sync_state,
+            sync_error: row.sync_error,
+            channel_conflict: row.channel_conflict,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+impl LeadView {
+    /// The view of a lead aggregate (for audits: the lead as its events made it).
+    pub fn of_aggregate(lead: &soho_aggregates::Lead) -> Option<Self> {
+        use soho_aggregates::lead::{Submitter, SyncState};
+        let created_at = lead.created_at?;
+        Some(Self {
+            id: lead.id?.as_uuid(),
+            partner_id: lead.partner_id?.as_uuid(),
+            submitted_by: match lead.submitted_by.as_ref()? {
+                Submitter::User { id } => SubmittedBy { kind: "user", id: Some(id.as_uuid()) },
+                Submitter::Public => SubmittedBy { kind: "public", id: None },
+            },
+            first_name: lead.details.first_name.clone(),
+            last_name: lead.details.last_name.clone(),
+            email: lead.details.email.clone(),
+            phone: lead.details.phone.clone(),
+            company: lead.details.company.clone(),
+            notes: lead.details.notes.clone(),
+            metadata: lead.details.metadata.clone(),
+            status: lead.status.as_str().to_string(),
+            crm_status: lead.crm_status.clone(),
+            soho_lead_id: lead.soho_lead_id.clone(),
+            sync_state: match lead.sync_state {
+                SyncState::Pending => "pending",
+                SyncState::Synced => "synced",
+                SyncState::Failed => "failed",
+            }
+            .to_string(),
+            sync_error: lead.sync_error.clone(),
+            channel_conflict: lead.channel_conflict,
+            created_at,
+            updated_at: lead.updated_at.unwrap_or(created_at),
+        })
+    }
+}
+
+/// One lead, if it exists and is within `scope` (None for an auditor: any lead).
+pub async fn lead(
+    pool: &PgPool,
+    id: uuid::Uuid,
+    scope: Option<LeadScope>,
+) -> Result<Option<LeadView>, sqlx::Error> {
+    let row: Option<LeadRow> =
+        sqlx::query_as(&format!("SELECT {LEAD_COLUMNS} FROM leads WHERE lead_id = $1"))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.map(LeadView::from).filter(|lead| match scope {
+        None => true,
+        Some(LeadScope::Partner(partner)) => lead.partner_id == partner.as_uuid(),
+        Some(LeadScope::User(partner, user)) => {
+            lead.partner_id == partner.as_uuid() && lead.submitted_by.id == Some(user.as_uuid())
+        }
+    }))
+}
+
+/// The list filters of `GET /leads`, parsed.
+#[derive(Debug, Clone, Default)]
+pub struct LeadFilter {
+    pub status: Option<LeadStatus>,
+    pub q: Option<String>,
+    /// A user id, or `None` with `public_only` for public-form leads.
+    pub submitted_by: Option<UserId>,
+    pub public_only: bool,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+}
+
+/// A place in the newest-first order: the last lead of a page.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cursor {
+    pub created_at: DateTime<Utc>,
+    pub id: uuid::Uuid,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        let text = format!("{}|{}", self.created_at.timestamp_micros(), self.id);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+    }
+
+    pub fn decode(text: &str) -> Option<Self> {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).ok()?;
+        let text = String::from_utf8(bytes).ok()?;
+        let (micros, id) = text.split_once('|')?;
+        Some(Self {
+            created_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+            id: id.parse().ok()?,
+        })
+    }
+}
+
+/// The filtered, scoped query, newest first; `after` continues from a cursor. Every filter
+/// combination is served by an index that starts with the scope (see the migration), and there
+/// is no OFFSET and no count: a page costs the same on the first page or the thousandth.
+pub fn select<'a>(
+    scope: LeadScope,
+    filter: &'a LeadFilter,
+    after: Option<Cursor>,
+) -> QueryBuilder<'a, Postgres> {
+    let mut query = QueryBuilder::new(format!("SELECT {LEAD_COLUMNS} FROM leads WHERE "));
+    match scope {
+        LeadScope::Partner(partner) => {
+            query.push("partner_id = ").push_bind(partner.as_uuid());
+        }
+        LeadScope::User(partner, user) => {
+            query.push("submitted_by_user = ").push_bind(user.as_uuid());
+            query.push(" AND partner_id = ").push_bind(partner.as_uuid());
+        }
+    }
+    if let Some(status) = filter.status {
+        query.push(" AND status = ").push_bind(status.as_str());
+    }
+    if let Some(q) = &filter.q {
+        let pattern = format!(
+            "%{}%",
+            q.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+        );
+        query.push(" AND search_text LIKE ").push_bind(pattern);
+    }
+    if let Some(user) = filter.submitted_by {
+        query.push(" AND submitted_by_user = ").push_bind(user.as_uuid());
+    }
+    if filter.public_only {
+        query.push(" AND submitted_by_user IS NULL");
+    }
+    if let Some(after) = filter.created_after {
+        query.push(" AND created_at >= ").push_bind(after);
+    }
+    if let Some(before) = filter.created_before {
+        query.push(" AND created_at < ").push_bind(before);
+    }
+    if let Some(cursor) = after {
+        query.push(" AND (created_at, lead_id) < (").push_bind(cursor.created_at);
+        query.push(", ").push_bind(cursor.id).push(")");
+    }
+    query.push(" ORDER BY created_at DESC, lead_id DESC");
+    query
+}
+
+/// One page and the cursor of the next, if there is one.
+pub async fn page(
+    pool: &PgPool,
+    scope: LeadScope,
+    filter: &LeadFilter,
+    after: Option<Cursor>,
+    limit: i64,
+) -> Result<(Vec<LeadView>, Option<Cursor>), sqlx::Error> {
+    let mut query = select(scope, filter, after);
+    query.push(" LIMIT ").push_bind(limit + 1);
+    let mut rows: Vec<LeadRow> = query.build_query_as().fetch_all(pool).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next = more
+        .then(|| rows.last().map(|r| Cursor { created_at: r.created_at, id: r.lead_id }))
+        .flatten();
+    Ok((rows.into_iter().map(LeadView::from).collect(), next))
+}
+
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusHistoryEntry {
+    pub old_status: String,
+    pub new_status: String,
+    pub crm_status: String,
+    #[serde(rename = "timestamp")]
+    pub occurred_at: DateTime<Utc>,
+    pub source: String,
+    #[sqlx(skip)]
+    pub actor: Actor,
+    #[serde(skip)]
+    actor_type: String,
+    #[serde(skip)]
+    actor_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct Actor {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+/// The applied status changes of a lead, oldest first.
+pub async fn history(
+    pool: &PgPool,
+    lead: uuid::Uuid,
+) -> Result<Vec<StatusHistoryEntry>, sqlx::Error> {
+    let mut entries: Vec<StatusHistoryEntry> = sqlx::query_as(
+        "SELECT old_status, new_status, crm_status, occurred_at, source, actor_type, actor_id, note \
+         FROM lead_status_history WHERE lead_id = $1 AND applied ORDER BY sequence",
+    )
+    .bind(lead)
+    .fetch_all(pool)
+    .await?;
+    for entry in &mut entries {
+        entry.actor = Actor { kind: entry.actor_type.clone(), id: entry.actor_id.clone() };
+    }
+    Ok(entries)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DashboardStats {
+    /// `partner` (an admin's view) or `user` (a sub-account's).
+    pub scope: &'static str,
+    pub total_leads: i64,
+    pub by_status: BTreeMap<String, i64>,
+    /// converted / total, 0 when there are no leads.
+    pub conversion_rate: f64,
+}
+
+/// The dashboard figures, read from the counters the projection keeps (five rows at most).
+pub async fn stats(pool: &PgPool, scope: LeadScope) -> Result<DashboardStats, sqlx::Error> {
+    let (kind, id) = match scope {
+        LeadScope::Partner(partner) => ("partner", partner.as_uuid()),
+        LeadScope::User(_, user) => ("user", user.as_uuid()),
+    };
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, leads FROM lead_counts WHERE scope = $1 AND scope_id = $2")
+            .bind(kind)
+            .bind(id)
+            .fetch_all(pool)
+            .await?;
+    let mut by_status: BTreeMap<String, i64> =
+        LeadStatus::ALL.iter().map(|s| (s.as_str().to_string(), 0)).collect();
+    for (status, leads) in rows {
+        by_status.insert(status, leads);
+    }
+    let total_leads: i64 = by_status.values().sum();
+    let converted = by_status.get("converted").copied().unwrap_or(0);
+    let conversion_rate =
+        if total_leads == 0 { 0.0 } else { converted as f64 / total_leads as f64 };
+    Ok(DashboardStats { scope: kind, total_leads, by_status, conversion_rate })
+}

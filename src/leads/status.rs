@@ -1,0 +1,55 @@
+//! Status changes, from the portal (a partner's user) and from Soho CRM (a webhook). Both become
+//! `ChangeStatus` on the Lead aggregate, which decides whether the change applies, is older than
+//! the latest one (kept for the record only), or changes nothing.
+
+use chrono::{DateTime, Utc};
+use soho_aggregates::lead::{LeadCommand, StatusChange, StatusSource};
+use soho_aggregates::{Actor, LeadStatus};
+
+use super::queries::{self, LeadView};
+use crate::commands::{CommandContext, CommandError};
+use crate::http::problem::ApiError;
+use crate::portal::Portal;
+
+pub async fn change(
+    portal: &Portal,
+    lead: uuid::Uuid,
+    status: LeadStatus,
+    crm_status: String,
+    source: StatusSource,
+    note: Option<String>,
+    occurred_at: DateTime<Utc>,
+    context: &CommandContext,
+) -> Result<LeadView, ApiError> {
+    let change = StatusChange {
+        status,
+        crm_status,
+        source,
+        actor: context.actor.clone(),
+        note,
+        occurred_at,
+    };
+    let command = LeadCommand::ChangeStatus { change, at: Utc::now() };
+    let commands = &portal.commands;
+    commands.execute(&commands.leads, &lead.to_string(), command, context).await.map_err(|e| {
+        match e {
+            CommandError::Rule(soho_aggregates::LeadError::NotFound) => ApiError::NotFound,
+            CommandError::Conflict => ApiError::Conflict(e.to_string()),
+            other => ApiError::internal(anyhow::anyhow!(other.to_string())),
+        }
+    })?;
+    queries::lead(&portal.pool, lead, None).await?.ok_or(ApiError::NotFound)
+}
+
+/// A partner's user changed the status in the portal; Soho CRM gets the mapped value.
+pub async fn from_portal(
+    portal: &Portal,
+    lead: uuid::Uuid,
+    status: LeadStatus,
+    note: Option<String>,
+    actor: Actor,
+) -> Result<LeadView, ApiError> {
+    let crm_status = portal.settings.status_mapping.to_crm(status).to_string();
+    let context = CommandContext::new(actor);
+    change(portal, lead, status, crm_status, StatusSource::Portal, note, Utc::now(), &context).await
+}
