@@ -71,6 +71,8 @@ mod tests {
         assert_eq!(mapping.to_crm(LeadStatus::Qualified), "Pre-Qualified");
         assert_eq!(mapping.to_crm(LeadStatus::Lost), "Lost Lead");
         assert_eq!(mapping.to_crm(LeadStatus::New), "Not Contacted");
+        assert_eq!(mapping.to_crm(LeadStatus::Contacted), "Contacted");
+        assert_eq!(mapping.to_crm(LeadStatus::Converted), "Converted");
     }
 
     #[test]
