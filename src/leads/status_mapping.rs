@@ -12,10 +12,12 @@ pub struct StatusMapping {
     to_crm: HashMap<LeadStatus, String>,
 }
 
-pub const DEFAULT: &str =
-    "Not Contacted=new;Attempted to Contact=contacted;Contact in Future=contacted;\
-Contacted=contacted;Pre-Qualified=qualified;Qualified=qualified;Converted=converted;\
-Not Qualified=lost;Lost Lead=lost;Junk Lead=lost";
+/// The contract's table, with the value sent to the CRM listed first for each status. The
+/// contract says "the first CRM value of each row" but then names `Contacted` and `Lost Lead`,
+/// which are not first in their rows; the named values win (docs/contract-notes.md).
+pub const DEFAULT: &str = "Not Contacted=new;Contacted=contacted;Attempted to Contact=contacted;\
+Contact in Future=contacted;Pre-Qualified=qualified;Qualified=qualified;Converted=converted;\
+Lost Lead=lost;Not Qualified=lost;Junk Lead=lost";
 
 impl Default for StatusMapping {
     fn default() -> Self {
