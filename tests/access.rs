@@ -287,3 +287,213 @@ async fn an_auditor_is_created_from_the_command_line_with_a_one_time_link() {
     assert!(smtp.received().is_empty(), "auditors get their link from the operator, not by email");
     portal.stop().await;
 }
+
+/// Every leads route × every kind of caller, including a second sub-account of the same partner
+/// that did not submit the lead. `Some(true/false)`: the body must (not) mention the lead.
+#[tokio::test]
+async fn every_lead_route_keeps_tenants_and_sub_accounts_apart() {
+    let smtp = SmtpSink::start().await;
+    let portal = TestPortal::start(&smtp, &[]).await;
+    let a = portal.partner_with_team(&smtp, "la").await;
+    let b = portal.partner_with_team(&smtp, "lb").await;
+    let auditor = portal.auditor("lead-auditor@example.com").await;
+    let second_email = "second-la@example.com";
+    let created = portal
+        .post(
+            &format!("/partners/{}/sub-accounts", a.id),
+            Some(&a.admin),
+            &json!({"email": second_email, "name": "Two"}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let sub2 = portal
+        .register(&smtp.wait_for_mail_to(second_email, 20).await.token(), common::PASSWORD)
+        .await;
+    let lead: Value = portal
+        .post("/leads", Some(&a.sub), &json!({"lastName": "Secret", "email": "secret@example.com"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let l = lead["id"].as_str().unwrap().to_string();
+    let now = chrono::Utc::now().to_rfc3339().replace('+', "%2B");
+
+    let callers: [(&str, Option<&str>); 7] = [
+        ("admin A", Some(&a.admin)),
+        ("sub A (submitter)", Some(&a.sub)),
+        ("sub A2", Some(&sub2)),
+        ("admin B", Some(&b.admin)),
+        ("sub B", Some(&b.sub)),
+        ("auditor", Some(&auditor)),
+        ("no token", None),
+    ];
+    type Expect = (u16, Option<bool>);
+    let routes: Vec<(Route, [Expect; 7])> = vec![
+        (
+            route(
+                Method::POST,
+                "/leads".into(),
+                Some(json!({"lastName": "N", "email": "n{n}@example.com"})),
+            ),
+            [
+                (201, None),
+                (201, None),
+                (201, None),
+                (201, None),
+                (201, None),
+                (403, None),
+                (422, None),
+            ],
+        ),
+        (
+            route(Method::GET, "/leads".into(), None),
+            [
+                (200, Some(true)),
+                (200, Some(true)),
+                (200, Some(false)),
+                (200, Some(false)),
+                (200, Some(false)),
+                (403, None),
+                (401, None),
+            ],
+        ),
+        (
+            route(Method::GET, format!("/leads/{l}"), None),
+            [
+                (200, Some(true)),
+                (200, Some(true)),
+                (404, None),
+                (404, None),
+                (404, None),
+                (403, None),
+                (401, None),
+            ],
+        ),
+        (
+            route(
+                Method::PATCH,
+                format!("/leads/{l}/status"),
+                Some(json!({"status": "contacted"})),
+            ),
+            [
+                (200, None),
+                (200, None),
+                (404, None),
+                (404, None),
+                (404, None),
+                (403, None),
+                (401, None),
+            ],
+        ),
+        (
+            route(Method::GET, format!("/leads/{l}/history"), None),
+            [
+                (200, None),
+                (200, None),
+                (404, None),
+                (404, None),
+                (404, None),
+                (200, None),
+                (401, None),
+            ],
+        ),
+        (
+            route(Method::GET, "/leads/export.csv".into(), None),
+            [
+                (200, Some(true)),
+                (200, Some(true)),
+                (200, Some(false)),
+                (200, Some(false)),
+                (200, Some(false)),
+                (403, None),
+                (401, None),
+            ],
+        ),
+        (
+            route(Method::GET, "/dashboard/stats".into(), None),
+            [
+                (200, None),
+                (200, None),
+                (200, None),
+                (200, None),
+                (200, None),
+                (403, None),
+                (401, None),
+            ],
+        ),
+        (
+            route(Method::GET, format!("/audit/leads/{l}/events"), None),
+            [
+                (403, None),
+                (403, None),
+                (403, None),
+                (403, None),
+                (403, None),
+                (200, Some(true)),
+                (401, None),
+            ],
+        ),
+        (
+            route(Method::GET, format!("/audit/leads/{l}/state?at={now}"), None),
+            [
+                (403, None),
+                (403, None),
+                (403, None),
+                (403, None),
+                (403, None),
+                (200, Some(true)),
+                (401, None),
+            ],
+        ),
+    ];
+    let mut n = 0;
+    for (route, expected) in &routes {
+        for ((caller, token), (status, mentions)) in callers.iter().zip(expected) {
+            n += 1;
+            let mut request = portal.http.request(route.method.clone(), portal.url(&route.path));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            if let Some(body) = &route.body {
+                request = request
+                    .header("content-type", "application/json")
+                    .body(body.to_string().replace("{n}", &n.to_string()));
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(
+                response.status().as_u16(),
+                *status,
+                "{} {} as {caller}",
+                route.method,
+                route.path
+            );
+            let text = response.text().await.unwrap();
+            if let Some(mentions) = mentions {
+                assert_eq!(
+                    text.contains(&l),
+                    *mentions,
+                    "{} {} as {caller}: {text}",
+                    route.method,
+                    route.path
+                );
+            }
+        }
+        for (kind, token) in bad_tokens(a.sub_id) {
+            let mut request = portal
+                .http
+                .request(route.method.clone(), portal.url(&route.path))
+                .bearer_auth(&token);
+            if let Some(body) = &route.body {
+                request = request.header("content-type", "application/json").body(body.to_string());
+            }
+            assert_eq!(
+                request.send().await.unwrap().status(),
+                401,
+                "{} {} with a token: {kind}",
+                route.method,
+                route.path
+            );
+        }
+    }
+    portal.stop().await;
+}

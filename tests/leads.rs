@@ -28,7 +28,13 @@ async fn setup() -> (SmtpSink, TestPortal, TestPartner, TestPartner) {
     (smtp, portal, a, b)
 }
 
-async fn crm_status_webhook(portal: &TestPortal, id: &str, lead: &str, crm_status: &str, minutes_ago: i64) -> reqwest::Response {
+async fn crm_status_webhook(
+    portal: &TestPortal,
+    id: &str,
+    lead: &str,
+    crm_status: &str,
+    minutes_ago: i64,
+) -> reqwest::Response {
     let at = chrono::Utc::now() - chrono::Duration::minutes(minutes_ago);
     let body = json!({"event": "lead.status_changed", "occurredAt": at.to_rfc3339(),
         "lead": {"portalLeadId": lead, "status": crm_status, "previousStatus": "Not Contacted"}});
@@ -38,10 +44,28 @@ async fn crm_status_webhook(portal: &TestPortal, id: &str, lead: &str, crm_statu
 #[tokio::test]
 async fn leads_are_submitted_by_users_and_the_public_form() {
     let (_smtp, portal, a, _b) = setup().await;
-    let (status, body) = submit(&portal, Some(&a.admin), &lead("Lovelace", "ada@example.com")).await;
+    let (status, body) =
+        submit(&portal, Some(&a.admin), &lead("Lovelace", "ada@example.com")).await;
     assert_eq!(status, 201, "{body}");
-    for field in ["id", "partnerId", "submittedBy", "firstName", "lastName", "email", "phone", "company", "notes",
-        "metadata", "status", "crmStatus", "sohoLeadId", "syncState", "channelConflict", "createdAt", "updatedAt"] {
+    for field in [
+        "id",
+        "partnerId",
+        "submittedBy",
+        "firstName",
+        "lastName",
+        "email",
+        "phone",
+        "company",
+        "notes",
+        "metadata",
+        "status",
+        "crmStatus",
+        "sohoLeadId",
+        "syncState",
+        "channelConflict",
+        "createdAt",
+        "updatedAt",
+    ] {
         assert!(body.get(field).is_some(), "lead has {field}: {body}");
     }
     assert_eq!(body["status"], "new");
@@ -53,18 +77,32 @@ async fn leads_are_submitted_by_users_and_the_public_form() {
     assert_eq!(body["metadata"]["campaign"], "spring");
 
     // Public form: no token, the partner's id; text is trimmed.
-    let public = json!({"lastName": "  Babbage ", "email": "charles@example.com", "partnerId": a.id});
+    let public =
+        json!({"lastName": "  Babbage ", "email": "charles@example.com", "partnerId": a.id});
     let (status, body) = submit(&portal, None, &public).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["submittedBy"], json!({"type": "public"}));
     assert_eq!(body["lastName"], "Babbage");
 
     // Unknown partner 404; suspended 409.
-    let (status, _) = submit(&portal, None, &json!({"lastName": "X", "email": "x@example.com", "partnerId": uuid::Uuid::new_v4()})).await;
+    let (status, _) = submit(
+        &portal,
+        None,
+        &json!({"lastName": "X", "email": "x@example.com", "partnerId": uuid::Uuid::new_v4()}),
+    )
+    .await;
     assert_eq!(status, 404);
     let suspend = common::partner_webhook("soho-a", &a.admin_email, false);
-    assert_eq!(portal.webhook("/webhooks/soho/partner", "msg_suspend_a", &suspend).await.status(), 200);
-    let (status, _) = submit(&portal, None, &json!({"lastName": "X", "email": "y@example.com", "partnerId": a.id})).await;
+    assert_eq!(
+        portal.webhook("/webhooks/soho/partner", "msg_suspend_a", &suspend).await.status(),
+        200
+    );
+    let (status, _) = submit(
+        &portal,
+        None,
+        &json!({"lastName": "X", "email": "y@example.com", "partnerId": a.id}),
+    )
+    .await;
     assert_eq!(status, 409);
 
     // The honeypot: answered 201, kept nowhere.
@@ -75,7 +113,10 @@ async fn leads_are_submitted_by_users_and_the_public_form() {
     assert_eq!(status, 201);
     assert!(body["id"].is_string());
     assert_eq!(portal.count("SELECT count(*) FROM leads").await, before);
-    assert_eq!(portal.count("SELECT count(*) FROM events WHERE aggregate_type = 'Lead'").await, before);
+    assert_eq!(
+        portal.count("SELECT count(*) FROM events WHERE aggregate_type = 'Lead'").await,
+        before
+    );
     portal.stop().await;
 }
 
@@ -85,10 +126,21 @@ async fn the_public_form_is_rate_limited_per_address() {
     let portal = TestPortal::start(&smtp, &[("PUBLIC_FORM_RATE_LIMIT_PER_ADDRESS", "2")]).await;
     let a = portal.partner_with_team(&smtp, "rl").await;
     for n in 0..2 {
-        let (status, _) = submit(&portal, None, &json!({"lastName": "P", "email": format!("p{n}@example.com"), "partnerId": a.id})).await;
+        let (status, _) = submit(
+            &portal,
+            None,
+            &json!({"lastName": "P", "email": format!("p{n}@example.com"), "partnerId": a.id}),
+        )
+        .await;
         assert_eq!(status, 201);
     }
-    let response = portal.post("/leads", None, &json!({"lastName": "P", "email": "p9@example.com", "partnerId": a.id})).await;
+    let response = portal
+        .post(
+            "/leads",
+            None,
+            &json!({"lastName": "P", "email": "p9@example.com", "partnerId": a.id}),
+        )
+        .await;
     assert_eq!(response.status(), 429);
     assert!(response.headers().contains_key("retry-after"));
     // Logged-in users are not limited by the public form's budget.
@@ -103,15 +155,23 @@ async fn duplicates_return_the_existing_lead_or_flag_a_channel_conflict() {
     ada["phone"] = json!("+44 20 7946 0000");
     let (_, first) = submit(&portal, Some(&a.admin), &ada).await;
     // The same person by email (any case) within 24 h: the existing lead, 200.
-    let (status, again) = submit(&portal, Some(&a.admin), &json!({"lastName": "Lovelace", "email": "ADA@example.com"})).await;
+    let (status, again) = submit(
+        &portal,
+        Some(&a.admin),
+        &json!({"lastName": "Lovelace", "email": "ADA@example.com"}),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(again["id"], first["id"]);
     // By phone, written differently.
-    let (status, again) = submit(&portal, Some(&a.admin), &json!({"lastName": "L", "phone": "+44 (20) 7946-0000"})).await;
+    let (status, again) =
+        submit(&portal, Some(&a.admin), &json!({"lastName": "L", "phone": "+44 (20) 7946-0000"}))
+            .await;
     assert_eq!(status, 200);
     assert_eq!(again["id"], first["id"]);
     // Another partner: accepted, flagged, and the other partner is never named.
-    let (status, other) = submit(&portal, Some(&b.admin), &lead("Lovelace", "ada@example.com")).await;
+    let (status, other) =
+        submit(&portal, Some(&b.admin), &lead("Lovelace", "ada@example.com")).await;
     assert_eq!(status, 201);
     assert_eq!(other["channelConflict"], true);
     assert!(!other.to_string().contains(&a.id.to_string()));
@@ -120,14 +180,16 @@ async fn duplicates_return_the_existing_lead_or_flag_a_channel_conflict() {
     let (status, _) = submit(&portal, Some(&a.sub), &lead("Hopper", "grace@example.com")).await;
     assert_eq!(status, 201);
     let second_sub = second_sub_account(&portal, &smtp, &a).await;
-    let (status, body) = submit(&portal, Some(&second_sub), &lead("Hopper", "grace@example.com")).await;
+    let (status, body) =
+        submit(&portal, Some(&second_sub), &lead("Hopper", "grace@example.com")).await;
     assert_eq!(status, 409, "{body}");
     assert!(!body.to_string().contains("Hopper"));
     // Racing submissions of one new person make one lead.
     let turing = lead("Turing", "alan@example.com");
     let racers: Vec<_> = (0..6).map(|_| submit(&portal, Some(&a.admin), &turing)).collect();
     let results = futures::future::join_all(racers).await;
-    let ids: HashSet<String> = results.iter().map(|(_, body)| body["id"].as_str().unwrap().to_string()).collect();
+    let ids: HashSet<String> =
+        results.iter().map(|(_, body)| body["id"].as_str().unwrap().to_string()).collect();
     assert_eq!(ids.len(), 1, "{results:?}");
     assert_eq!(results.iter().filter(|(status, _)| *status == 201).count(), 1);
     portal.stop().await;
@@ -135,7 +197,13 @@ async fn duplicates_return_the_existing_lead_or_flag_a_channel_conflict() {
 
 async fn second_sub_account(portal: &TestPortal, smtp: &SmtpSink, partner: &TestPartner) -> String {
     let email = format!("second-{}@example.com", partner.id);
-    let created = portal.post(&format!("/partners/{}/sub-accounts", partner.id), Some(&partner.admin), &json!({"email": email, "name": "Second"})).await;
+    let created = portal
+        .post(
+            &format!("/partners/{}/sub-accounts", partner.id),
+            Some(&partner.admin),
+            &json!({"email": email, "name": "Second"}),
+        )
+        .await;
     assert_eq!(created.status(), 201);
     portal.register(&smtp.wait_for_mail_to(&email, 20).await.token(), common::PASSWORD).await
 }
@@ -147,7 +215,13 @@ async fn status_changes_round_trip_with_history_and_never_go_back_in_time() {
     let id = created["id"].as_str().unwrap();
 
     // From the portal.
-    let changed = portal.patch(&format!("/leads/{id}/status"), Some(&a.sub), &json!({"status": "contacted", "note": "called"})).await;
+    let changed = portal
+        .patch(
+            &format!("/leads/{id}/status"),
+            Some(&a.sub),
+            &json!({"status": "contacted", "note": "called"}),
+        )
+        .await;
     assert_eq!(changed.status(), 200);
     let changed: Value = changed.json().await.unwrap();
     assert_eq!(changed["status"], "contacted");
@@ -165,18 +239,34 @@ async fn status_changes_round_trip_with_history_and_never_go_back_in_time() {
     assert_eq!(late.status(), 200);
     assert_eq!(late.json::<Value>().await.unwrap()["status"], "qualified");
     // The same status again: nothing recorded.
-    let events_before = portal.count("SELECT count(*) FROM events WHERE aggregate_type = 'Lead'").await;
+    let events_before =
+        portal.count("SELECT count(*) FROM events WHERE aggregate_type = 'Lead'").await;
     assert_eq!(crm_status_webhook(&portal, "msg_same", id, "Qualified", 0).await.status(), 200);
-    assert_eq!(portal.count("SELECT count(*) FROM events WHERE aggregate_type = 'Lead'").await, events_before);
+    assert_eq!(
+        portal.count("SELECT count(*) FROM events WHERE aggregate_type = 'Lead'").await,
+        events_before
+    );
     // Unknown lead, unmapped value.
-    assert_eq!(crm_status_webhook(&portal, "msg_unknown", &uuid::Uuid::new_v4().to_string(), "Qualified", 0).await.status(), 404);
+    assert_eq!(
+        crm_status_webhook(
+            &portal,
+            "msg_unknown",
+            &uuid::Uuid::new_v4().to_string(),
+            "Qualified",
+            0
+        )
+        .await
+        .status(),
+        404
+    );
     let unmapped = crm_status_webhook(&portal, "msg_unmapped", id, "Sleeping", 0).await;
     assert_eq!(unmapped.status(), 422);
     let problem: Value = unmapped.json().await.unwrap();
     assert_eq!(problem["errors"][0]["field"], "lead.status");
     assert!(problem["errors"][0]["message"].as_str().unwrap().contains("Sleeping"));
 
-    let history: Value = portal.get(&format!("/leads/{id}/history"), Some(&a.admin)).await.json().await.unwrap();
+    let history: Value =
+        portal.get(&format!("/leads/{id}/history"), Some(&a.admin)).await.json().await.unwrap();
     let history = history.as_array().unwrap();
     assert_eq!(history.len(), 2, "{history:?}");
     assert_eq!(history[0]["oldStatus"], "new");
@@ -190,8 +280,15 @@ async fn status_changes_round_trip_with_history_and_never_go_back_in_time() {
     // Found by the CRM's id once synced.
     let commands = &portal.portal().commands;
     commands
-        .execute(&commands.leads, id, soho_aggregates::LeadCommand::RecordCrmSync { soho_lead_id: "5725767000000611001".into(), at: chrono::Utc::now() },
-            &soho_portal::commands::CommandContext::new(soho_aggregates::Actor::system()))
+        .execute(
+            &commands.leads,
+            id,
+            soho_aggregates::LeadCommand::RecordCrmSync {
+                soho_lead_id: "5725767000000611001".into(),
+                at: chrono::Utc::now(),
+            },
+            &soho_portal::commands::CommandContext::new(soho_aggregates::Actor::system()),
+        )
         .await
         .unwrap();
     let body = json!({"event": "lead.status_changed", "occurredAt": chrono::Utc::now().to_rfc3339(),
@@ -209,15 +306,27 @@ async fn dashboard_stats_count_by_status_for_the_partner_or_the_user() {
     let (_smtp, portal, a, _b) = setup().await;
     let mut ids = vec![];
     for (n, token) in [&a.admin, &a.sub, &a.sub, &a.admin].iter().enumerate() {
-        let (_, body) = submit(&portal, Some(token), &json!({"lastName": "S", "email": format!("s{n}@example.com")})).await;
+        let (_, body) = submit(
+            &portal,
+            Some(token),
+            &json!({"lastName": "S", "email": format!("s{n}@example.com")}),
+        )
+        .await;
         ids.push(body["id"].as_str().unwrap().to_string());
     }
-    portal.patch(&format!("/leads/{}/status", ids[1]), Some(&a.sub), &json!({"status": "converted"})).await;
-    portal.patch(&format!("/leads/{}/status", ids[0]), Some(&a.admin), &json!({"status": "lost"})).await;
+    portal
+        .patch(&format!("/leads/{}/status", ids[1]), Some(&a.sub), &json!({"status": "converted"}))
+        .await;
+    portal
+        .patch(&format!("/leads/{}/status", ids[0]), Some(&a.admin), &json!({"status": "lost"}))
+        .await;
     let partner: Value = portal.get("/dashboard/stats", Some(&a.admin)).await.json().await.unwrap();
     assert_eq!(partner["scope"], "partner");
     assert_eq!(partner["totalLeads"], 4);
-    assert_eq!(partner["byStatus"], json!({"new": 2, "contacted": 0, "qualified": 0, "converted": 1, "lost": 1}));
+    assert_eq!(
+        partner["byStatus"],
+        json!({"new": 2, "contacted": 0, "qualified": 0, "converted": 1, "lost": 1})
+    );
     assert_eq!(partner["conversionRate"], 0.25);
     let user: Value = portal.get("/dashboard/stats", Some(&a.sub)).await.json().await.unwrap();
     assert_eq!(user["scope"], "user");
@@ -243,7 +352,10 @@ async fn walking_every_page_returns_each_lead_once_even_while_leads_arrive() {
         let mut cursor: Option<String> = None;
         let mut extra = 0;
         loop {
-            let path = format!("/leads?limit=7{filter}{}", cursor.as_ref().map(|c| format!("&cursor={c}")).unwrap_or_default());
+            let path = format!(
+                "/leads?limit=7{filter}{}",
+                cursor.as_ref().map(|c| format!("&cursor={c}")).unwrap_or_default()
+            );
             let page: Value = portal.get(&path, Some(&a.admin)).await.json().await.unwrap();
             // New leads keep arriving while we walk.
             submit(&portal, Some(&a.admin), &json!({"lastName": "Late", "email": format!("late{extra}{filter}@example.com"), "company": "Even Co"})).await;
@@ -258,22 +370,41 @@ async fn walking_every_page_returns_each_lead_once_even_while_leads_arrive() {
         }
         let unique: HashSet<_> = seen.iter().cloned().collect();
         assert_eq!(unique.len(), seen.len(), "no lead twice ({filter})");
-        let wanted: HashSet<String> = expected.iter().filter(|(_, even)| filter.is_empty() || *even).map(|(id, _)| id.clone()).collect();
+        let wanted: HashSet<String> = expected
+            .iter()
+            .filter(|(_, even)| filter.is_empty() || *even)
+            .map(|(id, _)| id.clone())
+            .collect();
         assert_eq!(wanted.len(), want);
         assert!(wanted.is_subset(&unique), "every lead present at the start is walked ({filter})");
     }
     // A sub-account walks only its own.
     let own: Value = portal.get("/leads?limit=200", Some(&a.sub)).await.json().await.unwrap();
     assert_eq!(own["items"].as_array().unwrap().len(), 20);
-    assert!(own["items"].as_array().unwrap().iter().all(|l| l["submittedBy"]["id"] == a.sub_id.to_string()));
+    assert!(own["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|l| l["submittedBy"]["id"] == a.sub_id.to_string()));
     // Filters by status, submitter and dates.
-    let by_sub: Value = portal.get(&format!("/leads?limit=200&submittedBy={}", a.sub_id), Some(&a.admin)).await.json().await.unwrap();
+    let by_sub: Value = portal
+        .get(&format!("/leads?limit=200&submittedBy={}", a.sub_id), Some(&a.admin))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(by_sub["items"].as_array().unwrap().len(), 20);
     let future = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339().replace('+', "%2B");
-    let none: Value = portal.get(&format!("/leads?createdAfter={future}"), Some(&a.admin)).await.json().await.unwrap();
+    let none: Value = portal
+        .get(&format!("/leads?createdAfter={future}"), Some(&a.admin))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(none["items"], json!([]));
     assert_eq!(none["nextCursor"], Value::Null);
-    let contacted: Value = portal.get("/leads?status=contacted", Some(&a.admin)).await.json().await.unwrap();
+    let contacted: Value =
+        portal.get("/leads?status=contacted", Some(&a.admin)).await.json().await.unwrap();
     assert_eq!(contacted["items"], json!([]));
     portal.stop().await;
 }
@@ -281,8 +412,18 @@ async fn walking_every_page_returns_each_lead_once_even_while_leads_arrive() {
 #[tokio::test]
 async fn the_csv_export_has_the_callers_leads_with_the_filters() {
     let (_smtp, portal, a, _b) = setup().await;
-    submit(&portal, Some(&a.admin), &json!({"lastName": "Admin, Lead", "email": "admin-lead@example.com", "notes": "=cmd()"})).await;
-    submit(&portal, Some(&a.sub), &json!({"lastName": "Sub Lead", "email": "sub-lead@example.com"})).await;
+    submit(
+        &portal,
+        Some(&a.admin),
+        &json!({"lastName": "Admin, Lead", "email": "admin-lead@example.com", "notes": "=cmd()"}),
+    )
+    .await;
+    submit(
+        &portal,
+        Some(&a.sub),
+        &json!({"lastName": "Sub Lead", "email": "sub-lead@example.com"}),
+    )
+    .await;
     let response = portal.get("/leads/export.csv", Some(&a.admin)).await;
     assert_eq!(response.status(), 200);
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
@@ -294,7 +435,8 @@ async fn the_csv_export_has_the_callers_leads_with_the_filters() {
     assert!(text.contains("'=cmd()"), "formula cells are defused");
     let sub = portal.get("/leads/export.csv", Some(&a.sub)).await.text().await.unwrap();
     assert!(sub.contains("Sub Lead") && !sub.contains("Admin, Lead"));
-    let filtered = portal.get("/leads/export.csv?q=sub", Some(&a.admin)).await.text().await.unwrap();
+    let filtered =
+        portal.get("/leads/export.csv?q=sub", Some(&a.admin)).await.text().await.unwrap();
     assert_eq!(filtered.lines().count(), 2);
     portal.stop().await;
 }
@@ -305,14 +447,22 @@ async fn auditors_replay_a_lead_and_see_its_state_at_any_instant() {
     let auditor = portal.auditor("audit@example.com").await;
     let (_, created) = submit(&portal, Some(&a.admin), &lead("Lovelace", "ada@example.com")).await;
     let id = created["id"].as_str().unwrap();
-    portal.patch(&format!("/leads/{id}/status"), Some(&a.admin), &json!({"status": "contacted"})).await;
+    portal
+        .patch(&format!("/leads/{id}/status"), Some(&a.admin), &json!({"status": "contacted"}))
+        .await;
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     let between = chrono::Utc::now();
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     crm_status_webhook(&portal, "msg_audit", id, "Converted", 0).await;
 
-    let events: Value = portal.get(&format!("/audit/leads/{id}/events"), Some(&auditor)).await.json().await.unwrap();
-    let types: Vec<&str> = events.as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    let events: Value = portal
+        .get(&format!("/audit/leads/{id}/events"), Some(&auditor))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let types: Vec<&str> =
+        events.as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(types, ["LeadSubmitted", "LeadStatusChanged", "LeadStatusChanged"]);
     assert_eq!(events[0]["metadata"]["actorType"], "user");
     assert_eq!(events[2]["metadata"]["actorType"], "crm");
@@ -320,14 +470,30 @@ async fn auditors_replay_a_lead_and_see_its_state_at_any_instant() {
     assert!(events[2]["metadata"]["correlationId"].is_string());
 
     let at = between.to_rfc3339().replace('+', "%2B");
-    let state: Value = portal.get(&format!("/audit/leads/{id}/state?at={at}"), Some(&auditor)).await.json().await.unwrap();
+    let state: Value = portal
+        .get(&format!("/audit/leads/{id}/state?at={at}"), Some(&auditor))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(state["status"], "contacted", "the earlier status, between the two changes");
     let now = chrono::Utc::now().to_rfc3339().replace('+', "%2B");
-    let state: Value = portal.get(&format!("/audit/leads/{id}/state?at={now}"), Some(&auditor)).await.json().await.unwrap();
+    let state: Value = portal
+        .get(&format!("/audit/leads/{id}/state?at={now}"), Some(&auditor))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(state["status"], "converted");
     let before = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339().replace('+', "%2B");
-    assert_eq!(portal.get(&format!("/audit/leads/{id}/state?at={before}"), Some(&auditor)).await.status(), 404);
-    assert_eq!(portal.get(&format!("/audit/leads/{id}/state?at=yesterday"), Some(&auditor)).await.status(), 422);
+    assert_eq!(
+        portal.get(&format!("/audit/leads/{id}/state?at={before}"), Some(&auditor)).await.status(),
+        404
+    );
+    assert_eq!(
+        portal.get(&format!("/audit/leads/{id}/state?at=yesterday"), Some(&auditor)).await.status(),
+        422
+    );
     // The auditor reads history too, but nothing else of the partners'.
     assert_eq!(portal.get(&format!("/leads/{id}/history"), Some(&auditor)).await.status(), 200);
     assert_eq!(portal.get("/leads", Some(&auditor)).await.status(), 403);
@@ -359,7 +525,9 @@ async fn the_lead_read_models_rebuilt_from_the_log_equal_the_live_ones() {
         assert!(status == 201 || status == 200, "{body}");
         let id = body["id"].as_str().unwrap().to_string();
         if n % 2 == 0 {
-            portal.patch(&format!("/leads/{id}/status"), Some(token), &json!({"status": "qualified"})).await;
+            portal
+                .patch(&format!("/leads/{id}/status"), Some(token), &json!({"status": "qualified"}))
+                .await;
         }
         if n % 3 == 0 {
             crm_status_webhook(&portal, &format!("msg_r{n}"), &id, "Converted", 0).await;
@@ -367,7 +535,10 @@ async fn the_lead_read_models_rebuilt_from_the_log_equal_the_live_ones() {
         }
     }
     for projection in soho_projections::all() {
-        let differences = soho_projections::replay::check(&portal.pool, projection.as_ref(), &|_| {}).await.unwrap();
+        let differences =
+            soho_projections::replay::check(&portal.pool, projection.as_ref(), &|_| {})
+                .await
+                .unwrap();
         assert_eq!(differences, vec![], "{}", projection.name());
     }
     assert!(portal.count("SELECT count(*) FROM lead_status_history WHERE NOT applied").await > 0);
@@ -378,7 +549,8 @@ async fn the_lead_read_models_rebuilt_from_the_log_equal_the_live_ones() {
 async fn bad_lead_input_is_named_field_by_field() {
     let (_smtp, portal, a, _b) = setup().await;
     let long = |n: usize| "x".repeat(n);
-    let big_metadata: serde_json::Map<String, Value> = (0..21).map(|i| (format!("k{i}"), json!("v"))).collect();
+    let big_metadata: serde_json::Map<String, Value> =
+        (0..21).map(|i| (format!("k{i}"), json!("v"))).collect();
     let cases = [
         (json!({"email": "a@example.com"}), "lastName"),
         (json!({"lastName": "L"}), "email"),
@@ -389,30 +561,59 @@ async fn bad_lead_input_is_named_field_by_field() {
         (json!({"lastName": "L", "email": "a@example.com", "company": long(201)}), "company"),
         (json!({"lastName": "L", "email": "a@example.com", "notes": long(2001)}), "notes"),
         (json!({"lastName": "L", "email": "a@example.com", "metadata": big_metadata}), "metadata"),
-        (json!({"lastName": "L", "email": "a@example.com", "metadata": {"k": long(5000)}}), "metadata"),
+        (
+            json!({"lastName": "L", "email": "a@example.com", "metadata": {"k": long(5000)}}),
+            "metadata",
+        ),
         (json!({"lastName": "L", "email": "a@example.com", "metadata": {"k": 1}}), "metadata.k"),
         (json!({"lastName": 5, "email": "a@example.com"}), "lastName"),
         (json!({"lastName": "L", "email": "a@example.com", "colour": "red"}), "colour"),
-        (json!({"lastName": "L", "email": "a@example.com", "partnerId": uuid::Uuid::new_v4()}), "partnerId"),
+        (
+            json!({"lastName": "L", "email": "a@example.com", "partnerId": uuid::Uuid::new_v4()}),
+            "partnerId",
+        ),
     ];
     for (body, field) in cases {
         let response = portal.post("/leads", Some(&a.admin), &body).await;
         assert_eq!(response.status(), 422, "{body}");
         let problem: Value = response.json().await.unwrap();
-        let fields: Vec<&str> = problem["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+        let fields: Vec<&str> = problem["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap())
+            .collect();
         assert!(fields.contains(&field), "{field}: {problem}");
     }
-    let public = portal.post("/leads", None, &json!({"lastName": "L", "email": "a@example.com"})).await;
+    let public =
+        portal.post("/leads", None, &json!({"lastName": "L", "email": "a@example.com"})).await;
     assert_eq!(public.status(), 422, "the public form needs partnerId");
-    let raw = portal.http.post(portal.url("/leads")).bearer_auth(&a.admin).header("content-type", "application/json").body("{").send().await.unwrap();
+    let raw = portal
+        .http
+        .post(portal.url("/leads"))
+        .bearer_auth(&a.admin)
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(raw.status(), 400);
     // Status and list parameters.
     let (_, created) = submit(&portal, Some(&a.admin), &lead("V", "v@example.com")).await;
     let id = created["id"].as_str().unwrap();
-    let bad_status = portal.patch(&format!("/leads/{id}/status"), Some(&a.admin), &json!({"status": "won"})).await;
+    let bad_status = portal
+        .patch(&format!("/leads/{id}/status"), Some(&a.admin), &json!({"status": "won"}))
+        .await;
     assert_eq!(bad_status.status(), 422);
-    for (query, field) in [("status=won", "status"), ("limit=0", "limit"), ("limit=201", "limit"), ("limit=x", "limit"),
-        ("cursor=bogus", "cursor"), ("createdAfter=today", "createdAfter"), ("submittedBy=me", "submittedBy")] {
+    for (query, field) in [
+        ("status=won", "status"),
+        ("limit=0", "limit"),
+        ("limit=201", "limit"),
+        ("limit=x", "limit"),
+        ("cursor=bogus", "cursor"),
+        ("createdAfter=today", "createdAfter"),
+        ("submittedBy=me", "submittedBy"),
+    ] {
         let response = portal.get(&format!("/leads?{query}"), Some(&a.admin)).await;
         assert_eq!(response.status(), 422, "{query}");
         let problem: Value = response.json().await.unwrap();
