@@ -12,6 +12,7 @@ pub mod http;
 pub mod leads;
 pub mod onboarding;
 pub mod portal;
+pub mod simulator;
 pub mod telemetry;
 
 /// reqwest is built without a default TLS provider (Cargo.toml says why); this installs ring

@@ -1,0 +1,121 @@
+//! The simulator's state: partners, leads, tokens, faults, and a log of API calls for tests.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::SimConfig;
+
+/// Faults applied to the CRM API calls (not the operator's).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Faults {
+    /// Added to every call.
+    pub latency_ms: u64,
+    /// Share of calls (0 to 1) answered 500.
+    pub error_rate: f64,
+    /// The next this-many calls are answered 429 with `Retry-After`.
+    pub rate_limit_burst: u32,
+    pub retry_after_seconds: u64,
+    /// Share of calls that are carried out and then never answered (the client times out).
+    pub timeout_rate: f64,
+    /// Share of calls whose connection is dropped before an answer.
+    pub drop_rate: f64,
+    /// For this many seconds from now, every call is answered 503.
+    pub outage_seconds: u64,
+    /// Revoke every token issued so far (calls answer 401 INVALID_TOKEN until refreshed).
+    pub expire_tokens: bool,
+    /// Refuse, for good (400 INVALID_DATA), leads with this last name: a permanent failure.
+    pub reject_last_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SimLead {
+    pub id: String,
+    /// The record's fields as the portal sent them (`Last_Name`, `Portal_Lead_Id`, ...).
+    pub fields: serde_json::Map<String, serde_json::Value>,
+    pub lead_status: String,
+    /// How many upserts inserted it (must stay 1) and updated it.
+    pub inserts: u32,
+    pub updates: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SimPartner {
+    pub soho_partner_id: String,
+    pub name: String,
+    pub email: String,
+    pub approved: bool,
+    pub tier: Option<String>,
+    pub commission_rate: Option<f64>,
+}
+
+/// One API call as the simulator saw it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Call {
+    pub method: String,
+    pub path: String,
+    pub portal_lead_id: Option<String>,
+    pub lead_status: Option<String>,
+    /// The answer's status, or 0 for a dropped connection.
+    pub status: u16,
+    pub fault: Option<String>,
+}
+
+#[derive(Default)]
+pub struct State {
+    pub leads: HashMap<String, SimLead>,
+    pub by_portal_id: HashMap<String, String>,
+    pub partners: Vec<SimPartner>,
+    pub tokens: HashMap<String, Instant>,
+    pub faults: Faults,
+    pub outage_until: Option<Instant>,
+    pub calls: Vec<Call>,
+    pub next_id: u64,
+    pub refreshes: u32,
+    pub webhooks_sent: u32,
+    pub webhooks_failed: u32,
+}
+
+impl State {
+    pub fn faults_reject(&self, last_name: &str) -> bool {
+        self.faults.reject_last_name.as_deref() == Some(last_name)
+    }
+}
+
+pub struct Simulator {
+    pub config: SimConfig,
+    pub state: Mutex<State>,
+    pub http: reqwest::Client,
+}
+
+impl Simulator {
+    pub fn new(config: SimConfig) -> Self {
+        crate::install_crypto_provider();
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
+        Self { config, state: Mutex::new(State { next_id: 5725767000000611001, ..Default::default() }), http }
+    }
+
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data behind; keep serving.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn issue_token(&self) -> (String, u64) {
+        let token = format!("1000.{}", uuid::Uuid::new_v4().simple());
+        let ttl = self.config.token_ttl_seconds;
+        let mut state = self.lock();
+        state.tokens.insert(token.clone(), Instant::now() + Duration::from_secs(ttl));
+        state.refreshes += 1;
+        (token, ttl)
+    }
+
+    pub fn token_valid(&self, token: &str) -> bool {
+        self.lock().tokens.get(token).is_some_and(|expires| *expires > Instant::now())
+    }
+}
