@@ -11,14 +11,20 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use secrecy::ExposeSecret;
+
 use crate::auth::Keys;
 use crate::config::Settings;
+use crate::crm;
+use crate::crm::outbox::CrmOutbox;
+use crate::crm::worker::CrmSync;
 use crate::db::embedded::Leftover;
 use crate::db::{self, Database};
 use crate::email::sender::InvitationSender;
 use crate::email::Mailer;
 use crate::http;
 use crate::portal::Portal;
+use crate::simulator::{self, SimConfig, Simulator};
 
 /// Runs the portal until SIGINT or SIGTERM.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
@@ -26,6 +32,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let result = async {
         db::migrate(&database.pool).await?;
         let running = start(settings, database.pool.clone()).await?;
+        if let Some((address, _)) = &running.simulator {
+            println!("Soho CRM simulator (in-process): open http://{address}/sim");
+        }
         // Scripts and tests read this line to find the portal.
         println!("Soho Partner Portal is running: open {}", running.open_at);
         shutdown_signal().await;
@@ -42,6 +51,8 @@ pub struct RunningPortal {
     /// Where people open it.
     pub open_at: String,
     pub portal: Arc<Portal>,
+    /// The in-process Soho CRM simulator, when no `SOHO_API_BASE` is set.
+    pub simulator: Option<(SocketAddr, Arc<Simulator>)>,
     shutdown: oneshot::Sender<()>,
     server: JoinHandle<std::io::Result<()>>,
     subscribers: Vec<JoinHandle<()>>,
@@ -60,14 +71,32 @@ pub async fn start(settings: Settings, pool: PgPool) -> anyhow::Result<RunningPo
     } else {
         settings.public_base_url.clone()
     };
+    let mut background = Vec::new();
+    let simulator = match settings.soho_api_base {
+        Some(_) => None,
+        None => {
+            let (address, sim, task) = start_simulator(&settings, &keys, address).await?;
+            background.push(task);
+            Some((address, sim))
+        }
+    };
+    let crm = Arc::new(crm::client(
+        &settings,
+        simulator.as_ref().map(|(a, _)| format!("http://{a}")).as_deref(),
+    ));
+    let workers = settings.soho_concurrency;
     let checkpoints = Checkpoints::default();
     let portal = Arc::new(Portal::new(pool.clone(), settings, keys, checkpoints.clone()));
 
     let mut subscribers: Vec<Arc<dyn Projection>> = soho_projections::all();
     subscribers.push(Arc::new(InvitationSender { portal: Arc::clone(&portal), mailer }));
+    subscribers.push(Arc::new(CrmOutbox));
     let reader = Arc::new(CatchUpReader::new(pool, subscribers, checkpoints));
     reader.register().await.context("registering the subscribers")?;
-    let subscribers = reader.spawn();
+    background.extend(reader.spawn());
+    background
+        .extend(Arc::new(CrmSync { portal: Arc::clone(&portal), client: crm }).spawn(workers));
+    let subscribers = background;
 
     let (shutdown, stopped) = oneshot::channel::<()>();
     let app = http::router(Arc::clone(&portal)).into_make_service_with_connect_info::<SocketAddr>();
@@ -79,7 +108,37 @@ pub async fn start(settings: Settings, pool: PgPool) -> anyhow::Result<RunningPo
             .await
     });
     tracing::info!(%address, "listening");
-    Ok(RunningPortal { address, open_at, portal, shutdown, server, subscribers })
+    Ok(RunningPortal { address, open_at, portal, simulator, shutdown, server, subscribers })
+}
+
+/// The Soho CRM simulator, in this process, sending its webhooks to this portal.
+async fn start_simulator(
+    settings: &Settings,
+    keys: &Keys,
+    portal_address: SocketAddr,
+) -> anyhow::Result<(SocketAddr, Arc<Simulator>, JoinHandle<()>)> {
+    let config = SimConfig {
+        portal_url: format!("http://{portal_address}"),
+        webhook_secret: keys
+            .webhook_secret()
+            .map(|s| s.expose_secret().to_string())
+            .unwrap_or_default(),
+        token_ttl_seconds: 3600,
+        retry_scale: 1.0,
+    };
+    // Next to the portal's port by default, so the address is the same every time in dev.
+    let wanted = settings.simulator_listen_addr.unwrap_or_else(|| {
+        let port = portal_address.port();
+        SocketAddr::new(
+            portal_address.ip(),
+            if port == 0 || port == u16::MAX { 0 } else { port + 1 },
+        )
+    });
+    let started = match simulator::start(config.clone(), wanted).await {
+        Ok(started) => started,
+        Err(_) => simulator::start(config, SocketAddr::new(portal_address.ip(), 0)).await?,
+    };
+    Ok(started)
 }
 
 impl RunningPortal {

@@ -33,6 +33,11 @@ pub enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// The Soho CRM sync: its backlog, and retrying failed calls.
+    Crm {
+        #[command(subcommand)]
+        command: CrmCommand,
+    },
     /// Read the log as an auditor does.
     Audit {
         #[command(subcommand)]
@@ -58,6 +63,19 @@ pub enum UserCommand {
         email: String,
         #[arg(long)]
         name: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum CrmCommand {
+    /// Pending and failed calls, the oldest pending call's age, the last error.
+    Status,
+    /// Retry the failed calls of one lead, or all of them.
+    Retry {
+        /// The lead whose failed calls to retry.
+        lead: Option<uuid::Uuid>,
+        #[arg(long, conflicts_with = "lead")]
+        all_failed: bool,
     },
 }
 
@@ -95,6 +113,29 @@ async fn run_tool(command: Command, settings: Settings, database: &Database) -> 
             Ok(())
         }
         Command::Audit { command: AuditCommand::Lead { id, at } } => audit_lead(pool, id, at).await,
+        Command::Crm { command: CrmCommand::Status } => {
+            let backlog = crate::metrics::crm_backlog(pool).await?;
+            println!("pending calls:        {}", backlog.pending);
+            println!("failed calls:         {}", backlog.failed);
+            println!("oldest pending (s):   {:.1}", backlog.oldest_pending_seconds);
+            println!("last error:           {}", backlog.last_error.as_deref().unwrap_or("-"));
+            Ok(())
+        }
+        Command::Crm { command: CrmCommand::Retry { lead, all_failed } } => {
+            if lead.is_none() && !all_failed {
+                bail!("name a lead id, or --all-failed");
+            }
+            let retried = sqlx::query(
+                "UPDATE crm_outbox SET state = 'pending', attempts = 0, next_attempt_at = now(), last_error = NULL \
+                 WHERE state = 'failed' AND ($1::uuid IS NULL OR lead_id = $1)",
+            )
+            .bind(lead)
+            .execute(pool)
+            .await?
+            .rows_affected();
+            println!("{retried} failed call(s) will be retried by the running portal");
+            Ok(())
+        }
         Command::User { command: UserCommand::CreateAuditor { email, name } } => {
             create_auditor(settings, pool, email, name).await
         }

@@ -60,6 +60,10 @@ pub struct Settings {
     pub auth_limit_per_email: u32,
     /// Public-form submissions allowed a minute per client address.
     pub public_form_limit_per_address: u32,
+    /// How many Soho CRM calls run at once (different leads; one lead's calls are in order).
+    pub soho_concurrency: usize,
+    /// Where the in-process Soho CRM simulator listens (when `SOHO_API_BASE` is not set).
+    pub simulator_listen_addr: Option<SocketAddr>,
     /// Soho CRM `Lead_Status` values ↔ portal statuses.
     pub status_mapping: crate::leads::status_mapping::StatusMapping,
 }
@@ -178,6 +182,10 @@ impl Settings {
                 "PUBLIC_FORM_RATE_LIMIT_PER_ADDRESS",
                 10,
             )?,
+            soho_concurrency: number(&lookup, "SOHO_CONCURRENCY", 8)? as usize,
+            simulator_listen_addr: lookup("SIM_LISTEN_ADDR")
+                .map(|v| parse("SIM_LISTEN_ADDR", &v))
+                .transpose()?,
             status_mapping: match lookup("STATUS_MAPPING") {
                 None => Default::default(),
                 Some(text) => crate::leads::status_mapping::StatusMapping::parse(&text)

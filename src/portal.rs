@@ -19,6 +19,7 @@ pub struct Portal {
     pub checkpoints: Checkpoints,
     pub auth_limits: AuthLimits,
     pub public_form_limits: Limiter<std::net::IpAddr>,
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Portal {
@@ -36,6 +37,7 @@ impl Portal {
             checkpoints,
             auth_limits,
             public_form_limits,
+            metrics: Default::default(),
         }
     }
 

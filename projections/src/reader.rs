@@ -50,6 +50,11 @@ impl Checkpoints {
         });
     }
 
+    /// A receiver that sees every advance of any checkpoint (to wake work that follows one).
+    pub fn subscribe(&self) -> watch::Receiver<HashMap<String, LogPosition>> {
+        self.known.subscribe()
+    }
+
     fn passed(&self, subscribers: &[&str], position: LogPosition) -> bool {
         let known = self.known.borrow();
         subscribers.iter().all(|s| known.get(*s).is_some_and(|p| *p >= position))

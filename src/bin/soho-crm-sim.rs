@@ -55,8 +55,12 @@ enum PartnerCommand {
         #[arg(long)]
         approved: bool,
     },
-    Approve { soho_partner_id: String },
-    Suspend { soho_partner_id: String },
+    Approve {
+        soho_partner_id: String,
+    },
+    Suspend {
+        soho_partner_id: String,
+    },
 }
 
 #[tokio::main]
@@ -78,7 +82,11 @@ async fn main() -> anyhow::Result<()> {
             return Ok(());
         }
         Command::Partner { command: PartnerCommand::Create { name, email, approved } } => {
-            call("/sim/partners".into(), json!({"name": name, "email": email, "approved": approved})).await?
+            call(
+                "/sim/partners".into(),
+                json!({"name": name, "email": email, "approved": approved}),
+            )
+            .await?
         }
         Command::Partner { command: PartnerCommand::Approve { soho_partner_id } } => {
             call(format!("/sim/partners/{soho_partner_id}/approve"), json!({})).await?
@@ -89,8 +97,12 @@ async fn main() -> anyhow::Result<()> {
         Command::LeadStatus { soho_lead_id, status } => {
             call(format!("/sim/leads/{soho_lead_id}/status"), json!({"status": status})).await?
         }
-        Command::Faults { json } => call("/sim/faults".into(), serde_json::from_str(&json)?).await?,
-        Command::State => http.get(format!("{}/sim/state", cli.sim_url)).send().await?.json().await?,
+        Command::Faults { json } => {
+            call("/sim/faults".into(), serde_json::from_str(&json)?).await?
+        }
+        Command::State => {
+            http.get(format!("{}/sim/state", cli.sim_url)).send().await?.json().await?
+        }
     };
     println!("{}", serde_json::to_string_pretty(&answer)?);
     Ok(())

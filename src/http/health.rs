@@ -11,12 +11,16 @@ use super::AppState;
 #[derive(Serialize, ToSchema)]
 pub struct Health {
     pub status: &'static str,
+    /// The Soho CRM sync backlog (readiness only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub crm: Option<crate::metrics::CrmBacklog>,
 }
 
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
 pub async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok" })
+    Json(Health { status: "ok", crm: None })
 }
 
 /// The database answers and every migration of this build is applied.
@@ -26,11 +30,25 @@ pub async fn healthz() -> Json<Health> {
 ))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     match crate::db::migrations_applied(&state.pool).await {
-        Ok(true) => Ok(Json(Health { status: "ready" })),
+        Ok(true) => {
+            let crm = crate::metrics::crm_backlog(&state.pool).await.ok();
+            Ok(Json(Health { status: "ready", crm }))
+        }
         Ok(false) => Err(ApiError::Unavailable("database migrations are pending".into())),
         Err(error) => {
             tracing::warn!(%error, "readiness check failed");
             Err(ApiError::Unavailable("the database is not reachable".into()))
         }
     }
+}
+
+/// Prometheus metrics: webhook and CRM counters, and the CRM backlog.
+pub async fn metrics(
+    State(state): State<AppState>,
+) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
+    let backlog = crate::metrics::crm_backlog(&state.pool).await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::render(&state.metrics, &backlog),
+    ))
 }

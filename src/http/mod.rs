@@ -50,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .merge(dev)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(openapi))
         .merge(auth::routes())
         .merge(webhooks::routes())

@@ -37,9 +37,11 @@ pub fn verify(portal: &Portal, headers: &HeaderMap, body: &[u8]) -> Result<Strin
         ApiError::internal(anyhow::anyhow!("SOHO_WEBHOOK_SECRET is not valid base64"))
     })?;
     webhook.verify(body, headers).map_err(|error| {
+        crate::metrics::Metrics::count(&portal.metrics.webhooks_refused);
         tracing::warn!(%error, "webhook refused");
         ApiError::Unauthorized(format!("the webhook signature is not valid: {error}"))
     })?;
+    crate::metrics::Metrics::count(&portal.metrics.webhooks_received);
     headers
         .get(standardwebhooks::HEADER_WEBHOOK_ID)
         .and_then(|v| v.to_str().ok())

@@ -31,7 +31,11 @@ struct TokenForm {
 }
 
 async fn token(State(sim): State<Arc<Simulator>>, Form(form): Form<TokenForm>) -> Response {
-    if form.grant_type != "refresh_token" || form.refresh_token.is_none() || form.client_id.is_none() || form.client_secret.is_none() {
+    if form.grant_type != "refresh_token"
+        || form.refresh_token.is_none()
+        || form.client_id.is_none()
+        || form.client_secret.is_none()
+    {
         return (StatusCode::BAD_REQUEST, Json(json!({"error": "invalid_code"}))).into_response();
     }
     let (access_token, expires_in) = sim.issue_token();
@@ -52,7 +56,12 @@ fn decide(sim: &Simulator) -> Option<Fault> {
     let mut state = sim.lock();
     let faults = state.faults.clone();
     if state.outage_until.is_some_and(|until| until > Instant::now()) {
-        return Some(Fault::Answer(StatusCode::SERVICE_UNAVAILABLE, json!({"code": "INTERNAL_ERROR", "message": "outage"}), None, "outage"));
+        return Some(Fault::Answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"code": "INTERNAL_ERROR", "message": "outage"}),
+            None,
+            "outage",
+        ));
     }
     if state.faults.rate_limit_burst > 0 {
         state.faults.rate_limit_burst -= 1;
@@ -65,7 +74,12 @@ fn decide(sim: &Simulator) -> Option<Fault> {
     }
     let roll: f64 = rand::random();
     if roll < faults.error_rate {
-        return Some(Fault::Answer(StatusCode::INTERNAL_SERVER_ERROR, json!({"code": "INTERNAL_ERROR", "message": "injected"}), None, "500"));
+        return Some(Fault::Answer(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"code": "INTERNAL_ERROR", "message": "injected"}),
+            None,
+            "500",
+        ));
     }
     let roll: f64 = rand::random();
     if roll < faults.timeout_rate {
@@ -132,7 +146,9 @@ async fn with_faults(
             call.status = 0;
             call.fault = Some("dropped".into());
             sim.lock().calls.push(call);
-            let broken = futures::stream::once(async { Err::<Bytes, _>(std::io::Error::other("connection dropped")) });
+            let broken = futures::stream::once(async {
+                Err::<Bytes, _>(std::io::Error::other("connection dropped"))
+            });
             Response::new(Body::from_stream(broken))
         }
         None => {
@@ -144,7 +160,11 @@ async fn with_faults(
     }
 }
 
-async fn upsert(State(sim): State<Arc<Simulator>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+async fn upsert(
+    State(sim): State<Arc<Simulator>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
     let record = body["data"][0].as_object().cloned().unwrap_or_default();
     let portal_id = record.get("Portal_Lead_Id").and_then(Value::as_str).map(str::to_string);
     let call = Call {
@@ -190,10 +210,25 @@ async fn upsert(State(sim): State<Arc<Simulator>>, headers: HeaderMap, Json(body
     .await
 }
 
-async fn update(State(sim): State<Arc<Simulator>>, headers: HeaderMap, Path(id): Path<String>, Json(body): Json<Value>) -> Response {
+async fn update(
+    State(sim): State<Arc<Simulator>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> Response {
     let status = body["data"][0]["Lead_Status"].as_str().map(str::to_string);
-    let portal_id = sim.lock().leads.get(&id).and_then(|l| l.fields.get("Portal_Lead_Id").and_then(Value::as_str).map(str::to_string));
-    let call = Call { method: "PUT".into(), path: format!("/Leads/{id}"), portal_lead_id: portal_id, lead_status: status.clone(), status: 0, fault: None };
+    let portal_id =
+        sim.lock().leads.get(&id).and_then(|l| {
+            l.fields.get("Portal_Lead_Id").and_then(Value::as_str).map(str::to_string)
+        });
+    let call = Call {
+        method: "PUT".into(),
+        path: format!("/Leads/{id}"),
+        portal_lead_id: portal_id,
+        lead_status: status.clone(),
+        status: 0,
+        fault: None,
+    };
     with_faults(&sim, &headers, call, move |sim| {
         let mut state = sim.lock();
         let Some(lead) = state.leads.get_mut(&id) else {
@@ -210,7 +245,11 @@ async fn update(State(sim): State<Arc<Simulator>>, headers: HeaderMap, Path(id):
     .await
 }
 
-async fn get_lead(State(sim): State<Arc<Simulator>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn get_lead(
+    State(sim): State<Arc<Simulator>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     if !authorised(&sim, &headers) {
         return invalid_token();
     }

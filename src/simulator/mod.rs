@@ -36,7 +36,10 @@ pub fn router(sim: Arc<Simulator>) -> Router {
 }
 
 /// A simulator serving on `address` (port 0 for any), until the returned task is aborted.
-pub async fn start(config: SimConfig, address: SocketAddr) -> std::io::Result<(SocketAddr, Arc<Simulator>, tokio::task::JoinHandle<()>)> {
+pub async fn start(
+    config: SimConfig,
+    address: SocketAddr,
+) -> std::io::Result<(SocketAddr, Arc<Simulator>, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(address).await?;
     let address = listener.local_addr()?;
     let sim = Arc::new(Simulator::new(config));

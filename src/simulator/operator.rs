@@ -48,7 +48,8 @@ async fn set_faults(State(sim): State<Arc<Simulator>>, Json(faults): Json<Faults
     if faults.expire_tokens {
         state.tokens.clear();
     }
-    state.outage_until = (faults.outage_seconds > 0).then(|| Instant::now() + Duration::from_secs(faults.outage_seconds));
+    state.outage_until = (faults.outage_seconds > 0)
+        .then(|| Instant::now() + Duration::from_secs(faults.outage_seconds));
     state.faults = Faults { expire_tokens: false, ..faults };
     Json(state.faults.clone())
 }
@@ -65,7 +66,10 @@ struct PartnerRequest {
     commission_rate: Option<f64>,
 }
 
-async fn upsert_partner(State(sim): State<Arc<Simulator>>, Json(request): Json<PartnerRequest>) -> Response {
+async fn upsert_partner(
+    State(sim): State<Arc<Simulator>>,
+    Json(request): Json<PartnerRequest>,
+) -> Response {
     let (partner, created) = {
         let mut state = sim.lock();
         let id = request.soho_partner_id.unwrap_or_else(|| {
@@ -107,7 +111,8 @@ async fn set_approved(sim: Arc<Simulator>, id: String, approved: bool) -> Respon
     let partner = {
         let mut state = sim.lock();
         let Some(partner) = state.partners.iter_mut().find(|p| p.soho_partner_id == id) else {
-            return (StatusCode::NOT_FOUND, Json(json!({"error": "no such partner"}))).into_response();
+            return (StatusCode::NOT_FOUND, Json(json!({"error": "no such partner"})))
+                .into_response();
         };
         partner.approved = approved;
         partner.clone()
@@ -116,9 +121,11 @@ async fn set_approved(sim: Arc<Simulator>, id: String, approved: bool) -> Respon
 }
 
 async fn send_partner(sim: &Arc<Simulator>, partner: SimPartner, event: &str) -> Response {
-    let body = json!({"event": event, "occurredAt": chrono::Utc::now().to_rfc3339(), "partner": partner});
+    let body =
+        json!({"event": event, "occurredAt": chrono::Utc::now().to_rfc3339(), "partner": partner});
     let (webhook_id, status) = deliver(sim, "/webhooks/soho/partner", body).await;
-    Json(json!({"partner": partner, "webhookId": webhook_id, "portalStatus": status})).into_response()
+    Json(json!({"partner": partner, "webhookId": webhook_id, "portalStatus": status}))
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -126,7 +133,11 @@ struct StatusRequest {
     status: String,
 }
 
-async fn lead_status(State(sim): State<Arc<Simulator>>, Path(id): Path<String>, Json(request): Json<StatusRequest>) -> Response {
+async fn lead_status(
+    State(sim): State<Arc<Simulator>>,
+    Path(id): Path<String>,
+    Json(request): Json<StatusRequest>,
+) -> Response {
     let (portal_id, previous) = {
         let mut state = sim.lock();
         let Some(lead) = state.leads.get_mut(&id) else {
@@ -144,7 +155,8 @@ async fn lead_status(State(sim): State<Arc<Simulator>>, Path(id): Path<String>, 
 
 async fn page(State(sim): State<Arc<Simulator>>) -> Html<String> {
     let portal = sim.config.portal_url.clone();
-    Html(format!(r##"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Soho CRM simulator</title>
+    Html(format!(
+        r##"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Soho CRM simulator</title>
 <style>body{{font-family:sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}}table{{border-collapse:collapse;width:100%}}
 td,th{{border-bottom:1px solid #ddd;padding:.4rem;text-align:left}}form{{margin:1rem 0}}label{{margin-right:1rem}}</style></head>
 <body><h1>Soho CRM simulator</h1><p>Sends signed webhooks to the portal at <a href="{portal}">{portal}</a>.
@@ -182,5 +194,6 @@ async function load() {{
 document.querySelector("#partner").onsubmit = (e) => {{ e.preventDefault(); const f = new FormData(e.target);
   post("/sim/partners", {{name: f.get("name"), email: f.get("email"), approved: f.get("approved") === "on"}}); }};
 load(); setInterval(load, 2000);
-</script></body></html>"##))
+</script></body></html>"##
+    ))
 }

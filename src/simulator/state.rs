@@ -97,8 +97,13 @@ pub struct Simulator {
 impl Simulator {
     pub fn new(config: SimConfig) -> Self {
         crate::install_crypto_provider();
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
-        Self { config, state: Mutex::new(State { next_id: 5725767000000611001, ..Default::default() }), http }
+        let http =
+            reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
+        Self {
+            config,
+            state: Mutex::new(State { next_id: 5725767000000611001, ..Default::default() }),
+            http,
+        }
     }
 
     pub fn lock(&self) -> std::sync::MutexGuard<'_, State> {

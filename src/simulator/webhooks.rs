@@ -23,7 +23,8 @@ pub async fn deliver(sim: &Arc<Simulator>, path: &str, body: Value) -> (String, 
         let (sim, path, id) = (Arc::clone(sim), path.to_string(), id.clone());
         tokio::spawn(async move {
             for delay in SCHEDULE_SECONDS {
-                tokio::time::sleep(Duration::from_secs_f64(delay as f64 * sim.config.retry_scale)).await;
+                tokio::time::sleep(Duration::from_secs_f64(delay as f64 * sim.config.retry_scale))
+                    .await;
                 if attempt(&sim, &path, &id, &body).await.is_some_and(|s| (200..300).contains(&s)) {
                     sim.lock().webhooks_sent += 1;
                     return;

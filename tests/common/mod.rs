@@ -111,7 +111,7 @@ impl PortalProcess {
         let mut lines = tokio::io::BufReader::new(stdout).lines();
         let base_url = tokio::time::timeout(std::time::Duration::from_secs(90), async {
             while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some(url) = line.split("open ").nth(1) {
+                if let Some(url) = line.strip_prefix("Soho Partner Portal is running: open ") {
                     return url.trim().to_string();
                 }
             }

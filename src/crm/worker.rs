@@ -1,0 +1,248 @@
+//! The CRM sync workers: make the calls the outbox owes Soho CRM and record the outcome as
+//! events (`LeadSyncedToCrm`, `CrmSyncFailed`).
+//!
+//! A task is worked under a session advisory lock on its id, taken on the worker's own
+//! connection, so no two workers (on any server) make the same call at once, and a worker that
+//! dies lets go as its connection closes. No transaction stays open during a call: an open
+//! transaction would hold back every subscriber (their reads stop at the oldest open one). A
+//! lead's tasks run in order; different leads' run in parallel, up to the number of workers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::{json, Value};
+use soho_aggregates::{Actor, Lead, LeadCommand};
+use sqlx::{ConnectOptions, PgConnection};
+use tokio::task::JoinHandle;
+
+use super::client::{CrmClient, CrmError};
+use crate::commands::{load_aggregate, CommandContext};
+use crate::metrics::Metrics;
+use crate::portal::Portal;
+
+#[derive(sqlx::FromRow, Debug)]
+struct Task {
+    task_id: i64,
+    lead_id: uuid::Uuid,
+    kind: String,
+    crm_status: Option<String>,
+    attempts: i32,
+}
+
+const ELIGIBLE: &str = "state = 'pending' AND next_attempt_at <= now() AND NOT EXISTS \
+    (SELECT 1 FROM crm_outbox e WHERE e.lead_id = o.lead_id AND e.task_id < o.task_id AND e.state <> 'done')";
+
+pub struct CrmSync {
+    pub portal: Arc<Portal>,
+    pub client: Arc<CrmClient>,
+}
+
+impl CrmSync {
+    pub fn spawn(self: Arc<Self>, workers: usize) -> Vec<JoinHandle<()>> {
+        (0..workers.max(1))
+            .map(|n| {
+                let sync = Arc::clone(&self);
+                tokio::spawn(async move { sync.work(n).await })
+            })
+            .collect()
+    }
+
+    async fn work(&self, n: usize) {
+        let mut wake = self.portal.checkpoints.subscribe();
+        let mut conn: Option<PgConnection> = None;
+        loop {
+            wake.borrow_and_update();
+            if conn.is_none() {
+                match self.portal.pool.connect_options().connect().await {
+                    Ok(c) => conn = Some(c),
+                    Err(error) => {
+                        tracing::warn!(%error, worker = n, "CRM worker cannot connect");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                }
+            }
+            let Some(c) = conn.as_mut() else { continue };
+            match self.work_one(c, n).await {
+                Ok(true) => continue,
+                Ok(false) => {
+                    tokio::select! {
+                        _ = wake.changed() => {}
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(error = format!("{error:#}"), worker = n, "CRM worker error");
+                    conn = None;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    /// Works one eligible task, if there is one this worker can lock.
+    async fn work_one(&self, conn: &mut PgConnection, n: usize) -> anyhow::Result<bool> {
+        let candidates: Vec<Task> = sqlx::query_as(&format!(
+            "SELECT task_id, lead_id, kind, crm_status, attempts FROM crm_outbox o WHERE {ELIGIBLE} \
+             ORDER BY next_attempt_at, task_id LIMIT 32"
+        ))
+        .fetch_all(&mut *conn)
+        .await?;
+        let start = if candidates.is_empty() { 0 } else { n % candidates.len() };
+        for task in candidates.iter().cycle().skip(start).take(candidates.len()) {
+            let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(task.task_id)
+                .fetch_one(&mut *conn)
+                .await?;
+            if !locked {
+                continue;
+            }
+            let result = self.work_locked(conn, task.task_id).await;
+            sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(task.task_id)
+                .execute(&mut *conn)
+                .await?;
+            if result? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// With the task's lock held: checks it is still due (another worker may have just done it),
+    /// makes the call, and records the outcome.
+    async fn work_locked(&self, conn: &mut PgConnection, task_id: i64) -> anyhow::Result<bool> {
+        let task: Option<Task> = sqlx::query_as(&format!(
+            "SELECT task_id, lead_id, kind, crm_status, attempts FROM crm_outbox o WHERE task_id = $1 AND {ELIGIBLE}"
+        ))
+        .bind(task_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(task) = task else { return Ok(false) };
+        let span = tracing::info_span!("crm_task", task = task.task_id, lead = %task.lead_id, kind = %task.kind);
+        let outcome = tracing::Instrument::instrument(self.call(&task), span).await;
+        let metrics: &Metrics = &self.portal.metrics;
+        match outcome {
+            Ok(()) => {
+                Metrics::count(&metrics.crm_calls);
+                sqlx::query("UPDATE crm_outbox SET state = 'done', done_at = now(), last_error = NULL WHERE task_id = $1")
+                    .bind(task.task_id)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Err(CrmError::Retry { reason, after }) => {
+                Metrics::count(&metrics.crm_retries);
+                let delay = after.unwrap_or_else(|| backoff(task.attempts));
+                tracing::info!(%reason, delay_ms = delay.as_millis() as u64, "CRM call will be retried");
+                sqlx::query(
+                    "UPDATE crm_outbox SET attempts = attempts + 1, last_error = $2, \
+                     next_attempt_at = now() + make_interval(secs => $3) WHERE task_id = $1",
+                )
+                .bind(task.task_id)
+                .bind(&reason)
+                .bind(delay.as_secs_f64())
+                .execute(&mut *conn)
+                .await?;
+            }
+            Err(CrmError::Permanent { code, message }) => {
+                Metrics::count(&metrics.crm_failures);
+                tracing::warn!(%code, %message, "Soho CRM refused the call for good");
+                let command = LeadCommand::RecordCrmSyncFailure {
+                    code: code.clone(),
+                    message: message.clone(),
+                    at: Utc::now(),
+                };
+                self.record(task.lead_id, command).await?;
+                sqlx::query("UPDATE crm_outbox SET state = 'failed', attempts = attempts + 1, last_error = $2 WHERE task_id = $1")
+                    .bind(task.task_id)
+                    .bind(format!("{code}: {message}"))
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+        Ok(true)
+    }
+
+    async fn call(&self, task: &Task) -> Result<(), CrmError> {
+        let unavailable =
+            |e: anyhow::Error| CrmError::Retry { reason: format!("portal: {e:#}"), after: None };
+        let mut conn = self.portal.pool.acquire().await.map_err(|e| unavailable(e.into()))?;
+        let (lead, _) = load_aggregate::<Lead>(&mut conn, &task.lead_id.to_string(), None)
+            .await
+            .map_err(unavailable)?;
+        match task.kind.as_str() {
+            "upsert" => {
+                let partner_soho_id: Option<String> = match lead.partner_id {
+                    Some(partner) => sqlx::query_scalar(
+                        "SELECT soho_partner_id FROM partners WHERE partner_id = $1",
+                    )
+                    .bind(partner.as_uuid())
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(|e| unavailable(e.into()))?,
+                    None => None,
+                };
+                drop(conn);
+                let soho_lead_id =
+                    self.client.upsert_lead(record(task.lead_id, &lead, partner_soho_id)).await?;
+                let command = LeadCommand::RecordCrmSync { soho_lead_id, at: Utc::now() };
+                self.record(task.lead_id, command).await.map_err(unavailable)
+            }
+            "status" => {
+                drop(conn);
+                let soho_lead_id = lead.soho_lead_id.ok_or_else(|| CrmError::Retry {
+                    reason: "the lead is not in Soho CRM yet".into(),
+                    after: None,
+                })?;
+                let crm_status = task.crm_status.clone().unwrap_or_else(|| lead.crm_status.clone());
+                self.client.update_status(&soho_lead_id, &crm_status).await
+            }
+            other => Err(CrmError::Permanent {
+                code: "UNKNOWN_TASK".into(),
+                message: format!("unknown task kind {other}"),
+            }),
+        }
+    }
+
+    async fn record(&self, lead: uuid::Uuid, command: LeadCommand) -> anyhow::Result<()> {
+        let commands = &self.portal.commands;
+        let context = CommandContext::new(Actor::system());
+        commands
+            .record(&commands.leads, &lead.to_string(), command, &context)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}
+
+/// The lead as a Soho CRM `Leads` record (CONTRACT.md 4).
+fn record(lead_id: uuid::Uuid, lead: &Lead, partner_soho_id: Option<String>) -> Value {
+    let d = &lead.details;
+    let mut record = json!({
+        "Last_Name": d.last_name,
+        "Lead_Source": "Partner Portal",
+        "Lead_Status": soho_aggregates::lead::INITIAL_CRM_STATUS,
+        "Portal_Lead_Id": lead_id.to_string(),
+        "Channel_Conflict": lead.channel_conflict,
+    });
+    for (field, value) in [
+        ("First_Name", &d.first_name),
+        ("Email", &d.email),
+        ("Phone", &d.phone),
+        ("Company", &d.company),
+        ("Description", &d.notes),
+        ("Partner_Id", &partner_soho_id),
+    ] {
+        if let Some(value) = value {
+            record[field] = Value::String(value.clone());
+        }
+    }
+    record
+}
+
+/// Exponential backoff with jitter: about 0.5 s, 1 s, 2 s, ... up to a minute.
+fn backoff(attempts: i32) -> Duration {
+    let base = 0.5 * 2f64.powi(attempts.clamp(0, 7));
+    let jitter = 0.5 + rand::random::<f64>();
+    Duration::from_secs_f64((base * jitter).min(60.0))
+}

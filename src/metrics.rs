@@ -1,0 +1,100 @@
+//! Counters for operators, exposed with the database's own figures at `/metrics` in Prometheus'
+//! text format.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Default)]
+pub struct Metrics {
+    pub webhooks_received: AtomicU64,
+    pub webhooks_refused: AtomicU64,
+    pub crm_calls: AtomicU64,
+    pub crm_retries: AtomicU64,
+    pub crm_failures: AtomicU64,
+}
+
+impl Metrics {
+    pub fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The CRM sync backlog, as `crm status`, `/readyz` and `/metrics` show it.
+#[derive(Debug, serde::Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct CrmBacklog {
+    pub pending: i64,
+    pub failed: i64,
+    /// Age of the oldest pending call, in seconds (0 with none).
+    pub oldest_pending_seconds: f64,
+    pub last_error: Option<String>,
+}
+
+pub async fn crm_backlog(pool: &sqlx::PgPool) -> Result<CrmBacklog, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE state = 'pending') AS pending, \
+                count(*) FILTER (WHERE state = 'failed') AS failed, \
+                COALESCE(EXTRACT(EPOCH FROM now() - min(created_at) FILTER (WHERE state = 'pending')), 0)::float8 AS oldest_pending_seconds, \
+                (SELECT last_error FROM crm_outbox WHERE state <> 'done' AND last_error IS NOT NULL ORDER BY task_id DESC LIMIT 1) AS last_error \
+         FROM crm_outbox WHERE state <> 'done'",
+    )
+    .fetch_one(pool)
+    .await
+}
+
+pub fn render(metrics: &Metrics, backlog: &CrmBacklog) -> String {
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: f64| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    };
+    let load = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64;
+    metric(
+        "soho_webhooks_received_total",
+        "counter",
+        "Soho CRM webhooks accepted (signature valid).",
+        load(&metrics.webhooks_received),
+    );
+    metric(
+        "soho_webhooks_refused_total",
+        "counter",
+        "Soho CRM webhooks refused for their signature.",
+        load(&metrics.webhooks_refused),
+    );
+    metric(
+        "soho_crm_calls_total",
+        "counter",
+        "Soho CRM calls that succeeded.",
+        load(&metrics.crm_calls),
+    );
+    metric(
+        "soho_crm_retries_total",
+        "counter",
+        "Soho CRM calls that failed and will be retried.",
+        load(&metrics.crm_retries),
+    );
+    metric(
+        "soho_crm_failures_total",
+        "counter",
+        "Soho CRM calls refused for good (leads marked failed).",
+        load(&metrics.crm_failures),
+    );
+    metric(
+        "soho_crm_pending",
+        "gauge",
+        "Soho CRM calls waiting to be made.",
+        backlog.pending as f64,
+    );
+    metric(
+        "soho_crm_failed",
+        "gauge",
+        "Soho CRM calls refused for good, awaiting `crm retry`.",
+        backlog.failed as f64,
+    );
+    metric(
+        "soho_crm_sync_lag_seconds",
+        "gauge",
+        "Age of the oldest pending Soho CRM call.",
+        backlog.oldest_pending_seconds,
+    );
+    out
+}
