@@ -82,6 +82,10 @@ BEGIN
         END;
     ELSIF NEW.aggregate_type = 'Lead' AND NEW.event_type = 'LeadSyncedToCrm' THEN
         -- The same lead synced again with the same CRM id is fine; another lead with it is not.
+        -- A lead that got a new CRM id (its record was recreated) moves to it.
+        DELETE FROM lead_soho_ids
+        WHERE lead_id = NEW.aggregate_id::uuid
+          AND soho_lead_id <> NEW.payload -> 'LeadSyncedToCrm' ->> 'sohoLeadId';
         INSERT INTO lead_soho_ids (soho_lead_id, lead_id)
         VALUES (NEW.payload -> 'LeadSyncedToCrm' ->> 'sohoLeadId', NEW.aggregate_id::uuid)
         ON CONFLICT (soho_lead_id) DO NOTHING;
