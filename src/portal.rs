@@ -20,6 +20,10 @@ pub struct Portal {
     pub auth_limits: AuthLimits,
     pub public_form_limits: Limiter<std::net::IpAddr>,
     pub metrics: crate::metrics::Metrics,
+    /// Submissions in flight at once. Each holds one connection for its duplicate lock while its
+    /// command takes another: unbounded, they could take every connection of the pool and wait
+    /// for one another.
+    pub submission_slots: tokio::sync::Semaphore,
 }
 
 impl Portal {
@@ -38,6 +42,7 @@ impl Portal {
             auth_limits,
             public_form_limits,
             metrics: Default::default(),
+            submission_slots: tokio::sync::Semaphore::new(8),
         }
     }
 

@@ -240,9 +240,9 @@ fn record(lead_id: uuid::Uuid, lead: &Lead, partner_soho_id: Option<String>) -> 
     record
 }
 
-/// Exponential backoff with jitter: about 0.5 s, 1 s, 2 s, ... up to a minute.
+/// Exponential backoff with jitter: about 0.5 s, 1 s, 2 s, ... up to 30 s.
 fn backoff(attempts: i32) -> Duration {
-    let base = 0.5 * 2f64.powi(attempts.clamp(0, 7));
+    let base = 0.5 * 2f64.powi(attempts.clamp(0, 6));
     let jitter = 0.5 + rand::random::<f64>();
-    Duration::from_secs_f64((base * jitter).min(60.0))
+    Duration::from_secs_f64((base * jitter).min(30.0))
 }

@@ -96,6 +96,7 @@ pub async fn submit(
 ) -> Result<Submitted, ApiError> {
     let email = details.email_key();
     let phone = details.phone_key();
+    let _slot = portal.submission_slots.acquire().await.map_err(ApiError::internal)?;
     let mut tx = portal.pool.begin().await?;
     let mut keys: Vec<String> = email.iter().chain(phone.iter()).cloned().collect();
     keys.sort();

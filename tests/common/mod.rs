@@ -428,3 +428,42 @@ pub fn bad_tokens(user: uuid::Uuid) -> Vec<(&'static str, String)> {
         ("garbage", "not-a-jwt".to_string()),
     ]
 }
+
+impl TestPortal {
+    /// The base URL of the in-process Soho CRM simulator.
+    pub fn simulator_url(&self) -> String {
+        let (address, _) = self.running.as_ref().expect("running").simulator.as_ref().expect("an in-process simulator");
+        format!("http://{address}")
+    }
+}
+
+/// A Soho CRM simulator in the test process (for portals pointed at it with SOHO_API_BASE).
+pub async fn external_simulator(portal_url: &str) -> (String, tokio::task::JoinHandle<()>) {
+    let config = soho_portal::simulator::SimConfig {
+        portal_url: portal_url.to_string(),
+        webhook_secret: WEBHOOK_SECRET.to_string(),
+        token_ttl_seconds: 3600,
+        retry_scale: 0.01,
+    };
+    let (address, _, task) = soho_portal::simulator::start(config, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    (format!("http://{address}"), task)
+}
+
+/// The settings that point a portal at a simulator by OAuth.
+pub fn crm_settings(sim_url: &str) -> Vec<(String, String)> {
+    vec![
+        ("SOHO_API_BASE".into(), format!("{sim_url}/crm/v8")),
+        ("SOHO_ACCOUNTS_URL".into(), sim_url.to_string()),
+        ("SOHO_CLIENT_ID".into(), "portal-test".into()),
+        ("SOHO_CLIENT_SECRET".into(), "secret".into()),
+        ("SOHO_REFRESH_TOKEN".into(), "refresh".into()),
+    ]
+}
+
+pub async fn sim_state(sim_url: &str) -> serde_json::Value {
+    client().get(format!("{sim_url}/sim/state")).send().await.unwrap().json().await.unwrap()
+}
+
+pub async fn sim_post(sim_url: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
+    client().post(format!("{sim_url}{path}")).json(&body).send().await.unwrap().json().await.unwrap()
+}
