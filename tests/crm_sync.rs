@@ -25,17 +25,26 @@ where
 async fn lead_when(portal: &TestPortal, token: &str, id: &str, state: &str, seconds: u64) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
     loop {
-        let lead: Value = portal.get(&format!("/leads/{id}"), Some(token)).await.json().await.unwrap();
+        let lead: Value =
+            portal.get(&format!("/leads/{id}"), Some(token)).await.json().await.unwrap();
         if lead["syncState"] == state {
             return lead;
         }
-        assert!(tokio::time::Instant::now() < deadline, "lead {id} not {state} within {seconds} s: {lead}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "lead {id} not {state} within {seconds} s: {lead}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 fn sim_lead<'a>(state: &'a Value, portal_id: &str) -> Vec<&'a Value> {
-    state["leads"].as_array().unwrap().iter().filter(|l| l["fields"]["Portal_Lead_Id"] == portal_id).collect()
+    state["leads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["fields"]["Portal_Lead_Id"] == portal_id)
+        .collect()
 }
 
 #[tokio::test]
@@ -56,35 +65,64 @@ async fn a_lead_round_trips_through_soho_crm_without_an_echo() {
     let record = records[0];
     assert_eq!(synced["sohoLeadId"], record["id"]);
     let fields = &record["fields"];
-    for (field, value) in [("Last_Name", json!("Lovelace")), ("First_Name", json!("Ada")), ("Email", json!("ada@example.com")),
-        ("Phone", json!("+44 20 7946 0000")), ("Company", json!("Analytical Engines")), ("Description", json!("Wants a demo")),
-        ("Lead_Source", json!("Partner Portal")), ("Lead_Status", json!("Not Contacted")), ("Partner_Id", json!("soho-crm")),
-        ("Channel_Conflict", json!(false))] {
+    for (field, value) in [
+        ("Last_Name", json!("Lovelace")),
+        ("First_Name", json!("Ada")),
+        ("Email", json!("ada@example.com")),
+        ("Phone", json!("+44 20 7946 0000")),
+        ("Company", json!("Analytical Engines")),
+        ("Description", json!("Wants a demo")),
+        ("Lead_Source", json!("Partner Portal")),
+        ("Lead_Status", json!("Not Contacted")),
+        ("Partner_Id", json!("soho-crm")),
+        ("Channel_Conflict", json!(false)),
+    ] {
         assert_eq!(fields[field], value, "{field}");
     }
     let soho_id = record["id"].as_str().unwrap().to_string();
 
     // Portal → CRM, and no webhook comes back for it.
     let webhooks_before = state["webhooksSent"].as_u64().unwrap();
-    portal.patch(&format!("/leads/{id}/status"), Some(&a.sub), &json!({"status": "contacted"})).await;
+    portal
+        .patch(&format!("/leads/{id}/status"), Some(&a.sub), &json!({"status": "contacted"}))
+        .await;
     wait_for("the CRM to have the portal's status", 20, || {
         let (sim, soho_id) = (&sim, &soho_id);
-        async move { sim_state(sim).await["leads"].as_array().unwrap().iter().any(|l| l["id"] == *soho_id && l["leadStatus"] == "Contacted") }
+        async move {
+            sim_state(sim).await["leads"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|l| l["id"] == *soho_id && l["leadStatus"] == "Contacted")
+        }
     })
     .await;
 
     // CRM → portal by a signed webhook from the simulator.
-    let answer = sim_post(&sim, &format!("/sim/leads/{soho_id}/status"), json!({"status": "Qualified"})).await;
+    let answer =
+        sim_post(&sim, &format!("/sim/leads/{soho_id}/status"), json!({"status": "Qualified"}))
+            .await;
     assert_eq!(answer["portalStatus"], 200, "{answer}");
     let lead: Value = portal.get(&format!("/leads/{id}"), Some(&a.sub)).await.json().await.unwrap();
     assert_eq!(lead["status"], "qualified");
     tokio::time::sleep(Duration::from_millis(700)).await;
     let state = sim_state(&sim).await;
-    assert_eq!(state["webhooksSent"].as_u64().unwrap(), webhooks_before + 1, "only the operator's change sent a webhook");
-    let calls: Vec<&Value> = state["calls"].as_array().unwrap().iter().filter(|c| c["portalLeadId"] == id.as_str()).collect();
+    assert_eq!(
+        state["webhooksSent"].as_u64().unwrap(),
+        webhooks_before + 1,
+        "only the operator's change sent a webhook"
+    );
+    let calls: Vec<&Value> = state["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["portalLeadId"] == id.as_str())
+        .collect();
     assert_eq!(calls.len(), 2, "one upsert and one status update, and no echo: {calls:?}");
-    let history: Value = portal.get(&format!("/leads/{id}/history"), Some(&a.admin)).await.json().await.unwrap();
-    let sources: Vec<&str> = history.as_array().unwrap().iter().map(|h| h["source"].as_str().unwrap()).collect();
+    let history: Value =
+        portal.get(&format!("/leads/{id}/history"), Some(&a.admin)).await.json().await.unwrap();
+    let sources: Vec<&str> =
+        history.as_array().unwrap().iter().map(|h| h["source"].as_str().unwrap()).collect();
     assert_eq!(sources, ["portal", "crm"]);
     portal.stop().await;
 }
@@ -96,14 +134,25 @@ async fn a_lead_the_crm_refuses_is_failed_with_its_message_and_crm_retry_syncs_i
     let sim = portal.simulator_url();
     let a = portal.partner_with_team(&smtp, "refused").await;
     sim_post(&sim, "/sim/faults", json!({"rejectLastName": "Refused"})).await;
-    let lead: Value = portal.post("/leads", Some(&a.admin), &json!({"lastName": "Refused", "email": "r@example.com"})).await.json().await.unwrap();
+    let lead: Value = portal
+        .post("/leads", Some(&a.admin), &json!({"lastName": "Refused", "email": "r@example.com"}))
+        .await
+        .json()
+        .await
+        .unwrap();
     let id = lead["id"].as_str().unwrap().to_string();
     let failed = lead_when(&portal, &a.admin, &id, "failed", 20).await;
     assert!(failed["syncError"].as_str().unwrap().contains("INVALID_DATA"), "{failed}");
     let cli = |args: &'static [&'static str], extra: Option<String>| {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_soho-portal"));
-        command.args(args).args(extra).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DB_URL", &portal.db_url).env("JWT_SECRET", common::JWT_SECRET).current_dir(std::env::temp_dir());
+        command
+            .args(args)
+            .args(extra)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DB_URL", &portal.db_url)
+            .env("JWT_SECRET", common::JWT_SECRET)
+            .current_dir(std::env::temp_dir());
         async move {
             let output = command.output().await.unwrap();
             assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -120,7 +169,10 @@ async fn a_lead_the_crm_refuses_is_failed_with_its_message_and_crm_retry_syncs_i
     assert!(retried.contains("1 failed call(s)"), "{retried}");
     lead_when(&portal, &a.admin, &id, "synced", 20).await;
     let status = cli(&["crm", "status"], None).await;
-    assert!(status.contains("pending calls:        0") && status.contains("failed calls:         0"), "{status}");
+    assert!(
+        status.contains("pending calls:        0") && status.contains("failed calls:         0"),
+        "{status}"
+    );
     let metrics = portal.get("/metrics", None).await.text().await.unwrap();
     assert!(metrics.contains("soho_crm_failures_total 1"), "{metrics}");
     assert!(metrics.contains("soho_crm_pending 0"), "{metrics}");
@@ -134,7 +186,8 @@ async fn two_servers_on_one_database_never_make_a_call_twice() {
     let smtp = SmtpSink::start().await;
     let (sim, _sim_task) = external_simulator("http://127.0.0.1:9").await;
     let settings = crm_settings(&sim);
-    let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let settings: Vec<(&str, &str)> =
+        settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let one = TestPortal::start(&smtp, &settings).await;
     let two = TestPortal::start_on(one.pool.clone(), one.db_url.clone(), &smtp, &settings).await;
     let a = one.partner_with_team(&smtp, "two").await;
@@ -142,7 +195,13 @@ async fn two_servers_on_one_database_never_make_a_call_twice() {
         let server = if n % 2 == 0 { &one } else { &two };
         let token = a.admin.clone();
         async move {
-            let response = server.post("/leads", Some(&token), &json!({"lastName": format!("Two{n}"), "email": format!("two{n}@example.com")})).await;
+            let response = server
+                .post(
+                    "/leads",
+                    Some(&token),
+                    &json!({"lastName": format!("Two{n}"), "email": format!("two{n}@example.com")}),
+                )
+                .await;
             assert_eq!(response.status(), 201);
         }
     });
@@ -153,9 +212,14 @@ async fn two_servers_on_one_database_never_make_a_call_twice() {
     })
     .await;
     let state = sim_state(&sim).await;
-    let upserts = state["calls"].as_array().unwrap().iter().filter(|c| c["path"] == "/Leads/upsert").count();
+    let upserts =
+        state["calls"].as_array().unwrap().iter().filter(|c| c["path"] == "/Leads/upsert").count();
     assert_eq!(upserts, 150, "one upsert call per lead, across both servers");
-    assert!(state["leads"].as_array().unwrap().iter().all(|l| l["inserts"] == 1 && l["updates"] == 0));
+    assert!(state["leads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|l| l["inserts"] == 1 && l["updates"] == 0));
     one.stop().await;
     two.stop().await;
 }

@@ -23,7 +23,8 @@ async fn submit(portal: &TestPortal, token: Option<&str>, body: &Value) -> (u16,
 /// Waits until the lead is synced with Soho CRM; returns its CRM id.
 async fn synced(portal: &TestPortal, token: &str, id: &str) -> String {
     for _ in 0..200 {
-        let lead: Value = portal.get(&format!("/leads/{id}"), Some(token)).await.json().await.unwrap();
+        let lead: Value =
+            portal.get(&format!("/leads/{id}"), Some(token)).await.json().await.unwrap();
         if lead["syncState"] == "synced" {
             return lead["sohoLeadId"].as_str().unwrap().to_string();
         }

@@ -22,6 +22,7 @@ pub fn routes() -> Router<Arc<Simulator>> {
         .route("/sim", get(page))
         .route("/sim/state", get(state))
         .route("/sim/faults", post(set_faults))
+        .route("/sim/tokens/expire", post(expire_tokens))
         .route("/sim/partners", post(upsert_partner))
         .route("/sim/partners/{id}/approve", post(approve))
         .route("/sim/partners/{id}/suspend", post(suspend))
@@ -52,6 +53,14 @@ async fn set_faults(State(sim): State<Arc<Simulator>>, Json(faults): Json<Faults
         .then(|| Instant::now() + Duration::from_secs(faults.outage_seconds));
     state.faults = Faults { expire_tokens: false, ..faults };
     Json(state.faults.clone())
+}
+
+/// Revokes every token issued so far, leaving the other faults as they are.
+async fn expire_tokens(State(sim): State<Arc<Simulator>>) -> Json<Value> {
+    let mut state = sim.lock();
+    let revoked = state.tokens.len();
+    state.tokens.clear();
+    Json(json!({"revoked": revoked}))
 }
 
 #[derive(Deserialize)]

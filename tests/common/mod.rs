@@ -432,7 +432,13 @@ pub fn bad_tokens(user: uuid::Uuid) -> Vec<(&'static str, String)> {
 impl TestPortal {
     /// The base URL of the in-process Soho CRM simulator.
     pub fn simulator_url(&self) -> String {
-        let (address, _) = self.running.as_ref().expect("running").simulator.as_ref().expect("an in-process simulator");
+        let (address, _) = self
+            .running
+            .as_ref()
+            .expect("running")
+            .simulator
+            .as_ref()
+            .expect("an in-process simulator");
         format!("http://{address}")
     }
 }
@@ -445,7 +451,8 @@ pub async fn external_simulator(portal_url: &str) -> (String, tokio::task::JoinH
         token_ttl_seconds: 3600,
         retry_scale: 0.01,
     };
-    let (address, _, task) = soho_portal::simulator::start(config, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let (address, _, task) =
+        soho_portal::simulator::start(config, "127.0.0.1:0".parse().unwrap()).await.unwrap();
     (format!("http://{address}"), task)
 }
 
@@ -465,5 +472,13 @@ pub async fn sim_state(sim_url: &str) -> serde_json::Value {
 }
 
 pub async fn sim_post(sim_url: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
-    client().post(format!("{sim_url}{path}")).json(&body).send().await.unwrap().json().await.unwrap()
+    client()
+        .post(format!("{sim_url}{path}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }

@@ -1,0 +1,207 @@
+//! The fault run: 1,000 leads submitted concurrently while Soho CRM answers 30 % 500s, bursts of
+//! 429, 2 s latency, a 60 s outage, timeouts, dropped connections and revoked tokens, and while
+//! the portal is killed with SIGKILL at random moments and restarted. Every lead must reach the
+//! CRM exactly once, each lead's calls in order, and show `synced` in the portal.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::smtp::SmtpSink;
+use common::{
+    crm_settings, external_simulator, partner_webhook, sign, sim_post, sim_state, PortalProcess,
+    JWT_SECRET, WEBHOOK_SECRET,
+};
+use nix::sys::signal::Signal;
+use serde_json::{json, Value};
+use sqlx::postgres::PgPoolOptions;
+
+const LEADS: usize = 1000;
+const STATUS_CHANGED: usize = 100;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_lead_reaches_the_crm_exactly_once_through_faults_and_crashes() {
+    let smtp = SmtpSink::start().await;
+    let (sim, _sim_task) = external_simulator("http://127.0.0.1:9").await;
+    let (options, db_url) = common::fresh_database_options().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("portal.log");
+    let smtp_url = smtp.url();
+    let mut envs: Vec<(String, String)> = crm_settings(&sim);
+    envs.extend(
+        [
+            ("DB_URL", db_url.as_str()),
+            ("SMTP_URL", smtp_url.as_str()),
+            ("JWT_SECRET", JWT_SECRET),
+            ("SOHO_WEBHOOK_SECRET", WEBHOOK_SECRET),
+            ("SOHO_CONCURRENCY", "48"),
+            ("AUTH_RATE_LIMIT_PER_ADDRESS", "100000"),
+            ("AUTH_RATE_LIMIT_PER_EMAIL", "100000"),
+            ("RUST_LOG", "warn"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut portal = PortalProcess::start(&envs, &log).await;
+    let http = common::client();
+
+    // A partner and its admin.
+    let body = partner_webhook("soho-faults", "faults@example.com", true).to_string();
+    let now = chrono::Utc::now().timestamp();
+    let approved = http
+        .post(format!("{}/webhooks/soho/partner", portal.base_url))
+        .header("content-type", "application/json")
+        .header("webhook-id", "msg_faults")
+        .header("webhook-timestamp", now.to_string())
+        .header("webhook-signature", sign(WEBHOOK_SECRET, "msg_faults", now, &body))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(approved.status(), 200);
+    let token = smtp.wait_for_mail_to("faults@example.com", 20).await.token();
+    let session: Value = http
+        .post(format!("{}/auth/register", portal.base_url))
+        .json(&json!({"token": token, "password": common::PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let admin = session["accessToken"].as_str().unwrap().to_string();
+
+    // Faults on, then 1,000 leads from 16 concurrent clients.
+    sim_post(
+        &sim,
+        "/sim/faults",
+        json!({"errorRate": 0.3, "latencyMs": 2000, "rateLimitBurst": 40,
+        "retryAfterSeconds": 1, "timeoutRate": 0.01, "dropRate": 0.02}),
+    )
+    .await;
+    let started = Instant::now();
+    let base = portal.base_url.clone();
+    let ids: Vec<String> = futures::StreamExt::collect(futures::StreamExt::buffered(
+        futures::StreamExt::map(futures::stream::iter(0..LEADS), |n| {
+            let (http, base, admin) = (http.clone(), base.clone(), admin.clone());
+            async move {
+                let body = json!({"firstName": "Fault", "lastName": format!("Run{n}"), "email": format!("fault{n}@example.com")});
+                let response = http.post(format!("{base}/leads")).bearer_auth(&admin).json(&body).send().await.unwrap();
+                assert_eq!(response.status(), 201);
+                response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string()
+            }
+        }),
+        16,
+    ))
+    .await;
+    // Two status changes on some, which must reach the CRM after the lead and in order.
+    for id in ids.iter().take(STATUS_CHANGED) {
+        for status in ["contacted", "qualified"] {
+            let response = http
+                .patch(format!("{base}/leads/{id}/status"))
+                .bearer_auth(&admin)
+                .json(&json!({"status": status}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+        }
+    }
+    let submitted = started.elapsed();
+
+    // Chaos while the backlog drains: a 60 s outage, revoked tokens (now and after the outage),
+    // and a SIGKILL at a random moment in each of three windows.
+    sim_post(
+        &sim,
+        "/sim/faults",
+        json!({"errorRate": 0.3, "latencyMs": 2000, "rateLimitBurst": 40, "retryAfterSeconds": 1,
+        "timeoutRate": 0.01, "dropRate": 0.02, "outageSeconds": 60, "expireTokens": true}),
+    )
+    .await;
+    let chaos = Instant::now();
+    let kill_at: Vec<Duration> = [10, 40, 70]
+        .iter()
+        .map(|start| Duration::from_secs(start + rand::random_range(0..20)))
+        .collect();
+    let mut revoked_again = false;
+    let pool = PgPoolOptions::new().max_connections(2).connect_with(options).await.unwrap();
+    let mut kills = 0;
+    let deadline = Instant::now() + Duration::from_secs(420);
+    loop {
+        let (synced, pending): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM leads WHERE sync_state = 'synced'), (SELECT count(*) FROM crm_outbox WHERE state <> 'done')",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if synced == LEADS as i64 && pending == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not drained: {synced} synced, {pending} calls left");
+        if kill_at.get(kills).is_some_and(|at| chaos.elapsed() >= *at) {
+            portal.signal(Signal::SIGKILL);
+            portal.wait().await;
+            kills += 1;
+            portal = PortalProcess::start(&envs, &log).await;
+        }
+        if !revoked_again && chaos.elapsed() >= Duration::from_secs(75) {
+            sim_post(&sim, "/sim/tokens/expire", json!({})).await;
+            revoked_again = true;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let drained = started.elapsed();
+    portal.signal(Signal::SIGTERM);
+    portal.wait().await;
+
+    let state = sim_state(&sim).await;
+    let sim_leads = state["leads"].as_array().unwrap();
+    assert_eq!(sim_leads.len(), LEADS, "every lead is in the CRM");
+    assert!(sim_leads.iter().all(|l| l["inserts"] == 1), "and was inserted once");
+    // The portal's CRM ids are the CRM's.
+    let by_portal_id: HashMap<&str, &Value> =
+        sim_leads.iter().map(|l| (l["fields"]["Portal_Lead_Id"].as_str().unwrap(), l)).collect();
+    let rows: Vec<(uuid::Uuid, Option<String>)> =
+        sqlx::query_as("SELECT lead_id, soho_lead_id FROM leads").fetch_all(&pool).await.unwrap();
+    for (lead, soho_id) in &rows {
+        assert_eq!(by_portal_id[lead.to_string().as_str()]["id"].as_str(), soho_id.as_deref());
+    }
+    // Per-lead order: what the CRM applied for each changed lead never goes back.
+    let calls = state["calls"].as_array().unwrap();
+    let applied = |c: &&Value| matches!(c["status"].as_u64(), Some(0 | 200 | 201));
+    for id in ids.iter().take(STATUS_CHANGED) {
+        let sequence: Vec<&str> = calls
+            .iter()
+            .filter(|c| c["portalLeadId"] == id.as_str())
+            .filter(applied)
+            .map(|c| c["leadStatus"].as_str().unwrap_or(""))
+            .collect();
+        let rank = |s: &str| match s {
+            "Not Contacted" => 0,
+            "Contacted" => 1,
+            "Pre-Qualified" => 2,
+            _ => 9,
+        };
+        assert!(sequence.windows(2).all(|w| rank(w[0]) <= rank(w[1])), "{id}: {sequence:?}");
+        assert_eq!(by_portal_id[id.as_str()]["leadStatus"], "Pre-Qualified");
+    }
+    let mut faults: HashMap<String, usize> = HashMap::new();
+    for call in calls {
+        if let Some(fault) = call["fault"].as_str() {
+            *faults.entry(fault.to_string()).or_default() += 1;
+        }
+    }
+    for fault in ["500", "429", "outage", "invalid token", "timeout", "dropped"] {
+        assert!(faults.get(fault).is_some_and(|n| *n > 0), "the run exercised {fault}: {faults:?}");
+    }
+    println!(
+        "fault run: {LEADS} leads (+{} status changes) submitted in {:.1} s, drained {:.1} s after the start; \
+         {} CRM calls, faults injected {faults:?}, {kills} SIGKILLs, {} token refreshes",
+        STATUS_CHANGED * 2,
+        submitted.as_secs_f64(),
+        drained.as_secs_f64(),
+        calls.len(),
+        state["tokenRefreshes"],
+    );
+}
