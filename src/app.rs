@@ -94,6 +94,7 @@ pub async fn start(settings: Settings, pool: PgPool) -> anyhow::Result<RunningPo
     let reader = Arc::new(CatchUpReader::new(pool, subscribers, checkpoints));
     reader.register().await.context("registering the subscribers")?;
     background.extend(reader.spawn());
+    background.push(portal.live.spawn(portal.pool.clone()));
     background
         .extend(Arc::new(CrmSync { portal: Arc::clone(&portal), client: crm }).spawn(workers));
     let subscribers = background;

@@ -11,6 +11,7 @@ pub mod db;
 pub mod email;
 pub mod http;
 pub mod leads;
+pub mod live;
 pub mod metrics;
 pub mod onboarding;
 pub mod portal;

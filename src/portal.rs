@@ -24,6 +24,8 @@ pub struct Portal {
     /// command takes another: unbounded, they could take every connection of the pool and wait
     /// for one another.
     pub submission_slots: tokio::sync::Semaphore,
+    /// Live updates for this server's WebSockets.
+    pub live: crate::live::LiveHub,
 }
 
 impl Portal {
@@ -43,6 +45,7 @@ impl Portal {
             public_form_limits,
             metrics: Default::default(),
             submission_slots: tokio::sync::Semaphore::new(8),
+            live: Default::default(),
         }
     }
 

@@ -19,7 +19,7 @@ impl Projection for LeadsProjection {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["lead_counts", "lead_status_history", "leads"]
+        &["lead_counts", "lead_status_history", "live_feed", "leads"]
     }
 
     async fn apply(
@@ -80,6 +80,7 @@ impl Projection for LeadsProjection {
                     if let Some(user) = user {
                         count(tx, "user", user, LeadStatus::New, 1).await?;
                     }
+                    feed(tx, "lead.created", id, serde_json::json!({})).await?;
                 }
                 LeadEvent::LeadSyncedToCrm { soho_lead_id, at } => {
                     sqlx::query(
@@ -87,10 +88,12 @@ impl Projection for LeadsProjection {
                          WHERE lead_id = $1",
                     )
                     .bind(id)
-                    .bind(soho_lead_id)
+                    .bind(&soho_lead_id)
                     .bind(at)
                     .execute(&mut *tx)
                     .await?;
+                    feed(tx, "lead.synced", id, serde_json::json!({"sohoLeadId": soho_lead_id}))
+                        .await?;
                 }
                 LeadEvent::CrmSyncFailed { code, message, at } => {
                     sqlx::query("UPDATE leads SET sync_state = $2, sync_error = $3, updated_at = $4 WHERE lead_id = $1")
@@ -119,6 +122,10 @@ impl Projection for LeadsProjection {
                         }
                     }
                     history(tx, id, stored.sequence, old_status, &change, true).await?;
+                    let source = serde_json::to_value(change.source).unwrap_or_default();
+                    let data = serde_json::json!({"oldStatus": old_status.as_str(), "newStatus": change.status.as_str(),
+                        "source": source, "at": change.occurred_at});
+                    feed(tx, "lead.status_changed", id, data).await?;
                 }
                 LeadEvent::LeadStatusChangeSuperseded { change, .. } => {
                     let current: String =
@@ -133,6 +140,25 @@ impl Projection for LeadsProjection {
         }
         Ok(())
     }
+}
+
+/// A live-update message about the lead, scoped as the lead is.
+async fn feed(
+    tx: &mut PgConnection,
+    kind: &str,
+    lead: Uuid,
+    data: serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO live_feed (kind, lead_id, partner_id, submitted_by_user, data) \
+         SELECT $1, lead_id, partner_id, submitted_by_user, $3 FROM leads WHERE lead_id = $2",
+    )
+    .bind(kind)
+    .bind(lead)
+    .bind(data)
+    .execute(tx)
+    .await?;
+    Ok(())
 }
 
 fn sync_state(state: SyncState) -> &'static str {

@@ -89,7 +89,8 @@ async fn apply_from_start(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Rebuilt, ProjectionError> {
     let tables = projection.tables().join(", ");
-    sqlx::query(&format!("TRUNCATE {tables}")).execute(&mut *conn).await?;
+    // RESTART IDENTITY: positions numbered by the projection come out the same on a rebuild.
+    sqlx::query(&format!("TRUNCATE {tables} RESTART IDENTITY")).execute(&mut *conn).await?;
     let mut at = LogPosition::START;
     let mut events = 0u64;
     loop {

@@ -37,6 +37,8 @@ pub fn routes() -> Router<AppState> {
         .route("/leads/{id}/status", patch(change_status))
         .route("/leads/{id}/history", get(history))
         .route("/dashboard/stats", get(stats))
+        .route("/leads/changes", get(changes))
+        .route("/ws", get(crate::live::socket::upgrade))
 }
 
 pub fn scope_of(user: &CurrentUser, partner: PartnerId) -> LeadScope {
@@ -426,4 +428,36 @@ pub async fn stats(
     PartnerMember(user, partner): PartnerMember,
 ) -> Result<Json<DashboardStats>, ApiError> {
     Ok(Json(queries::stats(&portal.pool, scope_of(&user, partner)).await?))
+}
+
+/// The live-update messages after a position, for clients without WebSockets (the same
+/// messages `/ws` sends, in the same scope).
+#[utoipa::path(get, path = "/leads/changes", tag = "live", security(("bearer" = [])),
+    params(("after" = Option<i64>, Query, description = "the last position received (0 for all)"),
+        ("limit" = Option<i64>, Query, description = "1 to 1000, default 500")),
+    responses((status = 200, description = "messages, oldest first", body = [Object]), (status = 422, body = super::problem::Problem)))]
+pub async fn changes(
+    State(portal): State<AppState>,
+    PartnerMember(user, partner): PartnerMember,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+    let after = match params.get("after").map(|a| a.trim().parse::<i64>()) {
+        None => 0,
+        Some(Ok(after)) if after >= 0 => after,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "after",
+                "must be a position (a whole number, 0 or more)",
+            ))
+        }
+    };
+    let limit = match params.get("limit").map(|l| l.trim().parse::<i64>()) {
+        None => 500,
+        Some(Ok(limit)) if (1..=1000).contains(&limit) => limit,
+        Some(_) => return Err(ApiError::invalid("limit", "must be a whole number from 1 to 1000")),
+    };
+    let messages =
+        crate::live::feed::after(&portal.pool, after, Some(scope_of(&user, partner)), limit)
+            .await?;
+    Ok(Json(messages.into_iter().map(|m| (*m.value).clone()).collect()))
 }
