@@ -83,8 +83,12 @@ async fn leads_are_submitted_by_users_and_the_public_form() {
     }
     assert_eq!(body["status"], "new");
     assert_eq!(body["crmStatus"], "Not Contacted");
-    assert_eq!(body["syncState"], "pending");
-    assert_eq!(body["sohoLeadId"], Value::Null);
+    // The CRM sync runs at once beside the request, so it may have finished already.
+    match body["syncState"].as_str() {
+        Some("pending") => assert_eq!(body["sohoLeadId"], Value::Null),
+        Some("synced") => assert!(body["sohoLeadId"].is_string()),
+        other => panic!("syncState {other:?}"),
+    }
     assert_eq!(body["partnerId"], a.id.to_string());
     assert_eq!(body["submittedBy"]["type"], "user");
     assert_eq!(body["metadata"]["campaign"], "spring");
