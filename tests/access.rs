@@ -18,7 +18,8 @@ fn route(method: Method, path: String, body: Option<Value>) -> Route {
     Route { method, path, body }
 }
 
-async fn call(portal: &TestPortal, route: &Route, token: Option<&str>, n: usize) -> u16 {
+/// Calls `route` as `token`; returns the status and the body.
+async fn call(portal: &TestPortal, route: &Route, token: Option<&str>, n: usize) -> (u16, String) {
     let mut request = portal.http.request(route.method.clone(), portal.url(&route.path));
     if let Some(token) = token {
         request = request.bearer_auth(token);
@@ -38,7 +39,7 @@ async fn call(portal: &TestPortal, route: &Route, token: Option<&str>, n: usize)
             route.path
         );
     }
-    status
+    (status, response.text().await.unwrap())
 }
 
 #[tokio::test]
@@ -84,13 +85,13 @@ async fn every_onboarding_route_answers_each_caller_as_its_role_allows() {
     for (route, expected) in routes.iter().zip(expected) {
         for ((caller, token), want) in callers.iter().zip(expected) {
             n += 1;
-            let got = call(&portal, route, *token, n).await;
+            let (got, _) = call(&portal, route, *token, n).await;
             assert_eq!(got, want, "{} {} as {caller}", route.method, route.path);
         }
         for (kind, token) in bad_tokens(a.sub_id) {
             n += 1;
             assert_eq!(
-                call(&portal, route, Some(&token), n).await,
+                call(&portal, route, Some(&token), n).await.0,
                 401,
                 "{} {} with a token: {kind}",
                 route.method,
@@ -297,18 +298,7 @@ async fn every_lead_route_keeps_tenants_and_sub_accounts_apart() {
     let a = portal.partner_with_team(&smtp, "la").await;
     let b = portal.partner_with_team(&smtp, "lb").await;
     let auditor = portal.auditor("lead-auditor@example.com").await;
-    let second_email = "second-la@example.com";
-    let created = portal
-        .post(
-            &format!("/partners/{}/sub-accounts", a.id),
-            Some(&a.admin),
-            &json!({"email": second_email, "name": "Two"}),
-        )
-        .await;
-    assert_eq!(created.status(), 201);
-    let sub2 = portal
-        .register(&smtp.wait_for_mail_to(second_email, 20).await.token(), common::PASSWORD)
-        .await;
+    let sub2 = portal.another_sub_account(&smtp, &a, "second").await;
     let lead: Value = portal
         .post("/leads", Some(&a.sub), &json!({"lastName": "Secret", "email": "secret@example.com"}))
         .await
@@ -450,24 +440,8 @@ async fn every_lead_route_keeps_tenants_and_sub_accounts_apart() {
     for (route, expected) in &routes {
         for ((caller, token), (status, mentions)) in callers.iter().zip(expected) {
             n += 1;
-            let mut request = portal.http.request(route.method.clone(), portal.url(&route.path));
-            if let Some(token) = token {
-                request = request.bearer_auth(token);
-            }
-            if let Some(body) = &route.body {
-                request = request
-                    .header("content-type", "application/json")
-                    .body(body.to_string().replace("{n}", &n.to_string()));
-            }
-            let response = request.send().await.unwrap();
-            assert_eq!(
-                response.status().as_u16(),
-                *status,
-                "{} {} as {caller}",
-                route.method,
-                route.path
-            );
-            let text = response.text().await.unwrap();
+            let (got, text) = call(&portal, route, *token, n).await;
+            assert_eq!(got, *status, "{} {} as {caller}", route.method, route.path);
             if let Some(mentions) = mentions {
                 assert_eq!(
                     text.contains(&l),
@@ -479,20 +453,9 @@ async fn every_lead_route_keeps_tenants_and_sub_accounts_apart() {
             }
         }
         for (kind, token) in bad_tokens(a.sub_id) {
-            let mut request = portal
-                .http
-                .request(route.method.clone(), portal.url(&route.path))
-                .bearer_auth(&token);
-            if let Some(body) = &route.body {
-                request = request.header("content-type", "application/json").body(body.to_string());
-            }
-            assert_eq!(
-                request.send().await.unwrap().status(),
-                401,
-                "{} {} with a token: {kind}",
-                route.method,
-                route.path
-            );
+            n += 1;
+            let (got, _) = call(&portal, route, Some(&token), n).await;
+            assert_eq!(got, 401, "{} {} with a token: {kind}", route.method, route.path);
         }
     }
     portal.stop().await;

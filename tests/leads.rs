@@ -196,7 +196,7 @@ async fn duplicates_return_the_existing_lead_or_flag_a_channel_conflict() {
     // A second sub-account of A may not see the first's lead: told it exists, shown nothing.
     let (status, _) = submit(&portal, Some(&a.sub), &lead("Hopper", "grace@example.com")).await;
     assert_eq!(status, 201);
-    let second_sub = second_sub_account(&portal, &smtp, &a).await;
+    let second_sub = portal.another_sub_account(&smtp, &a, "second").await;
     let (status, body) =
         submit(&portal, Some(&second_sub), &lead("Hopper", "grace@example.com")).await;
     assert_eq!(status, 409, "{body}");
@@ -210,19 +210,6 @@ async fn duplicates_return_the_existing_lead_or_flag_a_channel_conflict() {
     assert_eq!(ids.len(), 1, "{results:?}");
     assert_eq!(results.iter().filter(|(status, _)| *status == 201).count(), 1);
     portal.stop().await;
-}
-
-async fn second_sub_account(portal: &TestPortal, smtp: &SmtpSink, partner: &TestPartner) -> String {
-    let email = format!("second-{}@example.com", partner.id);
-    let created = portal
-        .post(
-            &format!("/partners/{}/sub-accounts", partner.id),
-            Some(&partner.admin),
-            &json!({"email": email, "name": "Second"}),
-        )
-        .await;
-    assert_eq!(created.status(), 201);
-    portal.register(&smtp.wait_for_mail_to(&email, 20).await.token(), common::PASSWORD).await
 }
 
 #[tokio::test]

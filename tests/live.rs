@@ -81,16 +81,7 @@ async fn a_status_change_reaches_exactly_the_sockets_that_may_see_the_lead() {
     let portal = TestPortal::start(&smtp, &[]).await;
     let a = portal.partner_with_team(&smtp, "wa").await;
     let b = portal.partner_with_team(&smtp, "wb").await;
-    let second = "second-wa@example.com";
-    portal
-        .post(
-            &format!("/partners/{}/sub-accounts", a.id),
-            Some(&a.admin),
-            &json!({"email": second, "name": "Two"}),
-        )
-        .await;
-    let sub2 =
-        portal.register(&smtp.wait_for_mail_to(second, 20).await.token(), common::PASSWORD).await;
+    let sub2 = portal.another_sub_account(&smtp, &a, "second").await;
 
     let mut admin = connect(&portal, Some(&a.admin)).await;
     let mut submitter = connect(&portal, Some(&a.sub)).await;

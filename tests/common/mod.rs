@@ -380,6 +380,25 @@ impl TestPortal {
         TestPartner { id, admin, sub, sub_id, admin_email, sub_email }
     }
 
+    /// Another registered sub-account of `partner`; returns its token.
+    pub async fn another_sub_account(
+        &self,
+        smtp: &smtp::SmtpSink,
+        partner: &TestPartner,
+        name: &str,
+    ) -> String {
+        let email = format!("{name}-{}@example.com", partner.id);
+        let created = self
+            .post(
+                &format!("/partners/{}/sub-accounts", partner.id),
+                Some(&partner.admin),
+                &serde_json::json!({"email": email, "name": name}),
+            )
+            .await;
+        assert_eq!(created.status(), 201);
+        self.register(&smtp.wait_for_mail_to(&email, 20).await.token(), PASSWORD).await
+    }
+
     /// An auditor, invited the way the command line does, registered; returns its token.
     pub async fn auditor(&self, email: &str) -> String {
         use soho_portal::onboarding::invitations::{invite, Invitee};
