@@ -28,6 +28,8 @@ pub enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Print the OpenAPI document (what `/openapi.json` serves); the web client is typed from it.
+    Openapi,
     /// Manage users.
     User {
         #[command(subcommand)]
@@ -94,6 +96,11 @@ pub enum AuditCommand {
 pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => crate::app::serve(settings).await,
+        Command::Openapi => {
+            let document = <crate::http::ApiDoc as utoipa::OpenApi>::openapi();
+            println!("{}", document.to_pretty_json()?);
+            Ok(())
+        }
         command => {
             let database = Database::open(&settings, Leftover::Share).await?;
             let result = run_tool(command, settings, &database).await;
@@ -107,7 +114,7 @@ async fn run_tool(command: Command, settings: Settings, database: &Database) -> 
     let pool = &database.pool;
     db::migrate(pool).await?;
     match command {
-        Command::Serve => unreachable!("handled by run"),
+        Command::Serve | Command::Openapi => unreachable!("handled by run"),
         Command::Migrate => {
             println!("migrations applied");
             Ok(())

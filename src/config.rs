@@ -64,6 +64,8 @@ pub struct Settings {
     pub soho_concurrency: usize,
     /// Where the in-process Soho CRM simulator listens (when `SOHO_API_BASE` is not set).
     pub simulator_listen_addr: Option<SocketAddr>,
+    /// The built browser portal (`web/dist`).
+    pub web_dir: PathBuf,
     /// Soho CRM `Lead_Status` values ↔ portal statuses.
     pub status_mapping: crate::leads::status_mapping::StatusMapping,
 }
@@ -183,6 +185,11 @@ impl Settings {
                 10,
             )?,
             soho_concurrency: number(&lookup, "SOHO_CONCURRENCY", 8)? as usize,
+            web_dir: PathBuf::from(
+                lookup("WEB_DIR").unwrap_or_else(|| {
+                    concat!(env!("CARGO_MANIFEST_DIR"), "/web/dist").to_string()
+                }),
+            ),
             simulator_listen_addr: lookup("SIM_LISTEN_ADDR")
                 .map(|v| parse("SIM_LISTEN_ADDR", &v))
                 .transpose()?,

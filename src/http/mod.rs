@@ -11,6 +11,7 @@ pub mod leads;
 pub mod partners;
 pub mod path;
 pub mod problem;
+pub mod web;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -34,10 +35,36 @@ pub type AppState = Arc<Portal>;
         title = "Soho Partner Portal API",
         description = "The partners' side of Soho CRM. See CONTRACT.md."
     ),
-    paths(health::healthz, health::readyz),
-    components(schemas(problem::Problem, problem::FieldError))
+    paths(
+        health::healthz, health::readyz,
+        auth::register, auth::login,
+        webhooks::partner, webhooks::lead_status,
+        partners::profile, partners::sub_accounts, partners::create_sub_account,
+        partners::update_sub_account, partners::invite,
+        leads::submit, leads::list, leads::export, leads::one, leads::change_status, leads::history,
+        leads::stats, leads::changes, crate::live::socket::upgrade,
+        audit::events, audit::state_at,
+    ),
+    components(schemas(problem::Problem, problem::FieldError)),
+    modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
+
+/// Declares the `bearer` security scheme the authenticated routes name.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build(),
+            ),
+        );
+    }
+}
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
@@ -57,7 +84,7 @@ pub fn router(state: AppState) -> Router {
         .merge(partners::routes())
         .merge(leads::routes())
         .merge(audit::routes())
-        .fallback(problem::not_found)
+        .fallback_service(web::app(&state.settings))
         .with_state(state)
         .layer(CatchPanicLayer::custom(|_| {
             problem::ApiError::internal(anyhow::anyhow!("a handler panicked")).into_response_owned()

@@ -1,0 +1,59 @@
+//! The browser portal: the built front end (`web/dist`, or `WEB_DIR`) served as static files,
+//! with every other path that is not the API answered by the app's `index.html`, so client-side
+//! routes work on reload. Only the public form may be framed by other sites.
+
+use std::path::PathBuf;
+
+use axum::http::{HeaderValue, Request};
+use axum::response::IntoResponse;
+use axum::routing::{get_service, MethodRouter};
+use tower::ServiceExt;
+use tower_http::services::{ServeDir, ServeFile};
+
+use super::problem::ApiError;
+use crate::config::Settings;
+
+/// API prefixes: an unknown path under these is a 404 problem, not the app.
+const API_PREFIXES: [&str; 9] = [
+    "/auth/",
+    "/leads",
+    "/partners/",
+    "/dashboard/",
+    "/audit/",
+    "/webhooks/",
+    "/invite",
+    "/dev/",
+    "/ws",
+];
+
+pub fn app(settings: &Settings) -> MethodRouter {
+    let dir = settings.web_dir.clone();
+    get_service(tower::service_fn(move |request: Request<axum::body::Body>| {
+        let dir = dir.clone();
+        async move { Ok::<_, std::convert::Infallible>(serve(dir, request).await) }
+    }))
+}
+
+async fn serve(dir: PathBuf, request: Request<axum::body::Body>) -> axum::response::Response {
+    let path = request.uri().path().to_string();
+    if API_PREFIXES.iter().any(|p| path.starts_with(p)) || !dir.join("index.html").exists() {
+        return ApiError::NotFound.into_response();
+    }
+    let index = dir.join("index.html");
+    let files = ServeDir::new(&dir).fallback(ServeFile::new(&index));
+    let mut response = match files.oneshot(request).await {
+        Ok(response) => response.into_response(),
+        Err(never) => match never {},
+    };
+    let frame =
+        if path == "/public-form" || path.starts_with("/public-form/") { "*" } else { "'self'" };
+    response.headers_mut().insert(
+        "content-security-policy",
+        HeaderValue::from_str(&format!("frame-ancestors {frame}"))
+            .unwrap_or(HeaderValue::from_static("frame-ancestors 'self'")),
+    );
+    if frame != "*" {
+        response.headers_mut().insert("x-frame-options", HeaderValue::from_static("SAMEORIGIN"));
+    }
+    response
+}
