@@ -46,5 +46,19 @@ ensure_rust() {
     fi
 }
 
+ensure_node() {
+    if ! command -v npm >/dev/null; then
+        say "installing Node.js and npm (Debian packages)"
+        apt_install nodejs npm
+    fi
+}
+
+# The browser portal: its packages (exactly as locked) and its build, served by the server.
+build_web() {
+    say "building the browser portal (web/)"
+    (cd "$root/web" && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent)
+}
+
 ensure_rust
 ensure_postgres
+ensure_node

@@ -86,7 +86,9 @@ pub async fn start(settings: Settings, pool: PgPool) -> anyhow::Result<RunningPo
     ));
     let workers = settings.soho_concurrency;
     let checkpoints = Checkpoints::default();
-    let portal = Arc::new(Portal::new(pool.clone(), settings, keys, checkpoints.clone()));
+    let mut portal = Portal::new(pool.clone(), settings, keys, checkpoints.clone());
+    portal.simulator_url = simulator.as_ref().map(|(address, _)| format!("http://{address}/sim"));
+    let portal = Arc::new(portal);
 
     let mut subscribers: Vec<Arc<dyn Projection>> = soho_projections::all();
     subscribers.push(Arc::new(InvitationSender { portal: Arc::clone(&portal), mailer }));

@@ -26,6 +26,8 @@ pub struct Portal {
     pub submission_slots: tokio::sync::Semaphore,
     /// Live updates for this server's WebSockets.
     pub live: crate::live::LiveHub,
+    /// The in-process Soho CRM simulator's operator page, in dev setups.
+    pub simulator_url: Option<String>,
 }
 
 impl Portal {
@@ -46,6 +48,7 @@ impl Portal {
             metrics: Default::default(),
             submission_slots: tokio::sync::Semaphore::new(8),
             live: Default::default(),
+            simulator_url: None,
         }
     }
 

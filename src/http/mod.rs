@@ -40,7 +40,7 @@ pub type AppState = Arc<Portal>;
         auth::register, auth::login,
         webhooks::partner, webhooks::lead_status,
         partners::profile, partners::sub_accounts, partners::create_sub_account,
-        partners::update_sub_account, partners::invite,
+        partners::update_sub_account, partners::invite, partners::public_profile,
         leads::submit, leads::list, leads::export, leads::one, leads::change_status, leads::history,
         leads::stats, leads::changes, crate::live::socket::upgrade,
         audit::events, audit::state_at,
@@ -85,6 +85,7 @@ pub fn router(state: AppState) -> Router {
         .merge(leads::routes())
         .merge(audit::routes())
         .fallback_service(web::app(&state.settings))
+        .layer(axum::middleware::from_fn_with_state(state.settings.web_dir.clone(), web::navigation))
         .with_state(state)
         .layer(CatchPanicLayer::custom(|_| {
             problem::ApiError::internal(anyhow::anyhow!("a handler panicked")).into_response_owned()

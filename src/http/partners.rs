@@ -27,6 +27,32 @@ pub fn routes() -> Router<AppState> {
         .route("/partners/{id}/sub-accounts", get(sub_accounts).post(create_sub_account))
         .route("/partners/{id}/sub-accounts/{user_id}", patch(update_sub_account))
         .route("/invite", post(invite))
+        .route("/public/partners/{id}", get(public_profile))
+}
+
+/// A partner's name, for its public lead form (no login). Only approved partners are shown.
+#[utoipa::path(get, path = "/public/partners/{id}", tag = "partners",
+    responses((status = 200, body = PartnerProfile), (status = 404, body = super::problem::Problem)))]
+pub async fn public_profile(
+    State(portal): State<AppState>,
+    ApiPath(id): ApiPath<uuid::Uuid>,
+) -> Result<Json<PartnerProfile>, ApiError> {
+    let name: Option<String> =
+        sqlx::query_scalar("SELECT name FROM partners WHERE partner_id = $1 AND status = 'approved'")
+            .bind(id)
+            .fetch_optional(&portal.pool)
+            .await?;
+    let name = name.ok_or(ApiError::NotFound)?;
+    Ok(Json(PartnerProfile {
+        id,
+        name,
+        email: None,
+        soho_partner_id: None,
+        tier: None,
+        commission_rate: None,
+        status: None,
+        created_at: None,
+    }))
 }
 
 /// A partner: basic info (`id`, `name`) for everyone in it; the rest for its admin.

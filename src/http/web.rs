@@ -26,6 +26,32 @@ const API_PREFIXES: [&str; 9] = [
     "/ws",
 ];
 
+/// Paths that are never the app, even for a browser asking for HTML.
+const NEVER_APP: [&str; 7] = ["/dev/", "/openapi.json", "/metrics", "/healthz", "/readyz", "/ws", "/webhooks/"];
+
+/// A browser navigating (GET, asking for HTML) to a path the app routes on the client, such as
+/// `/leads`, gets the app, even where the API has a route of the same name for `fetch`.
+pub async fn navigation(
+    axum::extract::State(dir): axum::extract::State<PathBuf>,
+    request: Request<axum::body::Body>,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let wants_html = request
+        .headers()
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.starts_with("text/html"));
+    let path = request.uri().path();
+    if request.method() == axum::http::Method::GET
+        && wants_html
+        && !NEVER_APP.iter().any(|p| path.starts_with(p))
+        && dir.join("index.html").exists()
+    {
+        return serve_files(dir, request).await;
+    }
+    next.run(request).await
+}
+
 pub fn app(settings: &Settings) -> MethodRouter {
     let dir = settings.web_dir.clone();
     get_service(tower::service_fn(move |request: Request<axum::body::Body>| {
@@ -39,6 +65,11 @@ async fn serve(dir: PathBuf, request: Request<axum::body::Body>) -> axum::respon
     if API_PREFIXES.iter().any(|p| path.starts_with(p)) || !dir.join("index.html").exists() {
         return ApiError::NotFound.into_response();
     }
+    serve_files(dir, request).await
+}
+
+async fn serve_files(dir: PathBuf, request: Request<axum::body::Body>) -> axum::response::Response {
+    let path = request.uri().path().to_string();
     let index = dir.join("index.html");
     let files = ServeDir::new(&dir).fallback(ServeFile::new(&index));
     let mut response = match files.oneshot(request).await {

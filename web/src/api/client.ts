@@ -1,0 +1,67 @@
+// The API client, typed by the OpenAPI document the server publishes (schema.ts is generated
+// from web/openapi.json, which a server test checks against /openapi.json).
+import type { components } from "./schema";
+
+export type Lead = components["schemas"]["LeadView"];
+export type LeadPage = components["schemas"]["LeadPage"];
+export type Session = components["schemas"]["Session"];
+export type DashboardStats = components["schemas"]["DashboardStats"];
+export type HistoryEntry = components["schemas"]["StatusHistoryEntry"];
+export type SubAccount = components["schemas"]["SubAccount"];
+export type PartnerProfile = components["schemas"]["PartnerProfile"];
+export type Problem = components["schemas"]["Problem"];
+export type FieldError = components["schemas"]["FieldError"];
+export type LeadRequest = components["schemas"]["LeadRequest"];
+
+export const STATUSES = ["new", "contacted", "qualified", "converted", "lost"] as const;
+export type Status = (typeof STATUSES)[number];
+
+/** A problem+json answer, with its fields by name. */
+export class ApiError extends Error {
+  constructor(
+    public status: number,
+    public problem: Problem,
+  ) {
+    super(problem.detail || problem.title);
+  }
+
+  fieldErrors(): Record<string, string> {
+    return Object.fromEntries((this.problem.errors ?? []).map((e) => [e.field, e.message]));
+  }
+}
+
+type Options = { method?: string; body?: unknown; token?: string | null };
+
+/** Called on 401 with a token: the session is over. */
+let onUnauthorised: () => void = () => {};
+export function setUnauthorisedHandler(handler: () => void) {
+  onUnauthorised = handler;
+}
+
+export async function api<T>(path: string, options: Options = {}): Promise<T> {
+  return (await apiResponse<T>(path, options)).data;
+}
+
+/** Like `api`, with the answer's status (201 created vs 200 existing, say). */
+export async function apiResponse<T>(path: string, { method = "GET", body, token }: Options = {}): Promise<{ status: number; data: T }> {
+  const headers: Record<string, string> = { accept: "application/json" };
+  if (body !== undefined) headers["content-type"] = "application/json";
+  if (token) headers.authorization = `Bearer ${token}`;
+  const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  if (response.status === 401 && token) onUnauthorised();
+  const text = await response.text();
+  const data = text ? JSON.parse(text) : null;
+  if (!response.ok) {
+    const problem: Problem = data ?? { type: "about:blank", title: response.statusText, status: response.status, detail: response.statusText };
+    throw new ApiError(response.status, problem);
+  }
+  return { status: response.status, data: data as T };
+}
+
+/** The query string of the leads filters, without empty values. */
+export function leadQuery(filters: Record<string, string | undefined>): string {
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(filters)) if (value) params.set(key, value);
+  const text = params.toString();
+  return text ? `?${text}` : "";
+}

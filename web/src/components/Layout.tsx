@@ -1,0 +1,53 @@
+import { useEffect, useState, type ReactNode } from "react";
+import { NavLink, useNavigate } from "react-router-dom";
+import { useSession } from "../session";
+
+type DevInfo = { mailboxUrl: string; simulatorUrl: string | null };
+
+export function Layout({ children }: { children: ReactNode }) {
+  const { session, signOut } = useSession();
+  const navigate = useNavigate();
+  const [dev, setDev] = useState<DevInfo | null>(null);
+  useEffect(() => {
+    fetch("/dev/info", { headers: { accept: "application/json" } })
+      .then((r) => (r.ok ? r.json() : null))
+      .then(setDev)
+      .catch(() => setDev(null));
+  }, []);
+  const admin = session?.user.role === "admin";
+  return (
+    <div className="app">
+      <a className="skip" href="#main">Skip to content</a>
+      <header>
+        <span className="brand">Soho Partner Portal</span>
+        {session && (
+          <nav aria-label="Main">
+            <NavLink to="/" end>Dashboard</NavLink>
+            <NavLink to="/leads" end>Leads</NavLink>
+            <NavLink to="/leads/new">New lead</NavLink>
+            {admin && <NavLink to="/team">Team</NavLink>}
+            <NavLink to="/profile">Profile</NavLink>
+            <button type="button" className="link" onClick={() => { signOut(); navigate("/login"); }}>Log out</button>
+          </nav>
+        )}
+      </header>
+      {dev && (
+        <p className="dev">
+          Dev mode: <a href={dev.mailboxUrl}>dev mailbox</a>
+          {dev.simulatorUrl && <> · <a href={dev.simulatorUrl}>Soho CRM simulator</a></>}
+        </p>
+      )}
+      <main id="main">{children}</main>
+    </div>
+  );
+}
+
+export function Loading() {
+  return <p role="status">Loading…</p>;
+}
+
+export function ErrorNote({ error }: { error: unknown }) {
+  if (!error) return null;
+  const message = error instanceof Error ? error.message : String(error);
+  return <p role="alert" className="error">{message}</p>;
+}

@@ -1,0 +1,56 @@
+// Follows the live updates: a WebSocket that resumes from the last position after a drop, and
+// polling of /leads/changes where WebSockets are not available or keep failing.
+import { useEffect, useRef } from "react";
+import { api } from "../api/client";
+import type { LiveMessage } from "./messages";
+
+export function useLiveUpdates(token: string | null | undefined, onMessage: (message: LiveMessage) => void) {
+  const handler = useRef(onMessage);
+  handler.current = onMessage;
+  useEffect(() => {
+    if (!token) return;
+    let last = 0;
+    let stopped = false;
+    let socket: WebSocket | null = null;
+    let failures = 0;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deliver = (message: LiveMessage) => {
+      if (message.position <= last) return;
+      last = message.position;
+      handler.current(message);
+    };
+    const poll = async () => {
+      if (stopped) return;
+      try {
+        const messages = await api<LiveMessage[]>(`/leads/changes?after=${last}`, { token });
+        messages.forEach(deliver);
+      } catch {
+        /* the next poll tries again */
+      }
+      timer = setTimeout(poll, 5000);
+    };
+    const connect = () => {
+      if (stopped) return;
+      if (typeof WebSocket === "undefined" || failures >= 3) return void poll();
+      const scheme = window.location.protocol === "https:" ? "wss" : "ws";
+      socket = new WebSocket(`${scheme}://${window.location.host}/ws?access_token=${encodeURIComponent(token)}`);
+      socket.onopen = () => {
+        failures = 0;
+        if (last > 0) socket?.send(JSON.stringify({ type: "resume", after: last }));
+      };
+      socket.onmessage = (event) => deliver(JSON.parse(event.data as string) as LiveMessage);
+      socket.onclose = (event) => {
+        if (stopped || event.code === 4401 || event.code === 4403) return;
+        failures += event.wasClean ? 0 : 1;
+        timer = setTimeout(connect, Math.min(1000 * 2 ** failures, 15000));
+      };
+    };
+    // Live from now: the page has just loaded what exists; after a drop, resume from `last`.
+    connect();
+    return () => {
+      stopped = true;
+      clearTimeout(timer);
+      socket?.close();
+    };
+  }, [token]);
+}

@@ -1,0 +1,84 @@
+import { useCallback, useEffect, useState, type FormEvent } from "react";
+import { useParams } from "react-router-dom";
+import { api, STATUSES, type HistoryEntry, type Lead } from "../api/client";
+import { ErrorNote, Loading } from "../components/Layout";
+import { useLiveUpdates } from "../live/useLiveUpdates";
+import { useSession } from "../session";
+
+export function LeadDetailPage() {
+  const { id } = useParams();
+  const { session } = useSession();
+  const token = session?.accessToken;
+  const [lead, setLead] = useState<Lead | null>(null);
+  const [history, setHistory] = useState<HistoryEntry[]>([]);
+  const [error, setError] = useState<unknown>(null);
+  const [saving, setSaving] = useState(false);
+  const load = useCallback(async () => {
+    try {
+      setLead(await api<Lead>(`/leads/${id}`, { token }));
+      setHistory(await api<HistoryEntry[]>(`/leads/${id}/history`, { token }));
+    } catch (e) {
+      setError(e);
+    }
+  }, [id, token]);
+  useEffect(() => void load(), [load]);
+  useLiveUpdates(token, (message) => {
+    const about = "leadId" in message ? message.leadId : message.lead?.id;
+    if (about === id) void load();
+  });
+  async function change(event: FormEvent<HTMLFormElement>) {
+    event.preventDefault();
+    const form = new FormData(event.currentTarget);
+    setSaving(true);
+    try {
+      setLead(await api<Lead>(`/leads/${id}/status`, { method: "PATCH", token, body: { status: form.get("status"), note: form.get("note") || undefined } }));
+      setHistory(await api<HistoryEntry[]>(`/leads/${id}/history`, { token }));
+      setError(null);
+    } catch (e) {
+      setError(e);
+    } finally {
+      setSaving(false);
+    }
+  }
+  if (error && !lead) return <ErrorNote error={error} />;
+  if (!lead) return <Loading />;
+  return (
+    <section>
+      <h1>{[lead.firstName, lead.lastName].filter(Boolean).join(" ")}</h1>
+      <dl className="fields">
+        <dt>Email</dt><dd>{lead.email ?? "—"}</dd>
+        <dt>Phone</dt><dd>{lead.phone ?? "—"}</dd>
+        <dt>Company</dt><dd>{lead.company ?? "—"}</dd>
+        <dt>Notes</dt><dd>{lead.notes ?? "—"}</dd>
+        <dt>Status</dt><dd><span className={`status ${lead.status}`} data-testid="lead-status">{lead.status}</span> (Soho CRM: {lead.crmStatus})</dd>
+        <dt>Soho CRM sync</dt>
+        <dd data-testid="sync-state">
+          {lead.syncState === "synced" && <>synced (record {lead.sohoLeadId})</>}
+          {lead.syncState === "pending" && <>pending: waiting to reach Soho CRM</>}
+          {lead.syncState === "failed" && <>failed: {lead.syncError}</>}
+        </dd>
+        {lead.channelConflict && <><dt>Note</dt><dd>Another partner submitted this person recently; sales will settle who it belongs to.</dd></>}
+      </dl>
+      <form onSubmit={change} className="inline" aria-label="Change the status">
+        <label>New status
+          <select name="status" defaultValue={lead.status}>{STATUSES.map((s) => <option key={s} value={s}>{s}</option>)}</select>
+        </label>
+        <label>Note<input name="note" maxLength={2000} /></label>
+        <button disabled={saving}>Change status</button>
+      </form>
+      <ErrorNote error={error} />
+      <h2>Status history</h2>
+      {history.length === 0 ? <p>No change yet.</p> : (
+        <ol className="timeline">
+          {history.map((h, n) => (
+            <li key={n}>
+              <time dateTime={h.timestamp}>{new Date(h.timestamp).toLocaleString()}</time>{" "}
+              {h.oldStatus} → <strong>{h.newStatus}</strong> ({h.crmStatus}) from {h.source === "crm" ? "Soho CRM" : "the portal"}
+              {h.actor.type === "user" ? " by a portal user" : ""}{h.note ? `: “${h.note}”` : ""}
+            </li>
+          ))}
+        </ol>
+      )}
+    </section>
+  );
+}

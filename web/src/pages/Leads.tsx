@@ -1,0 +1,93 @@
+import { useCallback, useEffect, useState, type FormEvent } from "react";
+import { Link } from "react-router-dom";
+import { api, leadQuery, STATUSES, type Lead, type LeadPage } from "../api/client";
+import { ErrorNote, Loading } from "../components/Layout";
+import { applyMessage } from "../live/messages";
+import { useLiveUpdates } from "../live/useLiveUpdates";
+import { useSession } from "../session";
+
+type Filters = { status?: string; q?: string; submittedBy?: string; createdAfter?: string; createdBefore?: string };
+
+export function LeadsPage() {
+  const { session } = useSession();
+  const token = session?.accessToken;
+  const [filters, setFilters] = useState<Filters>({});
+  const [leads, setLeads] = useState<Lead[] | null>(null);
+  const [next, setNext] = useState<string | null>(null);
+  const [changed, setChanged] = useState<Set<string>>(new Set());
+  const [error, setError] = useState<unknown>(null);
+  const query = (f: Filters) => ({ ...f, createdAfter: f.createdAfter && new Date(f.createdAfter).toISOString(), createdBefore: f.createdBefore && new Date(f.createdBefore).toISOString() });
+  const load = useCallback(async (f: Filters, cursor?: string) => {
+    try {
+      const page = await api<LeadPage>(`/leads${leadQuery({ ...query(f), cursor })}`, { token });
+      setLeads((current) => (cursor ? [...(current ?? []), ...page.items] : page.items));
+      setNext(page.nextCursor ?? null);
+      setError(null);
+    } catch (e) {
+      setError(e);
+    }
+  }, [token]);
+  useEffect(() => void load(filters), [load, filters]);
+  useLiveUpdates(token, (message) => {
+    if (message.type === "lead.created" && Object.values(filters).some(Boolean)) return;
+    setLeads((current) => {
+      const result = applyMessage(current ?? [], message);
+      const id = result.changed;
+      if (id) {
+        setChanged((c) => new Set(c).add(id));
+        setTimeout(() => setChanged((c) => { const n = new Set(c); n.delete(id); return n; }), 4000);
+      }
+      return result.leads;
+    });
+  });
+  function submit(event: FormEvent<HTMLFormElement>) {
+    event.preventDefault();
+    const form = new FormData(event.currentTarget);
+    setFilters(Object.fromEntries([...form.entries()].map(([k, v]) => [k, String(v)])) as Filters);
+  }
+  async function exportCsv() {
+    const response = await fetch(`/leads/export.csv${leadQuery(query(filters))}`, { headers: { authorization: `Bearer ${token}` } });
+    const url = URL.createObjectURL(await response.blob());
+    const link = Object.assign(document.createElement("a"), { href: url, download: "leads.csv" });
+    link.click();
+    URL.revokeObjectURL(url);
+  }
+  return (
+    <section>
+      <h1>Leads</h1>
+      <form className="filters" onSubmit={submit} aria-label="Filter leads">
+        <label>Status
+          <select name="status" defaultValue="">
+            <option value="">Any</option>
+            {STATUSES.map((s) => <option key={s} value={s}>{s}</option>)}
+          </select>
+        </label>
+        <label>Search<input name="q" type="search" placeholder="Name, email, company" /></label>
+        {session?.user.role === "admin" && <label>Submitted by<input name="submittedBy" placeholder="user id or “public”" /></label>}
+        <label>From<input name="createdAfter" type="date" /></label>
+        <label>Until<input name="createdBefore" type="date" /></label>
+        <button>Apply</button>
+        <button type="button" onClick={exportCsv}>Export CSV</button>
+      </form>
+      <ErrorNote error={error} />
+      {leads === null ? <Loading /> : leads.length === 0 ? <p>No leads match.</p> : (
+        <table>
+          <caption className="visually-hidden">Leads, newest first</caption>
+          <thead><tr><th scope="col">Name</th><th scope="col">Company</th><th scope="col">Status</th><th scope="col">Soho CRM</th><th scope="col">Submitted</th></tr></thead>
+          <tbody>
+            {leads.map((lead) => (
+              <tr key={lead.id} data-lead={lead.id} className={changed.has(lead.id) ? "changed" : undefined}>
+                <td><Link to={`/leads/${lead.id}`}>{[lead.firstName, lead.lastName].filter(Boolean).join(" ")}</Link></td>
+                <td>{lead.company}</td>
+                <td><span className={`status ${lead.status}`} data-testid="lead-status">{lead.status}</span>{changed.has(lead.id) && <span className="visually-hidden"> (just changed)</span>}</td>
+                <td data-testid="sync-state">{lead.syncState}</td>
+                <td>{new Date(lead.createdAt).toLocaleString()}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      {next && <button type="button" onClick={() => load(filters, next)}>Load more</button>}
+    </section>
+  );
+}

@@ -1,0 +1,40 @@
+import { useState, type FormEvent } from "react";
+import { useNavigate, useSearchParams } from "react-router-dom";
+import { api, ApiError, type Session } from "../api/client";
+import { useSession } from "../session";
+import { ErrorNote } from "../components/Layout";
+
+export function LoginPage() {
+  const [params] = useSearchParams();
+  const { signIn } = useSession();
+  const navigate = useNavigate();
+  const [error, setError] = useState<unknown>(null);
+  const [busy, setBusy] = useState(false);
+  async function submit(event: FormEvent<HTMLFormElement>) {
+    event.preventDefault();
+    const form = new FormData(event.currentTarget);
+    setBusy(true);
+    setError(null);
+    try {
+      const session = await api<Session>("/auth/login", { method: "POST", body: { email: form.get("email"), password: form.get("password") } });
+      signIn(session);
+      navigate(params.get("next") || "/");
+    } catch (e) {
+      setError(e instanceof ApiError && e.status === 429 ? new Error("Too many attempts. Wait a minute and try again.") : e);
+    } finally {
+      setBusy(false);
+    }
+  }
+  return (
+    <section className="narrow">
+      <h1>Log in</h1>
+      {params.get("expired") && <p role="status">Your session has ended. Log in again to continue.</p>}
+      <form onSubmit={submit}>
+        <label>Email<input name="email" type="email" autoComplete="username" required /></label>
+        <label>Password<input name="password" type="password" autoComplete="current-password" required /></label>
+        <ErrorNote error={error} />
+        <button disabled={busy}>{busy ? "Logging in…" : "Log in"}</button>
+      </form>
+    </section>
+  );
+}

@@ -1,0 +1,35 @@
+import { useEffect, useState } from "react";
+import { api, type PartnerProfile } from "../api/client";
+import { ErrorNote, Loading } from "../components/Layout";
+import { useSession } from "../session";
+
+export function ProfilePage() {
+  const { session } = useSession();
+  const [profile, setProfile] = useState<PartnerProfile | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  useEffect(() => {
+    api<PartnerProfile>(`/partners/${session?.user.partnerId}`, { token: session?.accessToken }).then(setProfile, setError);
+  }, [session]);
+  if (error) return <ErrorNote error={error} />;
+  if (!profile) return <Loading />;
+  const form = `${window.location.origin}/public-form?partnerId=${profile.id}`;
+  return (
+    <section>
+      <h1>{profile.name}</h1>
+      {session?.user.role === "admin" && (
+        <>
+          <dl className="fields">
+            <dt>Email</dt><dd>{profile.email}</dd>
+            <dt>Soho CRM partner id</dt><dd>{profile.sohoPartnerId}</dd>
+            <dt>Tier</dt><dd>{profile.tier ?? "—"}</dd>
+            <dt>Commission rate</dt><dd>{profile.commissionRate != null ? `${profile.commissionRate} %` : "—"}</dd>
+            <dt>Status</dt><dd>{profile.status}</dd>
+          </dl>
+          <h2>Your public lead form</h2>
+          <p>Anyone can send you leads at <a href={form}>{form}</a>. To embed it in your site:</p>
+          <label>Embed code<textarea readOnly rows={3} value={`<iframe src="${form}" title="Contact ${profile.name}" width="100%" height="640" style="border:0"></iframe>`} /></label>
+        </>
+      )}
+    </section>
+  );
+}

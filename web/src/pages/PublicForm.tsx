@@ -1,0 +1,37 @@
+import { useEffect, useState } from "react";
+import { useSearchParams } from "react-router-dom";
+import { api, ApiError, type PartnerProfile } from "../api/client";
+import { LeadForm, type LeadFields } from "../components/LeadForm";
+import { Loading } from "../components/Layout";
+
+export function PublicFormPage() {
+  const [params] = useSearchParams();
+  const partnerId = params.get("partnerId");
+  const [partner, setPartner] = useState<PartnerProfile | null | undefined>(undefined);
+  const [thanks, setThanks] = useState(false);
+  useEffect(() => {
+    if (!partnerId) return setPartner(null);
+    api<PartnerProfile>(`/public/partners/${partnerId}`).then(setPartner, () => setPartner(null));
+  }, [partnerId]);
+  async function submit(fields: LeadFields & { website?: string }) {
+    try {
+      await api("/leads", { method: "POST", body: { ...Object.fromEntries(Object.entries(fields).filter(([, v]) => v)), partnerId } });
+      setThanks(true);
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 409) throw new Error("This partner is not taking submissions at the moment.");
+      throw e;
+    }
+  }
+  if (partner === undefined) return <Loading />;
+  if (partner === null) return <section className="narrow"><h1>Form not found</h1><p role="alert">This form link is not valid.</p></section>;
+  return (
+    <section className="narrow">
+      <h1>Contact {partner.name}</h1>
+      {thanks ? (
+        <p role="status">Thank you! {partner.name} will be in touch. <button type="button" className="link" onClick={() => setThanks(false)}>Send another</button></p>
+      ) : (
+        <LeadForm submitLabel="Send" onSubmit={submit} honeypot />
+      )}
+    </section>
+  );
+}
