@@ -71,6 +71,11 @@ pub async fn start(settings: Settings, pool: PgPool) -> anyhow::Result<RunningPo
     } else {
         settings.public_base_url.clone()
     };
+    let mut settings = settings;
+    // Listening on any free port with no PUBLIC_BASE_URL: links must name the port we got.
+    if settings.public_base_url.ends_with(":0") {
+        settings.public_base_url = open_at.clone();
+    }
     let mut background = Vec::new();
     let simulator = match settings.soho_api_base {
         Some(_) => None,

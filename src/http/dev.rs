@@ -15,6 +15,15 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/dev/mailbox", get(mailbox_page))
         .route("/dev/mailbox.json", get(mailbox_json))
+        .route("/dev/info", get(info))
+}
+
+/// Where the dev conveniences are, for the browser portal's dev links.
+async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "mailboxUrl": "/dev/mailbox",
+        "simulatorUrl": state.simulator_url,
+    }))
 }
 
 #[derive(Serialize, sqlx::FromRow)]

@@ -62,8 +62,8 @@ export function DashboardPage() {
               <YAxis allowDecimals={false} />
               <Tooltip />
               <Legend />
-              <Bar dataKey="submitted" name="Submitted" fill="#1f5fbf" />
-              <Bar dataKey="converted" name="Converted" fill="#1a7f37" />
+              <Bar dataKey="submitted" name="Submitted" fill="#1f5fbf" isAnimationActive={false} />
+              <Bar dataKey="converted" name="Converted" fill="#1a7f37" isAnimationActive={false} />
             </BarChart>
           </ResponsiveContainer>
         </figure>

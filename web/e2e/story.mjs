@@ -1,0 +1,225 @@
+// The whole story in a real browser (Debian's Chromium driven by playwright-core) against the
+// real portal on its embedded defaults (own PostgreSQL, in-process Soho CRM simulator, dev
+// mailbox): approve a partner in the simulator → open the invitation from the mailbox → register
+// → dashboard → submit a lead → see it synced → change its status in the simulator → see the row
+// and the dashboard change without a reload → invite a sub-account → log in as it → it sees only
+// its own leads → a public-form submission appears for the admin. Every page is screenshotted
+// into e2e/artifacts/ and checked with axe-core (no serious or critical violation).
+import { spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, "..", "..");
+const artifacts = join(here, "artifacts");
+rmSync(artifacts, { recursive: true, force: true });
+mkdirSync(artifacts, { recursive: true });
+const axeSource = readFileSync(join(here, "..", "node_modules", "axe-core", "axe.min.js"), "utf8");
+const PASSWORD = "correct horse battery staple";
+
+let passed = 0;
+let failed = 0;
+const failures = [];
+
+function startPortal() {
+  const data = mkdtempSync(join(tmpdir(), "soho-e2e-"));
+  const binary = process.env.SOHO_PORTAL_BIN ?? join(root, "target", "debug", "soho-portal");
+  const child = spawn(binary, ["serve"], {
+    cwd: tmpdir(),
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, DATA_DIR: data, LISTEN_ADDR: "127.0.0.1:0", WEB_DIR: join(here, "..", "dist"), RUST_LOG: "warn" },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  return new Promise((resolve, reject) => {
+    let portal, simulator, buffer = "";
+    const timer = setTimeout(() => reject(new Error("the portal did not start in 90 s")), 90_000);
+    child.stdout.on("data", (chunk) => {
+      buffer += chunk;
+      simulator ??= buffer.match(/simulator \(in-process\): open (\S+)/)?.[1];
+      portal ??= buffer.match(/Portal is running: open (\S+)/)?.[1];
+      if (portal && simulator) {
+        clearTimeout(timer);
+        resolve({ child, portal, simulator: simulator.replace(/\/sim$/, ""), data });
+      }
+    });
+    child.on("exit", (code) => reject(new Error(`the portal exited with ${code}`)));
+  });
+}
+
+async function check(page, name) {
+  await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
+  await page.addScriptTag({ content: axeSource });
+  const result = await page.evaluate(async () => await globalThis.axe.run(document, { resultTypes: ["violations"] }));
+  const bad = result.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+  if (bad.length) throw new Error(`${name}: accessibility: ${bad.map((v) => `${v.id} (${v.nodes.map((n) => n.target.join(" ")).join(", ")})`).join("; ")}`);
+}
+
+async function step(name, run) {
+  try {
+    await run();
+    passed += 1;
+    console.log(`ok - ${name}`);
+  } catch (error) {
+    failed += 1;
+    failures.push(name);
+    console.log(`not ok - ${name}\n  ${String(error?.stack ?? error).split("\n").slice(0, 6).join("\n  ")}`);
+    throw error;
+  }
+}
+
+const { child, portal, simulator, data } = await startPortal();
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+try {
+  const admin = await (await browser.newContext()).newPage();
+  const sim = await (await browser.newContext()).newPage();
+
+  await step("a partner approved in the Soho CRM simulator", async () => {
+    await sim.goto(`${simulator}/sim`);
+    await sim.fill("input[name=name]", "Acme Referrals Ltd");
+    await sim.fill("input[name=email]", "owner@acme.example");
+    await sim.click("text=Create");
+    await sim.waitForSelector("#partners td:has-text('Acme Referrals Ltd')");
+  });
+
+  await step("the invitation from the dev mailbox, registration, and the dashboard", async () => {
+    await admin.goto(`${portal}/dev/mailbox`);
+    await admin.waitForSelector("a[href*='/register?token=']", { timeout: 20_000 });
+    await check(admin, "01-dev-mailbox");
+    await admin.click("a[href*='/register?token=']");
+    await admin.waitForSelector("h1:has-text('Set up your account')");
+    await check(admin, "02-register");
+    await admin.fill("input[name=name]", "Olive Owner");
+    await admin.fill("input[name=password]", PASSWORD);
+    await admin.fill("input[name=confirm]", PASSWORD);
+    await admin.click("button:has-text('Create my account')");
+    await admin.waitForSelector("h1:has-text('Dashboard')");
+    await admin.waitForSelector("[data-testid=total-leads]:has-text('0')");
+    await check(admin, "03-dashboard-empty");
+  });
+
+  let leadId;
+  await step("a lead submitted and synced with Soho CRM", async () => {
+    await admin.click("nav >> text=New lead");
+    await admin.click("button:has-text('Submit lead')");
+    await admin.waitForSelector("text=Last name is required.");
+    await check(admin, "04-new-lead-errors");
+    await admin.fill("input[name=firstName]", "Ada");
+    await admin.fill("input[name=lastName]", "Lovelace");
+    await admin.fill("input[name=email]", "ada@example.com");
+    await admin.fill("input[name=company]", "Analytical Engines");
+    await admin.click("button:has-text('Submit lead')");
+    const link = await admin.waitForSelector(".notice a");
+    leadId = (await link.getAttribute("href")).split("/").pop();
+    await admin.click("nav >> text=Leads");
+    await admin.waitForSelector(`tr[data-lead='${leadId}'] [data-testid=sync-state]:has-text('synced')`, { timeout: 20_000 });
+    await check(admin, "05-leads");
+    await admin.click(`tr[data-lead='${leadId}'] a`);
+    await admin.waitForSelector("[data-testid=sync-state]:has-text('synced (record')");
+    await check(admin, "06-lead");
+    await admin.click("nav >> text=Leads");
+    await admin.waitForSelector(`tr[data-lead='${leadId}']`);
+  });
+
+  await step("a status changed in the simulator updates the row and the dashboard without a reload", async () => {
+    await sim.reload();
+    const select = await sim.waitForSelector("#leads select");
+    await select.selectOption("Contacted");
+    await admin.waitForSelector(`tr[data-lead='${leadId}'] [data-testid=lead-status]:has-text('contacted')`, { timeout: 15_000 });
+    await admin.waitForSelector(`tr.changed[data-lead='${leadId}']`);
+    await admin.click("nav >> text=Dashboard");
+    await admin.waitForSelector("[data-testid=status-contacted]:has-text('1')");
+    await sim.selectOption("#leads select", "Converted");
+    await admin.waitForSelector("[data-testid=status-converted]:has-text('1')", { timeout: 15_000 });
+    await admin.waitForSelector("[data-testid=conversion-rate]:has-text('100.0')");
+    await check(admin, "07-dashboard-live");
+  });
+
+  const sub = await (await browser.newContext()).newPage();
+  await step("a sub-account invited, registered, and seeing only its own leads", async () => {
+    await admin.click("nav >> text=Team");
+    await admin.fill("form[aria-label='Invite a sub-account'] input[name=name]", "Sam Sub");
+    await admin.fill("form[aria-label='Invite a sub-account'] input[name=email]", "sam@acme.example");
+    await admin.click("button:has-text('Invite')");
+    await admin.waitForSelector("td:has-text('sam@acme.example')");
+    await check(admin, "08-team");
+    await sub.goto(`${portal}/dev/mailbox`);
+    const invitation = await sub.waitForSelector("article:has-text('sam@acme.example') a[href*='/register?token=']");
+    await sub.goto(await invitation.getAttribute("href"));
+    await sub.fill("input[name=password]", PASSWORD);
+    await sub.fill("input[name=confirm]", PASSWORD);
+    await sub.click("button:has-text('Create my account')");
+    await sub.waitForSelector("[data-testid=total-leads]:has-text('0')");
+    await sub.click("nav >> text=Leads");
+    await sub.waitForSelector("text=No leads match.");
+    if (await sub.$("nav >> text=Team")) throw new Error("a sub-account sees the Team page link");
+    await sub.click("nav >> text=New lead");
+    await sub.fill("input[name=lastName]", "Hopper");
+    await sub.fill("input[name=email]", "grace@example.com");
+    await sub.click("button:has-text('Submit lead')");
+    await sub.waitForSelector(".notice");
+    await sub.click("nav >> text=Leads");
+    await sub.waitForSelector("td:has-text('Hopper')");
+    if (await sub.$("td:has-text('Lovelace')")) throw new Error("the sub-account sees the admin's lead");
+    await check(sub, "09-sub-leads");
+    await sub.click("nav >> text=Profile");
+    await sub.waitForSelector("h1:has-text('Acme Referrals Ltd')");
+    if (await sub.$("text=Commission rate")) throw new Error("the sub-account sees private fields");
+  });
+
+  await step("a public-form submission appears for the admin", async () => {
+    await admin.click("nav >> text=Profile");
+    const code = await admin.inputValue("textarea[readonly]");
+    await check(admin, "10-profile");
+    const url = code.match(/src="([^"]+)"/)[1];
+    const visitor = await (await browser.newContext()).newPage();
+    const response = await visitor.goto(url);
+    if (!(response.headers()["content-security-policy"] ?? "").includes("frame-ancestors *")) throw new Error("the public form cannot be framed");
+    await visitor.waitForSelector("h1:has-text('Contact Acme Referrals Ltd')");
+    await visitor.fill("input[name=lastName]", "Babbage");
+    await visitor.fill("input[name=email]", "charles@example.com");
+    await check(visitor, "11-public-form");
+    await visitor.click("button:has-text('Send')");
+    await visitor.waitForSelector("text=Thank you!");
+    await check(visitor, "12-public-form-thanks");
+    await admin.click("nav >> text=Leads");
+    await admin.waitForSelector("td:has-text('Babbage')", { timeout: 15_000 });
+  });
+
+  await step("an expired session returns to the login page, then to where the user was", async () => {
+    await admin.evaluate(() => {
+      const key = "soho-portal-session";
+      const stored = JSON.parse(sessionStorage.getItem(key));
+      stored.session.accessToken = "expired.token.value";
+      sessionStorage.setItem(key, JSON.stringify(stored));
+    });
+    await admin.goto(`${portal}/team`);
+    await admin.waitForSelector("h1:has-text('Log in')");
+    await check(admin, "13-login-expired");
+    await admin.fill("input[name=email]", "owner@acme.example");
+    await admin.fill("input[name=password]", PASSWORD);
+    await admin.click("button:has-text('Log in')");
+    await admin.waitForSelector("h1:has-text('Team')");
+  });
+
+  await step("on a phone-sized screen the pages still work", async () => {
+    await admin.setViewportSize({ width: 390, height: 844 });
+    await admin.click("nav >> text=Leads");
+    await admin.waitForSelector("td:has-text('Babbage')");
+    await check(admin, "14-leads-phone");
+  });
+} catch {
+  // Reported by `step`.
+} finally {
+  await browser.close();
+  child.kill("SIGTERM");
+  await new Promise((r) => child.on("exit", r));
+  rmSync(data, { recursive: true, force: true });
+}
+console.log(`screenshots: ${artifacts}`);
+console.log(`browser: ${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
