@@ -59,6 +59,13 @@ build_web() {
     (cd "$root/web" && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent)
 }
 
+# Debian's Chromium, for the browser tests (test tools' own browser downloads are not used).
+ensure_chromium() {
+    if [ -x "${CHROMIUM:-/usr/bin/chromium}" ]; then return 0; fi
+    say "installing Chromium (Debian package chromium) for the browser tests"
+    apt_install chromium
+}
+
 ensure_rust
 ensure_postgres
 ensure_node
