@@ -30,6 +30,8 @@ pub enum Command {
     Migrate,
     /// Print the OpenAPI document (what `/openapi.json` serves); the web client is typed from it.
     Openapi,
+    /// Exit 0 if the portal at LISTEN_ADDR answers /healthz (for container health checks).
+    Healthcheck,
     /// Manage users.
     User {
         #[command(subcommand)]
@@ -96,6 +98,16 @@ pub enum AuditCommand {
 pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => crate::app::serve(settings).await,
+        Command::Healthcheck => {
+            let mut address = settings.listen_addr;
+            if address.ip().is_unspecified() {
+                address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(3)).build()?;
+            let response = client.get(format!("http://{address}/healthz")).send().await?;
+            anyhow::ensure!(response.status().is_success(), "/healthz answered {}", response.status());
+            Ok(())
+        }
         Command::Openapi => {
             let document = <crate::http::ApiDoc as utoipa::OpenApi>::openapi();
             println!("{}", document.to_pretty_json()?);
@@ -114,7 +126,7 @@ async fn run_tool(command: Command, settings: Settings, database: &Database) -> 
     let pool = &database.pool;
     db::migrate(pool).await?;
     match command {
-        Command::Serve | Command::Openapi => unreachable!("handled by run"),
+        Command::Serve | Command::Openapi | Command::Healthcheck => unreachable!("handled by run"),
         Command::Migrate => {
             println!("migrations applied");
             Ok(())
