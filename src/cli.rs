@@ -103,9 +103,14 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             if address.ip().is_unspecified() {
                 address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
             }
-            let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(3)).build()?;
+            let client =
+                reqwest::Client::builder().timeout(std::time::Duration::from_secs(3)).build()?;
             let response = client.get(format!("http://{address}/healthz")).send().await?;
-            anyhow::ensure!(response.status().is_success(), "/healthz answered {}", response.status());
+            anyhow::ensure!(
+                response.status().is_success(),
+                "/healthz answered {}",
+                response.status()
+            );
             Ok(())
         }
         Command::Openapi => {

@@ -37,11 +37,12 @@ pub async fn public_profile(
     State(portal): State<AppState>,
     ApiPath(id): ApiPath<uuid::Uuid>,
 ) -> Result<Json<PartnerProfile>, ApiError> {
-    let name: Option<String> =
-        sqlx::query_scalar("SELECT name FROM partners WHERE partner_id = $1 AND status = 'approved'")
-            .bind(id)
-            .fetch_optional(&portal.pool)
-            .await?;
+    let name: Option<String> = sqlx::query_scalar(
+        "SELECT name FROM partners WHERE partner_id = $1 AND status = 'approved'",
+    )
+    .bind(id)
+    .fetch_optional(&portal.pool)
+    .await?;
     let name = name.ok_or(ApiError::NotFound)?;
     Ok(Json(PartnerProfile {
         id,

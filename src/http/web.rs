@@ -27,7 +27,8 @@ const API_PREFIXES: [&str; 9] = [
 ];
 
 /// Paths that are never the app, even for a browser asking for HTML.
-const NEVER_APP: [&str; 7] = ["/dev/", "/openapi.json", "/metrics", "/healthz", "/readyz", "/ws", "/webhooks/"];
+const NEVER_APP: [&str; 7] =
+    ["/dev/", "/openapi.json", "/metrics", "/healthz", "/readyz", "/ws", "/webhooks/"];
 
 /// A browser navigating (GET, asking for HTML) to a path the app routes on the client, such as
 /// `/leads`, gets the app, even where the API has a route of the same name for `fetch`.

@@ -6,7 +6,7 @@
 // its own leads → a public-form submission appears for the admin. Every page is screenshotted
 // into e2e/artifacts/ and checked with axe-core (no serious or critical violation).
 import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -26,6 +26,8 @@ const failures = [];
 
 function startPortal() {
   const data = mkdtempSync(join(tmpdir(), "soho-e2e-"));
+  // Reachable by the unprivileged user the embedded PostgreSQL runs as when we are root.
+  chmodSync(data, 0o755);
   const binary = process.env.SOHO_PORTAL_BIN ?? join(root, "target", "debug", "soho-portal");
   const child = spawn(binary, ["serve"], {
     cwd: tmpdir(),
