@@ -74,14 +74,19 @@ const CONFLICT_RETRIES: usize = 4;
 pub struct Commands {
     pool: PgPool,
     checkpoints: Checkpoints,
-    read_models: Vec<&'static str>,
+    /// For each aggregate type, the read models that follow it: what a command waits for.
+    read_models: HashMap<&'static str, Vec<&'static str>>,
     pub partners: PostgresCqrs<Partner>,
     pub users: PostgresCqrs<User>,
     pub leads: PostgresCqrs<Lead>,
 }
 
 impl Commands {
-    pub fn new(pool: PgPool, checkpoints: Checkpoints, read_models: Vec<&'static str>) -> Self {
+    pub fn new(
+        pool: PgPool,
+        checkpoints: Checkpoints,
+        read_models: HashMap<&'static str, Vec<&'static str>>,
+    ) -> Self {
         Self {
             partners: postgres_cqrs(pool.clone(), vec![], ()),
             users: postgres_cqrs(pool.clone(), vec![], ()),
@@ -112,7 +117,7 @@ impl Commands {
             .map_err(|e| CommandError::Store(e.to_string()))?;
         drop(conn);
         if let Some(position) = head {
-            self.wait_for(position).await;
+            self.wait_for(A::TYPE, position).await;
         }
         Ok(head)
     }
@@ -145,12 +150,13 @@ impl Commands {
         Ok(())
     }
 
-    /// Waits until every read model has applied `position` (bounded; a stuck projection is
-    /// logged, and the caller answers with what the read model has).
-    pub async fn wait_for(&self, position: LogPosition) {
+    /// Waits until the read models of `aggregate_type` have applied `position` (bounded; a stuck
+    /// projection is logged, and the caller answers with what the read model has).
+    pub async fn wait_for(&self, aggregate_type: &str, position: LogPosition) {
+        let Some(read_models) = self.read_models.get(aggregate_type) else { return };
         match self
             .checkpoints
-            .wait_for(&self.pool, &self.read_models, position, READ_YOUR_WRITES_TIMEOUT)
+            .wait_for(&self.pool, read_models, position, READ_YOUR_WRITES_TIMEOUT)
             .await
         {
             Ok(true) => {}
@@ -158,6 +164,19 @@ impl Commands {
             Err(error) => tracing::warn!(%error, "could not wait for the read models"),
         }
     }
+}
+
+/// For each aggregate type, the names of the read models that follow it.
+pub fn read_models(
+    projections: &[std::sync::Arc<dyn soho_projections::Projection>],
+) -> HashMap<&'static str, Vec<&'static str>> {
+    let mut read_models: HashMap<&'static str, Vec<&'static str>> = HashMap::new();
+    for projection in projections {
+        for aggregate_type in projection.follows() {
+            read_models.entry(*aggregate_type).or_default().push(projection.name());
+        }
+    }
+    read_models
 }
 
 /// An aggregate as its events make it now (or up to `until`, for audits), folded from the log.

@@ -32,7 +32,7 @@ pub struct Portal {
 
 impl Portal {
     pub fn new(pool: PgPool, settings: Settings, keys: Keys, checkpoints: Checkpoints) -> Self {
-        let read_models = soho_projections::all().iter().map(|p| p.name()).collect();
+        let read_models = crate::commands::read_models(&soho_projections::all());
         let commands = Commands::new(pool.clone(), checkpoints.clone(), read_models);
         let auth_limits =
             AuthLimits::new(settings.auth_limit_per_address, settings.auth_limit_per_email);

@@ -18,7 +18,7 @@ async fn portal() -> (PgPool, Commands, Vec<tokio::task::JoinHandle<()>>) {
     let reader =
         Arc::new(CatchUpReader::new(pool.clone(), soho_projections::all(), checkpoints.clone()));
     reader.register().await.unwrap();
-    let names = reader.names();
+    let names = soho_portal::commands::read_models(&soho_projections::all());
     let tasks = reader.spawn();
     (pool.clone(), Commands::new(pool, checkpoints, names), tasks)
 }

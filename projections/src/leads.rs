@@ -22,6 +22,10 @@ impl Projection for LeadsProjection {
         &["lead_counts", "lead_status_history", "live_feed", "leads"]
     }
 
+    fn follows(&self) -> &'static [&'static str] {
+        &["Lead"]
+    }
+
     async fn apply(
         &self,
         tx: &mut PgConnection,

@@ -27,6 +27,12 @@ pub trait Projection: Send + Sync + 'static {
     /// The tables this projection owns, in an order safe to empty (children first).
     fn tables(&self) -> &'static [&'static str];
 
+    /// The aggregate types whose events it reads (a command on one of them waits for this
+    /// projection before answering). Empty: it reads nobody's (it is not a read model).
+    fn follows(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// Applies a batch of events, in log order, inside the reader's transaction.
     async fn apply(
         &self,

@@ -19,6 +19,10 @@ impl Projection for PartnersProjection {
         &["partners"]
     }
 
+    fn follows(&self) -> &'static [&'static str] {
+        &["Partner"]
+    }
+
     async fn apply(
         &self,
         tx: &mut PgConnection,

@@ -19,6 +19,10 @@ impl Projection for UsersProjection {
         &["users"]
     }
 
+    fn follows(&self) -> &'static [&'static str] {
+        &["User"]
+    }
+
     async fn apply(
         &self,
         tx: &mut PgConnection,
