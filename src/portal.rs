@@ -46,7 +46,7 @@ impl Portal {
             auth_limits,
             public_form_limits,
             metrics: Default::default(),
-            submission_slots: tokio::sync::Semaphore::new(8),
+            submission_slots: tokio::sync::Semaphore::new(16),
             live: Default::default(),
             simulator_url: None,
         }

@@ -61,7 +61,7 @@ impl Database {
 
 pub async fn pool(options: PgConnectOptions) -> Result<PgPool, DbError> {
     PgPoolOptions::new()
-        .max_connections(32)
+        .max_connections(48)
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(options)
         .await
