@@ -33,6 +33,9 @@ pub struct Portal {
 impl Portal {
     pub fn new(pool: PgPool, settings: Settings, keys: Keys, checkpoints: Checkpoints) -> Self {
         let read_models = crate::commands::read_models(&soho_projections::all());
+        // A quarter of the pool: each submission holds one connection and its command takes
+        // another for a moment; the rest stays for reads, webhooks and the subscribers.
+        let submission_slots = (pool.options().get_max_connections() as usize / 4).max(1);
         let commands = Commands::new(pool.clone(), checkpoints.clone(), read_models);
         let auth_limits =
             AuthLimits::new(settings.auth_limit_per_address, settings.auth_limit_per_email);
@@ -46,7 +49,7 @@ impl Portal {
             auth_limits,
             public_form_limits,
             metrics: Default::default(),
-            submission_slots: tokio::sync::Semaphore::new(16),
+            submission_slots: tokio::sync::Semaphore::new(submission_slots),
             live: Default::default(),
             simulator_url: None,
         }

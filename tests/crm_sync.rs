@@ -143,32 +143,16 @@ async fn a_lead_the_crm_refuses_is_failed_with_its_message_and_crm_retry_syncs_i
     let id = lead["id"].as_str().unwrap().to_string();
     let failed = lead_when(&portal, &a.admin, &id, "failed", 20).await;
     assert!(failed["syncError"].as_str().unwrap().contains("INVALID_DATA"), "{failed}");
-    let cli = |args: &'static [&'static str], extra: Option<String>| {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_soho-portal"));
-        command
-            .args(args)
-            .args(extra)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DB_URL", &portal.db_url)
-            .env("JWT_SECRET", common::JWT_SECRET)
-            .current_dir(std::env::temp_dir());
-        async move {
-            let output = command.output().await.unwrap();
-            assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-            String::from_utf8_lossy(&output.stdout).into_owned()
-        }
-    };
-    let status = cli(&["crm", "status"], None).await;
+    let status = portal.cli(&["crm", "status"]).await;
     assert!(status.contains("failed calls:         1"), "{status}");
     assert!(status.contains("INVALID_DATA"), "{status}");
 
     // Fixed in the CRM; the operator retries.
     sim_post(&sim, "/sim/faults", json!({})).await;
-    let retried = cli(&["crm", "retry"], Some(id.clone())).await;
+    let retried = portal.cli(&["crm", "retry", &id]).await;
     assert!(retried.contains("1 failed call(s)"), "{retried}");
     lead_when(&portal, &a.admin, &id, "synced", 20).await;
-    let status = cli(&["crm", "status"], None).await;
+    let status = portal.cli(&["crm", "status"]).await;
     assert!(
         status.contains("pending calls:        0") && status.contains("failed calls:         0"),
         "{status}"

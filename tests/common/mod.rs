@@ -501,3 +501,39 @@ pub async fn sim_post(sim_url: &str, path: &str, body: serde_json::Value) -> ser
         .await
         .unwrap()
 }
+
+/// The fields a problem+json body names, in order.
+pub fn problem_fields(problem: &serde_json::Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .map(|errors| {
+            errors.iter().filter_map(|e| e["field"].as_str().map(str::to_string)).collect()
+        })
+        .unwrap_or_default()
+}
+
+impl TestPortal {
+    /// Runs the portal's command line against this portal's database; panics unless it
+    /// succeeds, and returns what it printed.
+    pub async fn cli(&self, args: &[&str]) -> String {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_soho-portal"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DB_URL", &self.db_url)
+            .env("JWT_SECRET", JWT_SECRET)
+            .env("SOHO_WEBHOOK_SECRET", WEBHOOK_SECRET)
+            .env("PUBLIC_BASE_URL", "https://partners.example.com")
+            .current_dir(std::env::temp_dir())
+            .output()
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "{args:?}: {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    }
+}
