@@ -14,7 +14,7 @@ use super::problem::ApiError;
 use crate::config::Settings;
 
 /// API prefixes: an unknown path under these is a 404 problem, not the app.
-const API_PREFIXES: [&str; 9] = [
+const API_PREFIXES: [&str; 10] = [
     "/auth/",
     "/leads",
     "/partners/",
@@ -24,6 +24,7 @@ const API_PREFIXES: [&str; 9] = [
     "/invite",
     "/dev/",
     "/ws",
+    "/public/",
 ];
 
 /// Paths that are never the app, even for a browser asking for HTML.
