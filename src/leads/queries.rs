@@ -17,6 +17,18 @@ pub enum LeadScope {
     User(PartnerId, UserId),
 }
 
+impl LeadScope {
+    /// Whether a lead of `partner`, submitted by `submitted_by`, is in this scope.
+    pub fn contains(&self, partner: uuid::Uuid, submitted_by: Option<uuid::Uuid>) -> bool {
+        match self {
+            Self::Partner(own) => partner == own.as_uuid(),
+            Self::User(own, user) => {
+                partner == own.as_uuid() && submitted_by == Some(user.as_uuid())
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct SubmittedBy {
@@ -154,12 +166,8 @@ pub async fn lead(
             .bind(id)
             .fetch_optional(pool)
             .await?;
-    Ok(row.map(LeadView::from).filter(|lead| match scope {
-        None => true,
-        Some(LeadScope::Partner(partner)) => lead.partner_id == partner.as_uuid(),
-        Some(LeadScope::User(partner, user)) => {
-            lead.partner_id == partner.as_uuid() && lead.submitted_by.id == Some(user.as_uuid())
-        }
+    Ok(row.map(LeadView::from).filter(|lead| {
+        scope.is_none_or(|scope| scope.contains(lead.partner_id, lead.submitted_by.id))
     }))
 }
 

@@ -22,12 +22,7 @@ impl LiveMessage {
     /// Whether a caller with `scope` may see it: a partner's admin its partner's, a sub-account
     /// only the leads it submitted.
     pub fn visible_to(&self, scope: &LeadScope) -> bool {
-        match scope {
-            LeadScope::Partner(partner) => self.partner_id == partner.as_uuid(),
-            LeadScope::User(partner, user) => {
-                self.partner_id == partner.as_uuid() && self.submitted_by == Some(user.as_uuid())
-            }
-        }
+        scope.contains(self.partner_id, self.submitted_by)
     }
 }
 
