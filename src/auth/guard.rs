@@ -29,13 +29,38 @@ impl CurrentUser {
     }
 }
 
+/// A user's account and its partner as they are now: what decides whether it may act.
 #[derive(sqlx::FromRow)]
-struct Standing {
-    partner_id: Option<uuid::Uuid>,
-    role: String,
-    email: String,
-    status: String,
-    partner_status: Option<String>,
+pub struct Standing {
+    pub partner_id: Option<uuid::Uuid>,
+    pub role: String,
+    pub email: String,
+    pub name: Option<String>,
+    pub status: String,
+    pub partner_status: Option<String>,
+}
+
+impl Standing {
+    pub async fn of(pool: &sqlx::PgPool, user: uuid::Uuid) -> Result<Option<Self>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT u.partner_id, u.role, u.email, u.name, u.status, p.status AS partner_status \
+             FROM users u LEFT JOIN partners p ON p.partner_id = u.partner_id WHERE u.user_id = $1",
+        )
+        .bind(user)
+        .fetch_optional(pool)
+        .await
+    }
+
+    /// Why the user may not act now, if it may not: disabled, or its partner not approved.
+    pub fn refusal(&self) -> Option<&'static str> {
+        if self.status == "disabled" {
+            Some("this account has been disabled; ask your partner's admin")
+        } else if self.role != "auditor" && self.partner_status.as_deref() != Some("approved") {
+            Some("this partner's access is suspended")
+        } else {
+            None
+        }
+    }
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {
@@ -50,27 +75,17 @@ impl CurrentUser {
         let claims = session::verify(&state.keys, token).ok_or_else(|| {
             ApiError::Unauthorized("the access token is invalid or has expired".into())
         })?;
-        let standing: Option<Standing> = sqlx::query_as(
-            "SELECT u.partner_id, u.role, u.email, u.status, p.status AS partner_status \
-             FROM users u LEFT JOIN partners p ON p.partner_id = u.partner_id WHERE u.user_id = $1",
-        )
-        .bind(claims.sub)
-        .fetch_optional(&state.pool)
-        .await?;
-        let standing = standing.ok_or_else(|| {
+        let standing = Standing::of(&state.pool, claims.sub).await?.ok_or_else(|| {
             ApiError::Unauthorized("the access token is invalid or has expired".into())
         })?;
-        if standing.status == "disabled" {
-            return Err(ApiError::Unauthorized("this account has been disabled".into()));
+        if let Some(why) = standing.refusal() {
+            return Err(ApiError::Unauthorized(why.into()));
         }
         let role = match standing.role.as_str() {
             "admin" => Role::Admin,
             "sub" => Role::Sub,
             _ => Role::Auditor,
         };
-        if role != Role::Auditor && standing.partner_status.as_deref() != Some("approved") {
-            return Err(ApiError::Unauthorized("this partner's access is suspended".into()));
-        }
         Ok(Self {
             id: UserId(claims.sub),
             partner_id: standing.partner_id.map(PartnerId),

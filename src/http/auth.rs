@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use super::json::ApiJson;
 use super::problem::{ApiError, FieldError};
 use super::AppState;
+use crate::auth::guard::Standing;
 use crate::auth::password::{self, Password};
 use crate::auth::session;
 use crate::commands::CommandContext;
@@ -115,29 +116,11 @@ pub async fn login(
 
 /// A session for a user who may act now (registered, enabled, partner approved).
 async fn session_for(portal: &crate::portal::Portal, user: UserId) -> Result<Session, ApiError> {
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        partner_id: Option<uuid::Uuid>,
-        email: String,
-        name: Option<String>,
-        role: String,
-        status: String,
-        partner_status: Option<String>,
-    }
-    let row: Row = sqlx::query_as(
-        "SELECT u.partner_id, u.email, u.name, u.role, u.status, p.status AS partner_status \
-         FROM users u LEFT JOIN partners p ON p.partner_id = u.partner_id WHERE u.user_id = $1",
-    )
-    .bind(user.as_uuid())
-    .fetch_one(&portal.pool)
-    .await?;
-    if row.status == "disabled" {
-        return Err(ApiError::Forbidden(
-            "this account has been disabled; ask your partner's admin".into(),
-        ));
-    }
-    if row.role != "auditor" && row.partner_status.as_deref() != Some("approved") {
-        return Err(ApiError::Forbidden("this partner's access is suspended".into()));
+    let row = Standing::of(&portal.pool, user.as_uuid())
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("wrong email or password".into()))?;
+    if let Some(why) = row.refusal() {
+        return Err(ApiError::Forbidden(why.into()));
     }
     let ttl = portal.settings.jwt_ttl_seconds;
     let access_token = session::issue(&portal.keys, user, &row.role, ttl)?;
