@@ -145,10 +145,6 @@ impl CatchUpReader {
         self
     }
 
-    pub fn names(&self) -> Vec<&'static str> {
-        self.subscribers.iter().map(|s| s.name()).collect()
-    }
-
     /// Makes sure every subscriber has a checkpoint row (at the start of the log).
     pub async fn register(&self) -> Result<(), sqlx::Error> {
         for subscriber in &self.subscribers {

@@ -5,8 +5,6 @@ pub mod client;
 pub mod outbox;
 pub mod worker;
 
-use std::sync::Arc;
-
 use secrecy::SecretString;
 
 use crate::config::Settings;
@@ -42,5 +40,3 @@ pub fn client(settings: &Settings, simulator_url: Option<&str>) -> CrmClient {
         }
     }
 }
-
-pub type SharedClient = Arc<CrmClient>;

@@ -6,7 +6,6 @@
 //! with a plain 500 whose detail names nothing internal (no SQL, no upstream body, no stack).
 //! Single resources outside the caller's scope are 404, never 403, so ids cannot be probed.
 
-use axum::extract::rejection::JsonRejection;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -102,21 +101,6 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
-impl From<JsonRejection> for ApiError {
-    fn from(rejection: JsonRejection) -> Self {
-        let detail = rejection.body_text();
-        // serde names the offending field in its message ("unknown field `x`", "missing field
-        // `y`", "... at line 1 column 9"); surface it as the field too where it can be found.
-        let field = detail
-            .split('`')
-            .nth(1)
-            .filter(|_| detail.contains("field"))
-            .map(|f| vec![FieldError::new(f, detail.clone())])
-            .unwrap_or_default();
-        Self::Malformed { detail, errors: field }
-    }
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, slug, title) = self.parts();
@@ -153,9 +137,4 @@ impl IntoResponse for ApiError {
         }
         response
     }
-}
-
-/// Answers for routes that do not exist, in the same problem+json form.
-pub async fn not_found() -> ApiError {
-    ApiError::NotFound
 }
