@@ -30,6 +30,7 @@ const AUTH_WAIT: Duration = Duration::from_secs(10);
 const PING_EVERY: Duration = Duration::from_secs(25);
 const STANDING_EVERY: Duration = Duration::from_secs(2);
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+const CLOSE_PATIENCE: Duration = Duration::from_secs(60);
 
 #[derive(Deserialize)]
 pub struct SocketQuery {
@@ -137,9 +138,20 @@ async fn serve(portal: Arc<Portal>, socket: WebSocket, token: String, scope: Lea
     };
     if let Some((code, reason)) = outcome {
         let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
-        let _ =
-            tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Close(Some(frame))))
-                .await;
+        // A client that stopped reading has a full buffer: give it time to drain and take the
+        // code (which tells it to resume) rather than dropping the connection without one.
+        let _ = tokio::time::timeout(CLOSE_PATIENCE, sink.send(Message::Close(Some(frame)))).await;
+        // Finish the closing handshake: wait for the client's close (reading what it still
+        // sends). Dropping the socket with unread input would reset the connection, and the
+        // client would lose the close frame, and its code, in its buffer.
+        let _ = tokio::time::timeout(CLOSE_PATIENCE, async {
+            while let Some(Ok(message)) = stream.next().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
     }
 }
 
