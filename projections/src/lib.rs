@@ -33,6 +33,12 @@ pub trait Projection: Send + Sync + 'static {
         &[]
     }
 
+    /// The aggregate types whose events it acts on: it is woken as soon as one is appended.
+    /// Other events only move its checkpoint, on its next poll. Defaults to [`Self::follows`].
+    fn reads(&self) -> &'static [&'static str] {
+        self.follows()
+    }
+
     /// Applies a batch of events, in log order, inside the reader's transaction.
     async fn apply(
         &self,

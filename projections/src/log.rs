@@ -64,6 +64,11 @@ const SELECT_EVENTS: &str =
     "SELECT global_position, tx_id::text::bigint AS tx_id, aggregate_type, \
      aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at FROM events";
 
+const SELECT_EVENTS_SETTLED: &str =
+    "SELECT global_position, tx_id::text::bigint AS tx_id, aggregate_type, aggregate_id, sequence, \
+     event_type, event_version, payload, metadata, recorded_at, \
+     tx_id < pg_snapshot_xmin(pg_current_snapshot()) AS settled FROM events";
+
 /// The next events after `after`, among transactions that have all finished, at most `limit`.
 /// `up_to` bounds the read (inclusive), for replaying exactly to a checkpoint.
 pub async fn read_after(
@@ -87,6 +92,34 @@ pub async fn read_after(
     .bind(limit)
     .fetch_all(conn)
     .await
+}
+
+/// The next events after `after` for a live reader, at most `limit`, and whether more are held
+/// back: events committed by transactions newer than one still running, which must wait until
+/// it ends (it may yet append events before them). One query serves both.
+pub async fn read_settled(
+    conn: &mut PgConnection,
+    after: LogPosition,
+    limit: i64,
+) -> Result<(Vec<StoredEvent>, bool), sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        event: StoredEvent,
+        settled: bool,
+    }
+    let rows = sqlx::query_as::<_, Row>(&format!(
+        "{SELECT_EVENTS_SETTLED} WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
+         ORDER BY tx_id, global_position LIMIT $3"
+    ))
+    .bind(after.tx_id)
+    .bind(after.global_position)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    let settled = rows.iter().take_while(|r| r.settled).count();
+    let held = settled < rows.len();
+    Ok((rows.into_iter().take(settled).map(|r| r.event).collect(), held))
 }
 
 /// All events of one aggregate, in sequence order (for audits and the live hub).

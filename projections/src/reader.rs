@@ -119,7 +119,7 @@ pub struct CatchUpReader {
     pool: PgPool,
     subscribers: Vec<Arc<dyn Projection>>,
     checkpoints: Checkpoints,
-    wake: watch::Sender<u64>,
+    wake: watch::Sender<Wakes>,
     batch_size: i64,
     poll_interval: Duration,
 }
@@ -134,7 +134,7 @@ impl CatchUpReader {
             pool,
             subscribers,
             checkpoints,
-            wake: watch::channel(0).0,
+            wake: watch::channel(Wakes::default()).0,
             batch_size: 1000,
             poll_interval: Duration::from_secs(1),
         }
@@ -161,15 +161,8 @@ impl CatchUpReader {
             return Ok(Batch::Busy);
         }
         let after = checkpoint(&mut tx, name).await?;
-        let events = log::read_after(&mut tx, after, None, self.batch_size).await?;
+        let (events, held) = log::read_settled(&mut tx, after, self.batch_size).await?;
         let Some(last) = events.last().map(|e| e.position()) else {
-            let held: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM events WHERE (tx_id, global_position) > ($1::text::xid8, $2))",
-            )
-            .bind(after.tx_id)
-            .bind(after.global_position)
-            .fetch_one(&mut *tx)
-            .await?;
             return Ok(if held { Batch::Held } else { Batch::Idle });
         };
         subscriber.apply(&mut tx, &events).await?;
@@ -213,9 +206,9 @@ impl CatchUpReader {
 
     async fn follow(&self, subscriber: Arc<dyn Projection>) {
         let mut wake = self.wake.subscribe();
+        let mut seen = wake.borrow_and_update().clone();
         let mut backoff = Duration::from_millis(100);
         loop {
-            wake.borrow_and_update();
             let pause = match self.run_batch(subscriber.as_ref()).await {
                 Ok(Batch::Applied(n)) => {
                     tracing::debug!(events = n, "applied");
@@ -230,11 +223,48 @@ impl CatchUpReader {
                     backoff
                 }
             };
-            tokio::select! {
-                _ = wake.changed() => {}
-                _ = tokio::time::sleep(pause) => {}
+            let pause = tokio::time::sleep(pause);
+            tokio::pin!(pause);
+            loop {
+                tokio::select! {
+                    changed = wake.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        let now = wake.borrow_and_update().clone();
+                        let relevant = now.concerns(&seen, subscriber.reads());
+                        seen = now;
+                        if relevant {
+                            break;
+                        }
+                    }
+                    _ = &mut pause => break,
+                }
             }
         }
+    }
+}
+
+/// Wake-up counters: one bumped for everyone (a reconnect, an old trigger's empty payload), and
+/// one per aggregate type whose events were appended.
+#[derive(Debug, Clone, Default)]
+struct Wakes {
+    all: u64,
+    by_type: HashMap<String, u64>,
+}
+
+impl Wakes {
+    fn bump(&mut self, aggregate_type: &str) {
+        match aggregate_type {
+            "" => self.all += 1,
+            t => *self.by_type.entry(t.to_string()).or_default() += 1,
+        }
+    }
+
+    /// Whether anything changed since `before` that a subscriber reading `types` must act on.
+    fn concerns(&self, before: &Wakes, types: &[&str]) -> bool {
+        self.all != before.all
+            || types.iter().any(|t| self.by_type.get(*t) != before.by_type.get(*t))
     }
 }
 
@@ -298,7 +328,7 @@ pub(crate) async fn save_checkpoint(
 
 /// Turns `NOTIFY`s into wake-ups and checkpoint news; reconnects after a lost connection and
 /// wakes every subscriber then, since notifications may have been missed meanwhile.
-async fn listen(pool: PgPool, wake: watch::Sender<u64>, checkpoints: Checkpoints) {
+async fn listen(pool: PgPool, wake: watch::Sender<Wakes>, checkpoints: Checkpoints) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let mut listener = match PgListener::connect_with(&pool).await {
@@ -316,11 +346,11 @@ async fn listen(pool: PgPool, wake: watch::Sender<u64>, checkpoints: Checkpoints
             continue;
         }
         backoff = Duration::from_millis(100);
-        wake.send_modify(|n| *n += 1);
+        wake.send_modify(|w| w.bump(""));
         loop {
             match listener.recv().await {
                 Ok(notification) if notification.channel() == EVENTS_CHANNEL => {
-                    wake.send_modify(|n| *n += 1)
+                    wake.send_modify(|w| w.bump(notification.payload()))
                 }
                 Ok(notification) => {
                     if let Some((name, position)) = parse_checkpoint(notification.payload()) {
@@ -355,6 +385,17 @@ mod tests {
             Some(("users", LogPosition { tx_id: 12, global_position: 34 }))
         );
         assert_eq!(parse_checkpoint("users x 34"), None);
+    }
+
+    #[test]
+    fn subscribers_wake_for_the_types_they_read() {
+        let before = Wakes::default();
+        let mut after = before.clone();
+        after.bump("Lead");
+        assert!(after.concerns(&before, &["Lead"]));
+        assert!(!after.concerns(&before, &["User", "Partner"]));
+        after.bump("");
+        assert!(after.concerns(&before, &["User"]), "an empty payload wakes everyone");
     }
 
     #[test]

@@ -19,11 +19,18 @@ impl Projection for CrmOutbox {
         &[]
     }
 
+    fn reads(&self) -> &'static [&'static str] {
+        &["Lead"]
+    }
+
     async fn apply(
         &self,
         tx: &mut PgConnection,
         events: &[StoredEvent],
     ) -> Result<(), ProjectionError> {
+        let mut leads = Vec::new();
+        let mut kinds = Vec::new();
+        let mut crm_statuses = Vec::new();
         for stored in events.iter().filter(|e| e.aggregate_type == "Lead") {
             let (kind, crm_status) = match stored.decode::<LeadEvent>()? {
                 LeadEvent::LeadSubmitted { .. } => ("upsert", None),
@@ -34,13 +41,25 @@ impl Projection for CrmOutbox {
                 }
                 _ => continue,
             };
-            sqlx::query("INSERT INTO crm_outbox (lead_id, kind, crm_status) VALUES ($1, $2, $3)")
-                .bind(stored.aggregate_uuid()?)
-                .bind(kind)
-                .bind(crm_status)
-                .execute(&mut *tx)
-                .await?;
+            leads.push(stored.aggregate_uuid()?);
+            kinds.push(kind);
+            crm_statuses.push(crm_status);
         }
+        if leads.is_empty() {
+            return Ok(());
+        }
+        // One statement for the batch; WITH ORDINALITY keeps the tasks in log order.
+        sqlx::query(
+            "INSERT INTO crm_outbox (lead_id, kind, crm_status) \
+             SELECT lead_id, kind, crm_status \
+             FROM unnest($1::uuid[], $2::text[], $3::text[]) WITH ORDINALITY AS t(lead_id, kind, crm_status, n) \
+             ORDER BY n",
+        )
+        .bind(leads)
+        .bind(kinds)
+        .bind(crm_statuses)
+        .execute(&mut *tx)
+        .await?;
         Ok(())
     }
 }

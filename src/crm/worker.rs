@@ -33,6 +33,9 @@ struct Task {
 const ELIGIBLE: &str = "state = 'pending' AND next_attempt_at <= now() AND NOT EXISTS \
     (SELECT 1 FROM crm_outbox e WHERE e.lead_id = o.lead_id AND e.task_id < o.task_id AND e.state <> 'done')";
 
+/// The subscriber that writes the tasks (`super::outbox::CrmOutbox`).
+const OUTBOX: &str = "crm_outbox";
+
 pub struct CrmSync {
     pub portal: Arc<Portal>,
     pub client: Arc<CrmClient>,
@@ -52,7 +55,8 @@ impl CrmSync {
         let mut wake = self.portal.checkpoints.subscribe();
         let mut conn: Option<PgConnection> = None;
         loop {
-            wake.borrow_and_update();
+            // Only the outbox subscriber's progress can bring new tasks.
+            let seen = wake.borrow_and_update().get(OUTBOX).copied();
             if conn.is_none() {
                 match self.portal.pool.connect_options().connect().await {
                     Ok(c) => conn = Some(c),
@@ -67,8 +71,9 @@ impl CrmSync {
             match self.work_one(c, n).await {
                 Ok(true) => continue,
                 Ok(false) => {
+                    let moved = wake.wait_for(|known| known.get(OUTBOX).copied() != seen);
                     tokio::select! {
-                        _ = wake.changed() => {}
+                        _ = moved => {}
                         _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                     }
                 }
@@ -89,23 +94,30 @@ impl CrmSync {
         ))
         .fetch_all(&mut *conn)
         .await?;
-        let start = if candidates.is_empty() { 0 } else { n % candidates.len() };
-        for task in candidates.iter().cycle().skip(start).take(candidates.len()) {
-            let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-                .bind(task.task_id)
-                .fetch_one(&mut *conn)
-                .await?;
-            if !locked {
-                continue;
-            }
-            let result = self.work_locked(conn, task.task_id).await;
-            sqlx::query("SELECT pg_advisory_unlock($1)")
-                .bind(task.task_id)
-                .execute(&mut *conn)
-                .await?;
-            if result? {
-                return Ok(true);
-            }
+        if candidates.is_empty() {
+            return Ok(false);
+        }
+        // Each worker starts at its own place in the list, and one statement locks the first
+        // task free there: unnest yields the array in order and LIMIT stops at the first lock.
+        let start = n % candidates.len();
+        let order: Vec<i64> = candidates
+            .iter()
+            .cycle()
+            .skip(start)
+            .take(candidates.len())
+            .map(|t| t.task_id)
+            .collect();
+        let locked: Option<i64> = sqlx::query_scalar(
+            "SELECT task_id FROM unnest($1::bigint[]) AS task_id WHERE pg_try_advisory_lock(task_id) LIMIT 1",
+        )
+        .bind(&order)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(task_id) = locked else { return Ok(false) };
+        let result = self.work_locked(conn, task_id).await;
+        sqlx::query("SELECT pg_advisory_unlock($1)").bind(task_id).execute(&mut *conn).await?;
+        if result? {
+            return Ok(true);
         }
         Ok(false)
     }

@@ -34,6 +34,10 @@ impl Projection for InvitationSender {
         &[]
     }
 
+    fn reads(&self) -> &'static [&'static str] {
+        &["User"]
+    }
+
     async fn apply(
         &self,
         tx: &mut PgConnection,

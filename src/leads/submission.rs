@@ -100,35 +100,36 @@ pub async fn submit(
     let mut tx = portal.pool.begin().await?;
     let mut keys: Vec<String> = email.iter().chain(phone.iter()).cloned().collect();
     keys.sort();
-    for key in &keys {
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('soho-lead-person'), hashtext($1))")
-            .bind(key)
-            .execute(&mut *tx)
-            .await?;
-    }
-    let same_person = "(lower(email) = $2 OR phone_key = $3)";
-    let existing: Option<uuid::Uuid> = sqlx::query_scalar(&format!(
-        "SELECT lead_id FROM leads WHERE partner_id = $1 AND {same_person} \
-         AND created_at > now() - interval '24 hours' ORDER BY created_at DESC LIMIT 1"
-    ))
-    .bind(partner.as_uuid())
-    .bind(&email)
-    .bind(&phone)
-    .fetch_optional(&mut *tx)
+    // Locked in sorted order (unnest keeps the array's), so two submissions cannot deadlock.
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtext('soho-lead-person'), hashtext(key)) FROM unnest($1::text[]) AS key",
+    )
+    .bind(&keys)
+    .execute(&mut *tx)
     .await?;
-    if let Some(existing) = existing {
-        let lead = queries::lead(&portal.pool, existing, None).await?.ok_or(ApiError::NotFound)?;
-        return Ok(Submitted::Existing(lead));
-    }
-    let channel_conflict: bool = sqlx::query_scalar(&format!(
-        "SELECT EXISTS (SELECT 1 FROM leads WHERE partner_id <> $1 AND {same_person} \
-         AND created_at > now() - interval '90 days')"
+    // A separate statement from the lock: it must see what the lock's previous holder committed.
+    // Only the keys the lead has: a `phone_key = NULL` arm would keep the planner's generic plan
+    // off the email and phone indexes (it then scanned all of the partner's leads).
+    let same_person = match (&email, &phone) {
+        (Some(_), Some(_)) => "(lower(email) = $2 OR phone_key = $3)",
+        (Some(_), None) => "(lower(email) = $2 AND $3::text IS NULL)",
+        (None, _) => "($2::text IS NULL AND phone_key = $3)",
+    };
+    let (existing, channel_conflict): (Option<uuid::Uuid>, bool) = sqlx::query_as(&format!(
+        "SELECT (SELECT lead_id FROM leads WHERE partner_id = $1 AND {same_person} \
+                 AND created_at > now() - interval '24 hours' ORDER BY created_at DESC LIMIT 1), \
+                EXISTS (SELECT 1 FROM leads WHERE partner_id <> $1 AND {same_person} \
+                 AND created_at > now() - interval '90 days')"
     ))
     .bind(partner.as_uuid())
     .bind(&email)
     .bind(&phone)
     .fetch_one(&mut *tx)
     .await?;
+    if let Some(existing) = existing {
+        let lead = queries::lead(&portal.pool, existing, None).await?.ok_or(ApiError::NotFound)?;
+        return Ok(Submitted::Existing(lead));
+    }
     let lead_id = LeadId::new();
     let command = LeadCommand::Submit {
         lead_id,

@@ -1,0 +1,219 @@
+//! The lead read models: the lead list (`leads`), each lead's status history
+//! (`lead_status_history`), the dashboard counters (`lead_counts`) and the live feed
+//! (`live_feed`), kept together because they change on the same events.
+//!
+//! A batch is applied set-based: the events are first gathered in memory into rows to insert,
+//! one merged change per lead, and counter deltas ([`LeadBatch`]), then written with a handful of
+//! statements whatever the batch's size ([`write`]). Per-event statements cost a round trip each,
+//! which bounded both live throughput and `replay` (issue 8).
+
+mod write;
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use soho_aggregates::lead::{LeadEvent, StatusChange, StatusSource, Submitter};
+use soho_aggregates::{ActorKind, LeadStatus};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::{Projection, ProjectionError, StoredEvent};
+
+pub struct LeadsProjection;
+
+#[async_trait::async_trait]
+impl Projection for LeadsProjection {
+    fn name(&self) -> &'static str {
+        "leads"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["lead_counts", "lead_status_history", "live_feed", "leads"]
+    }
+
+    fn follows(&self) -> &'static [&'static str] {
+        &["Lead"]
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        events: &[StoredEvent],
+    ) -> Result<(), ProjectionError> {
+        let mut decoded = Vec::with_capacity(events.len());
+        for stored in events.iter().filter(|e| e.aggregate_type == "Lead") {
+            decoded.push((
+                stored.aggregate_uuid()?,
+                stored.sequence,
+                stored.decode::<LeadEvent>()?,
+            ));
+        }
+        if decoded.is_empty() {
+            return Ok(());
+        }
+        // A superseded change is recorded against the status the lead has at that point: known
+        // from the batch itself, or else from the table as it stands before the batch.
+        let unknown: Vec<Uuid> = decoded
+            .iter()
+            .filter(|(_, _, e)| matches!(e, LeadEvent::LeadStatusChangeSuperseded { .. }))
+            .map(|(id, _, _)| *id)
+            .collect();
+        let mut batch =
+            LeadBatch { statuses: write::statuses(tx, &unknown).await?, ..Default::default() };
+        for (id, sequence, event) in decoded {
+            batch.add(id, sequence, event);
+        }
+        write::write(tx, &batch).await?;
+        Ok(())
+    }
+}
+
+/// A lead as the batch first saw it.
+struct NewLead {
+    id: Uuid,
+    partner_id: Uuid,
+    submitted_by_user: Option<Uuid>,
+    details: soho_aggregates::lead::LeadDetails,
+    channel_conflict: bool,
+    at: DateTime<Utc>,
+}
+
+/// Everything the batch changes on one lead's row, merged: the latest value of each column wins.
+#[derive(Default)]
+struct LeadChange {
+    status: Option<(LeadStatus, String)>,
+    /// `(sync_state, soho_lead_id if it changed, sync_error)`.
+    sync: Option<(&'static str, Option<String>, Option<String>)>,
+    updated_at: Option<DateTime<Utc>>,
+}
+
+struct HistoryRow {
+    lead: Uuid,
+    sequence: i64,
+    old_status: LeadStatus,
+    change: StatusChange,
+    applied: bool,
+}
+
+struct FeedRow {
+    kind: &'static str,
+    lead: Uuid,
+    data: serde_json::Value,
+}
+
+/// One batch of lead events, gathered into the rows and changes [`write::write`] sends.
+#[derive(Default)]
+struct LeadBatch {
+    inserts: Vec<NewLead>,
+    /// Per lead, in the order leads were first changed.
+    changes: Vec<(Uuid, LeadChange)>,
+    change_index: HashMap<Uuid, usize>,
+    /// Net change of each `(lead, status)` count, applied to the lead's partner and submitter.
+    counts: HashMap<(Uuid, LeadStatus), i64>,
+    history: Vec<HistoryRow>,
+    feed: Vec<FeedRow>,
+    /// The status each lead has reached so far (for superseded changes).
+    statuses: HashMap<Uuid, LeadStatus>,
+}
+
+impl LeadBatch {
+    fn change(&mut self, lead: Uuid) -> &mut LeadChange {
+        let index = *self.change_index.entry(lead).or_insert_with(|| {
+            self.changes.push((lead, LeadChange::default()));
+            self.changes.len() - 1
+        });
+        &mut self.changes[index].1
+    }
+
+    fn add(&mut self, id: Uuid, sequence: i64, event: LeadEvent) {
+        match event {
+            LeadEvent::LeadSubmitted {
+                partner_id,
+                submitted_by,
+                details,
+                channel_conflict,
+                at,
+                ..
+            } => {
+                let submitted_by_user = match submitted_by {
+                    Submitter::User { id } => Some(id.as_uuid()),
+                    Submitter::Public => None,
+                };
+                self.inserts.push(NewLead {
+                    id,
+                    partner_id: partner_id.as_uuid(),
+                    submitted_by_user,
+                    details,
+                    channel_conflict,
+                    at,
+                });
+                *self.counts.entry((id, LeadStatus::New)).or_default() += 1;
+                self.statuses.insert(id, LeadStatus::New);
+                self.feed.push(FeedRow {
+                    kind: "lead.created",
+                    lead: id,
+                    data: serde_json::json!({}),
+                });
+            }
+            LeadEvent::LeadSyncedToCrm { soho_lead_id, at } => {
+                let change = self.change(id);
+                change.sync = Some(("synced", Some(soho_lead_id.clone()), None));
+                change.updated_at = Some(at);
+                let data = serde_json::json!({"sohoLeadId": soho_lead_id});
+                self.feed.push(FeedRow { kind: "lead.synced", lead: id, data });
+            }
+            LeadEvent::CrmSyncFailed { code, message, at } => {
+                let change = self.change(id);
+                let synced_id = change.sync.as_mut().and_then(|(_, soho_id, _)| soho_id.take());
+                change.sync = Some(("failed", synced_id, Some(format!("{code}: {message}"))));
+                change.updated_at = Some(at);
+            }
+            LeadEvent::LeadStatusChanged { old_status, change: status_change, at, .. } => {
+                let change = self.change(id);
+                change.status = Some((status_change.status, status_change.crm_status.clone()));
+                change.updated_at = Some(at);
+                *self.counts.entry((id, old_status)).or_default() -= 1;
+                *self.counts.entry((id, status_change.status)).or_default() += 1;
+                self.statuses.insert(id, status_change.status);
+                let source = serde_json::to_value(status_change.source).unwrap_or_default();
+                let data = serde_json::json!({"oldStatus": old_status.as_str(),
+                    "newStatus": status_change.status.as_str(), "source": source,
+                    "at": status_change.occurred_at});
+                self.feed.push(FeedRow { kind: "lead.status_changed", lead: id, data });
+                self.history.push(HistoryRow {
+                    lead: id,
+                    sequence,
+                    old_status,
+                    change: status_change,
+                    applied: true,
+                });
+            }
+            LeadEvent::LeadStatusChangeSuperseded { change, .. } => {
+                let current = self.statuses.get(&id).copied().unwrap_or_default();
+                self.history.push(HistoryRow {
+                    lead: id,
+                    sequence,
+                    old_status: current,
+                    change,
+                    applied: false,
+                });
+            }
+        }
+    }
+}
+
+fn actor_type(kind: ActorKind) -> &'static str {
+    match kind {
+        ActorKind::User => "user",
+        ActorKind::Crm => "crm",
+        ActorKind::Public => "public",
+        ActorKind::System => "system",
+    }
+}
+
+fn source(source: StatusSource) -> &'static str {
+    match source {
+        StatusSource::Portal => "portal",
+        StatusSource::Crm => "crm",
+    }
+}

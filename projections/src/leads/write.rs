@@ -1,0 +1,197 @@
+//! The statements that write a [`LeadBatch`]: one each for new leads, changed leads, counters,
+//! history and the live feed, with the rows passed as arrays (`unnest`).
+
+use std::collections::HashMap;
+
+use soho_aggregates::LeadStatus;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::{actor_type, source, LeadBatch};
+
+/// The current status of `leads` in the table (before the batch is written).
+pub(super) async fn statuses(
+    tx: &mut PgConnection,
+    leads: &[Uuid],
+) -> Result<HashMap<Uuid, LeadStatus>, sqlx::Error> {
+    if leads.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(Uuid, String)> =
+        sqlx::query_as("SELECT lead_id, status FROM leads WHERE lead_id = ANY($1)")
+            .bind(leads)
+            .fetch_all(tx)
+            .await?;
+    Ok(rows.into_iter().map(|(id, s)| (id, LeadStatus::parse(&s).unwrap_or_default())).collect())
+}
+
+pub(super) async fn write(tx: &mut PgConnection, batch: &LeadBatch) -> Result<(), sqlx::Error> {
+    insert_leads(tx, batch).await?;
+    update_leads(tx, batch).await?;
+    count(tx, batch).await?;
+    history(tx, batch).await?;
+    feed(tx, batch).await
+}
+
+async fn insert_leads(tx: &mut PgConnection, batch: &LeadBatch) -> Result<(), sqlx::Error> {
+    if batch.inserts.is_empty() {
+        return Ok(());
+    }
+    let leads = &batch.inserts;
+    let details =
+        |f: fn(&soho_aggregates::lead::LeadDetails) -> Option<String>| -> Vec<Option<String>> {
+            leads.iter().map(|l| f(&l.details)).collect()
+        };
+    let search: Vec<String> = leads
+        .iter()
+        .map(|l| {
+            let d = &l.details;
+            [
+                d.first_name.as_deref(),
+                Some(d.last_name.as_str()),
+                d.email.as_deref(),
+                d.company.as_deref(),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase()
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO leads (lead_id, partner_id, submitted_by_user, first_name, last_name, email, phone, \
+         phone_key, company, notes, metadata, status, crm_status, sync_state, channel_conflict, \
+         created_at, updated_at, search_text) \
+         SELECT id, partner, submitter, first_name, last_name, email, phone, phone_key, company, notes, \
+                metadata, 'new', $12, 'pending', conflict, at, at, search \
+         FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], \
+                     $8::text[], $9::text[], $10::text[], $11::jsonb[], $13::bool[], $14::timestamptz[], \
+                     $15::text[]) \
+              AS n(id, partner, submitter, first_name, last_name, email, phone, phone_key, company, notes, \
+                   metadata, conflict, at, search)",
+    )
+    .bind(leads.iter().map(|l| l.id).collect::<Vec<_>>())
+    .bind(leads.iter().map(|l| l.partner_id).collect::<Vec<_>>())
+    .bind(leads.iter().map(|l| l.submitted_by_user).collect::<Vec<_>>())
+    .bind(details(|d| d.first_name.clone()))
+    .bind(leads.iter().map(|l| l.details.last_name.clone()).collect::<Vec<_>>())
+    .bind(details(|d| d.email.clone()))
+    .bind(details(|d| d.phone.clone()))
+    .bind(details(|d| d.phone_key()))
+    .bind(details(|d| d.company.clone()))
+    .bind(details(|d| d.notes.clone()))
+    .bind(
+        leads
+            .iter()
+            .map(|l| serde_json::to_value(&l.details.metadata).unwrap_or_default())
+            .collect::<Vec<_>>(),
+    )
+    .bind(soho_aggregates::lead::INITIAL_CRM_STATUS)
+    .bind(leads.iter().map(|l| l.channel_conflict).collect::<Vec<_>>())
+    .bind(leads.iter().map(|l| l.at).collect::<Vec<_>>())
+    .bind(search)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+async fn update_leads(tx: &mut PgConnection, batch: &LeadBatch) -> Result<(), sqlx::Error> {
+    if batch.changes.is_empty() {
+        return Ok(());
+    }
+    let changes = &batch.changes;
+    sqlx::query(
+        "UPDATE leads l SET status = COALESCE(c.status, l.status), \
+             crm_status = COALESCE(c.crm_status, l.crm_status), \
+             sync_state = COALESCE(c.sync_state, l.sync_state), \
+             soho_lead_id = COALESCE(c.soho_lead_id, l.soho_lead_id), \
+             sync_error = CASE WHEN c.sync_state IS NULL THEN l.sync_error ELSE c.sync_error END, \
+             updated_at = COALESCE(c.updated_at, l.updated_at) \
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[]) \
+              AS c(lead_id, status, crm_status, sync_state, soho_lead_id, sync_error, updated_at) \
+         WHERE l.lead_id = c.lead_id",
+    )
+    .bind(changes.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+    .bind(changes.iter().map(|(_, c)| c.status.as_ref().map(|s| s.0.as_str())).collect::<Vec<_>>())
+    .bind(changes.iter().map(|(_, c)| c.status.as_ref().map(|s| s.1.clone())).collect::<Vec<_>>())
+    .bind(changes.iter().map(|(_, c)| c.sync.as_ref().map(|s| s.0)).collect::<Vec<_>>())
+    .bind(changes.iter().map(|(_, c)| c.sync.as_ref().and_then(|s| s.1.clone())).collect::<Vec<_>>())
+    .bind(changes.iter().map(|(_, c)| c.sync.as_ref().and_then(|s| s.2.clone())).collect::<Vec<_>>())
+    .bind(changes.iter().map(|(_, c)| c.updated_at).collect::<Vec<_>>())
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// Adds the net deltas to the counters of each lead's partner and, if a user submitted it, the
+/// user's. Zero deltas still create the row (a counter that exists at 0 is what a replay makes).
+async fn count(tx: &mut PgConnection, batch: &LeadBatch) -> Result<(), sqlx::Error> {
+    if batch.counts.is_empty() {
+        return Ok(());
+    }
+    let (keys, deltas): (Vec<_>, Vec<i64>) = batch.counts.iter().map(|(k, d)| (*k, *d)).unzip();
+    sqlx::query(
+        "INSERT INTO lead_counts (scope, scope_id, status, leads) \
+         SELECT s.scope, s.scope_id, d.status, sum(d.delta) \
+         FROM unnest($1::uuid[], $2::text[], $3::bigint[]) AS d(lead_id, status, delta) \
+         JOIN leads l USING (lead_id) \
+         CROSS JOIN LATERAL (VALUES ('partner', l.partner_id), ('user', l.submitted_by_user)) AS s(scope, scope_id) \
+         WHERE s.scope_id IS NOT NULL \
+         GROUP BY s.scope, s.scope_id, d.status \
+         ON CONFLICT (scope, scope_id, status) DO UPDATE SET leads = lead_counts.leads + EXCLUDED.leads",
+    )
+    .bind(keys.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+    .bind(keys.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>())
+    .bind(deltas)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+async fn history(tx: &mut PgConnection, batch: &LeadBatch) -> Result<(), sqlx::Error> {
+    if batch.history.is_empty() {
+        return Ok(());
+    }
+    let rows = &batch.history;
+    sqlx::query(
+        "INSERT INTO lead_status_history (lead_id, sequence, old_status, new_status, crm_status, source, \
+         actor_type, actor_id, note, applied, occurred_at) \
+         SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                              $7::text[], $8::text[], $9::text[], $10::bool[], $11::timestamptz[])",
+    )
+    .bind(rows.iter().map(|r| r.lead).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.sequence).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.old_status.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.change.status.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.change.crm_status.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| source(r.change.source)).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| actor_type(r.change.actor.kind)).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.change.actor.id.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.change.note.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.applied).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.change.occurred_at).collect::<Vec<_>>())
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// Live-update messages, scoped as their lead is, in the batch's order.
+async fn feed(tx: &mut PgConnection, batch: &LeadBatch) -> Result<(), sqlx::Error> {
+    if batch.feed.is_empty() {
+        return Ok(());
+    }
+    let rows = &batch.feed;
+    sqlx::query(
+        "INSERT INTO live_feed (kind, lead_id, partner_id, submitted_by_user, data) \
+         SELECT f.kind, f.lead_id, l.partner_id, l.submitted_by_user, f.data \
+         FROM unnest($1::text[], $2::uuid[], $3::jsonb[]) WITH ORDINALITY AS f(kind, lead_id, data, n) \
+         JOIN leads l USING (lead_id) ORDER BY f.n",
+    )
+    .bind(rows.iter().map(|r| r.kind).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.lead).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.data.clone()).collect::<Vec<_>>())
+    .execute(tx)
+    .await?;
+    Ok(())
+}
