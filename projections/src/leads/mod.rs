@@ -76,6 +76,9 @@ struct NewLead {
     details: soho_aggregates::lead::LeadDetails,
     channel_conflict: bool,
     at: DateTime<Utc>,
+    /// What later events of the same batch changed: written with the insert, not after it
+    /// (in a replay, most leads are inserted and changed in one batch).
+    change: LeadChange,
 }
 
 /// Everything the batch changes on one lead's row, merged: the latest value of each column wins.
@@ -105,6 +108,7 @@ struct FeedRow {
 #[derive(Default)]
 struct LeadBatch {
     inserts: Vec<NewLead>,
+    insert_index: HashMap<Uuid, usize>,
     /// Per lead, in the order leads were first changed.
     changes: Vec<(Uuid, LeadChange)>,
     change_index: HashMap<Uuid, usize>,
@@ -118,6 +122,9 @@ struct LeadBatch {
 
 impl LeadBatch {
     fn change(&mut self, lead: Uuid) -> &mut LeadChange {
+        if let Some(index) = self.insert_index.get(&lead) {
+            return &mut self.inserts[*index].change;
+        }
         let index = *self.change_index.entry(lead).or_insert_with(|| {
             self.changes.push((lead, LeadChange::default()));
             self.changes.len() - 1
@@ -139,6 +146,7 @@ impl LeadBatch {
                     Submitter::User { id } => Some(id.as_uuid()),
                     Submitter::Public => None,
                 };
+                self.insert_index.insert(id, self.inserts.len());
                 self.inserts.push(NewLead {
                     id,
                     partner_id: partner_id.as_uuid(),
@@ -146,6 +154,7 @@ impl LeadBatch {
                     details,
                     channel_conflict,
                     at,
+                    change: LeadChange::default(),
                 });
                 *self.counts.entry((id, LeadStatus::New)).or_default() += 1;
                 self.statuses.insert(id, LeadStatus::New);

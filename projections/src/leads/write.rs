@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use soho_aggregates::lead::INITIAL_CRM_STATUS;
 use soho_aggregates::LeadStatus;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -62,14 +63,17 @@ async fn insert_leads(tx: &mut PgConnection, batch: &LeadBatch) -> Result<(), sq
     sqlx::query(
         "INSERT INTO leads (lead_id, partner_id, submitted_by_user, first_name, last_name, email, phone, \
          phone_key, company, notes, metadata, status, crm_status, sync_state, channel_conflict, \
-         created_at, updated_at, search_text) \
+         created_at, updated_at, search_text, soho_lead_id, sync_error) \
          SELECT id, partner, submitter, first_name, last_name, email, phone, phone_key, company, notes, \
-                metadata, 'new', $12, 'pending', conflict, at, at, search \
+                metadata, status, crm_status, sync_state, conflict, at, updated_at, search, soho_lead_id, \
+                sync_error \
          FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], \
-                     $8::text[], $9::text[], $10::text[], $11::jsonb[], $13::bool[], $14::timestamptz[], \
-                     $15::text[]) \
+                     $8::text[], $9::text[], $10::text[], $11::jsonb[], $12::text[], $13::bool[], \
+                     $14::timestamptz[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], \
+                     $20::timestamptz[]) \
               AS n(id, partner, submitter, first_name, last_name, email, phone, phone_key, company, notes, \
-                   metadata, conflict, at, search)",
+                   metadata, crm_status, conflict, at, search, status, sync_state, soho_lead_id, sync_error, \
+                   updated_at)",
     )
     .bind(leads.iter().map(|l| l.id).collect::<Vec<_>>())
     .bind(leads.iter().map(|l| l.partner_id).collect::<Vec<_>>())
@@ -87,10 +91,27 @@ async fn insert_leads(tx: &mut PgConnection, batch: &LeadBatch) -> Result<(), sq
             .map(|l| serde_json::to_value(&l.details.metadata).unwrap_or_default())
             .collect::<Vec<_>>(),
     )
-    .bind(soho_aggregates::lead::INITIAL_CRM_STATUS)
+    .bind(
+        leads
+            .iter()
+            .map(|l| {
+                l.change.status.as_ref().map_or(INITIAL_CRM_STATUS.to_string(), |s| s.1.clone())
+            })
+            .collect::<Vec<_>>(),
+    )
     .bind(leads.iter().map(|l| l.channel_conflict).collect::<Vec<_>>())
     .bind(leads.iter().map(|l| l.at).collect::<Vec<_>>())
     .bind(search)
+    .bind(
+        leads
+            .iter()
+            .map(|l| l.change.status.as_ref().map_or(LeadStatus::New, |s| s.0).as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(leads.iter().map(|l| l.change.sync.as_ref().map_or("pending", |s| s.0)).collect::<Vec<_>>())
+    .bind(leads.iter().map(|l| l.change.sync.as_ref().and_then(|s| s.1.clone())).collect::<Vec<_>>())
+    .bind(leads.iter().map(|l| l.change.sync.as_ref().and_then(|s| s.2.clone())).collect::<Vec<_>>())
+    .bind(leads.iter().map(|l| l.change.updated_at.unwrap_or(l.at)).collect::<Vec<_>>())
     .execute(tx)
     .await?;
     Ok(())
