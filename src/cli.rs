@@ -166,6 +166,9 @@ async fn run_tool(command: Command, settings: Settings, database: &Database) -> 
         Command::Replay { names, check } => {
             let projections = select(&names)?;
             let total = replay::log_length(pool).await?;
+            if !check {
+                return rebuild(pool, &projections, total).await;
+            }
             let mut differences = 0;
             for projection in projections {
                 let bar = ProgressBar::new(total).with_style(
@@ -177,32 +180,18 @@ async fn run_tool(command: Command, settings: Settings, database: &Database) -> 
                 );
                 bar.set_prefix(projection.name());
                 let progress = |n: u64| bar.set_position(n);
-                if check {
-                    let found = replay::check(pool, projection.as_ref(), &progress).await?;
-                    bar.finish_and_clear();
-                    if found.is_empty() {
-                        println!("{}: the rebuild equals the live tables", projection.name());
-                    }
-                    for difference in found {
-                        differences += 1;
-                        println!(
-                            "{}: table {} differs from its rebuild in {} row(s)",
-                            projection.name(),
-                            difference.table,
-                            difference.rows
-                        );
-                    }
-                } else {
-                    let started = std::time::Instant::now();
-                    let rebuilt = replay::rebuild(pool, projection.as_ref(), &progress).await?;
-                    bar.finish_and_clear();
-                    let seconds = started.elapsed().as_secs_f64();
+                let found = replay::check(pool, projection.as_ref(), &progress).await?;
+                bar.finish_and_clear();
+                if found.is_empty() {
+                    println!("{}: the rebuild equals the live tables", projection.name());
+                }
+                for difference in found {
+                    differences += 1;
                     println!(
-                        "{}: rebuilt from {} events in {:.2} s ({:.0} events/s)",
+                        "{}: table {} differs from its rebuild in {} row(s)",
                         projection.name(),
-                        rebuilt.events,
-                        seconds,
-                        rebuilt.events as f64 / seconds.max(1e-9)
+                        difference.table,
+                        difference.rows
                     );
                 }
             }
@@ -294,6 +283,34 @@ async fn create_auditor(
     let invitation = invited.map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("Auditor {email} created. One-time registration link (valid 72 h):");
     println!("{}", portal.registration_link(invitation.invitation_id));
+    Ok(())
+}
+
+/// Rebuilds the read models together, in one pass over the log.
+async fn rebuild(
+    pool: &sqlx::PgPool,
+    projections: &[Arc<dyn Projection>],
+    total: u64,
+) -> anyhow::Result<()> {
+    let bar = ProgressBar::new(total).with_style(
+        ProgressStyle::with_template("rebuilding [{bar:30}] {pos}/{len} events {per_sec}")
+            .context("progress bar template")?
+            .progress_chars("=> "),
+    );
+    let progress = |n: u64| bar.set_position(n);
+    let started = std::time::Instant::now();
+    let projections: Vec<&dyn Projection> = projections.iter().map(|p| p.as_ref()).collect();
+    let rebuilt = replay::rebuild_all(pool, &projections, &progress).await?;
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    let names: Vec<&str> = projections.iter().map(|p| p.name()).collect();
+    println!(
+        "{}: rebuilt from {} events in {:.2} s ({:.0} events/s)",
+        names.join(", "),
+        rebuilt.events,
+        seconds,
+        rebuilt.events as f64 / seconds.max(1e-9)
+    );
     Ok(())
 }
 

@@ -52,7 +52,7 @@ impl StoredEvent {
 
     /// The payload as the aggregate's event type.
     pub fn decode<E: DeserializeOwned>(&self) -> Result<E, ProjectionError> {
-        serde_json::from_value(self.payload.clone()).map_err(|source| ProjectionError::Decode {
+        E::deserialize(&self.payload).map_err(|source| ProjectionError::Decode {
             position: self.global_position,
             event_type: self.event_type.clone(),
             source,
@@ -83,7 +83,7 @@ pub async fn read_after(
          WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
            AND (tx_id, global_position) <= ($3::text::xid8, $4) \
            AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
-         ORDER BY tx_id, global_position LIMIT $5"
+         ORDER BY events.tx_id, events.global_position LIMIT $5"
     ))
     .bind(after.tx_id)
     .bind(after.global_position)
@@ -110,7 +110,7 @@ pub async fn read_settled(
     }
     let rows = sqlx::query_as::<_, Row>(&format!(
         "{SELECT_EVENTS_SETTLED} WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
-         ORDER BY tx_id, global_position LIMIT $3"
+         ORDER BY events.tx_id, events.global_position LIMIT $3"
     ))
     .bind(after.tx_id)
     .bind(after.global_position)

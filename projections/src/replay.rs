@@ -40,11 +40,47 @@ pub async fn rebuild(
     projection: &dyn Projection,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Rebuilt, ProjectionError> {
-    register(pool, projection.name()).await?;
+    rebuild_all(pool, &[projection], progress).await
+}
+
+/// Rebuilds several read models in one pass over the log: each batch is read once and handed
+/// to each of them. Their secondary indexes are dropped meanwhile and built again at the end
+/// (one sorted build is far cheaper than a million index insertions); readers are held off by
+/// the TRUNCATE's lock until the commit either way.
+pub async fn rebuild_all(
+    pool: &PgPool,
+    projections: &[&dyn Projection],
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Rebuilt, ProjectionError> {
+    for projection in projections {
+        register(pool, projection.name()).await?;
+    }
     let mut tx = pool.begin().await?;
-    lock(&mut tx, projection.name()).await?;
-    let rebuilt = apply_from_start(&mut tx, projection, None, progress).await?;
-    save_checkpoint(&mut tx, projection.name(), rebuilt.checkpoint).await?;
+    for projection in projections {
+        lock(&mut tx, projection.name()).await?;
+    }
+    let tables: Vec<&str> = projections.iter().flat_map(|p| p.tables().iter().copied()).collect();
+    let indexes: Vec<(String, String)> = sqlx::query_as(
+        "SELECT i.indexname, i.indexdef FROM pg_indexes i \
+         WHERE i.schemaname = current_schema() AND i.tablename = ANY($1) \
+           AND NOT EXISTS (SELECT 1 FROM pg_constraint c \
+                           WHERE c.conindid = format('%I.%I', i.schemaname, i.indexname)::regclass)",
+    )
+    .bind(&tables)
+    .fetch_all(&mut *tx)
+    .await?;
+    for (name, _) in &indexes {
+        sqlx::query(&format!("DROP INDEX \"{}\"", name.replace('"', "\"\"")))
+            .execute(&mut *tx)
+            .await?;
+    }
+    let rebuilt = apply_from_start(&mut tx, projections, None, progress).await?;
+    for (_, definition) in &indexes {
+        sqlx::query(definition).execute(&mut *tx).await?;
+    }
+    for projection in projections {
+        save_checkpoint(&mut tx, projection.name(), rebuilt.checkpoint).await?;
+    }
     tx.commit().await?;
     Ok(rebuilt)
 }
@@ -65,7 +101,7 @@ pub async fn check(
             .execute(&mut *tx)
             .await?;
     }
-    apply_from_start(&mut tx, projection, Some(live_checkpoint), progress).await?;
+    apply_from_start(&mut tx, &[projection], Some(live_checkpoint), progress).await?;
     let mut differences = Vec::new();
     for table in projection.tables() {
         let rows: i64 = sqlx::query_scalar(&format!(
@@ -84,11 +120,12 @@ pub async fn check(
 
 async fn apply_from_start(
     conn: &mut PgConnection,
-    projection: &dyn Projection,
+    projections: &[&dyn Projection],
     up_to: Option<LogPosition>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Rebuilt, ProjectionError> {
-    let tables = projection.tables().join(", ");
+    let tables: Vec<&str> = projections.iter().flat_map(|p| p.tables().iter().copied()).collect();
+    let tables = tables.join(", ");
     // RESTART IDENTITY: positions numbered by the projection come out the same on a rebuild.
     sqlx::query(&format!("TRUNCATE {tables} RESTART IDENTITY")).execute(&mut *conn).await?;
     let mut at = LogPosition::START;
@@ -96,7 +133,9 @@ async fn apply_from_start(
     loop {
         let batch = log::read_after(&mut *conn, at, up_to, REPLAY_BATCH).await?;
         let Some(last) = batch.last().map(|e| e.position()) else { break };
-        projection.apply(&mut *conn, &batch).await?;
+        for projection in projections {
+            projection.apply(&mut *conn, &batch).await?;
+        }
         events += batch.len() as u64;
         at = last;
         progress(events);

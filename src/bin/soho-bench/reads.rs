@@ -111,6 +111,9 @@ pub async fn seed(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
+    // What autovacuum would soon do after a bulk load: without statistics the planner takes the
+    // log for a few thousand rows and sorts it instead of following its index.
+    sqlx::query("ANALYZE events").execute(&stack.pool).await?;
     progress.finish_and_clear();
     Ok(rows)
 }
@@ -131,9 +134,10 @@ fn crm_status(status: LeadStatus) -> &'static str {
 pub async fn replay(stack: &Stack) -> anyhow::Result<Row> {
     let events = soho_projections::replay::log_length(&stack.pool).await?;
     let started = Instant::now();
-    for projection in soho_projections::all() {
-        soho_projections::replay::rebuild(&stack.pool, projection.as_ref(), &|_| {}).await?;
-    }
+    let projections = soho_projections::all();
+    let projections: Vec<&dyn soho_projections::Projection> =
+        projections.iter().map(|p| p.as_ref()).collect();
+    soho_projections::replay::rebuild_all(&stack.pool, &projections, &|_| {}).await?;
     let seconds = started.elapsed().as_secs_f64();
     let scan = Instant::now();
     sqlx::query("SELECT count(*), sum(length(payload::text)) FROM (SELECT payload FROM events ORDER BY tx_id, global_position) AS log")
