@@ -158,11 +158,15 @@ impl CatchUpReader {
         let name = subscriber.name();
         let mut tx = self.pool.begin().await?;
         if !try_lock(&mut tx, name).await? {
+            tx.rollback().await?;
             return Ok(Batch::Busy);
         }
         let after = checkpoint(&mut tx, name).await?;
         let (events, held) = log::read_settled(&mut tx, after, self.batch_size).await?;
         let Some(last) = events.last().map(|e| e.position()) else {
+            // Ended here rather than on drop: a dropped transaction's ROLLBACK waits until its
+            // connection is used again, and the subscriber's lock stays held until then.
+            tx.rollback().await?;
             return Ok(if held { Batch::Held } else { Batch::Idle });
         };
         subscriber.apply(&mut tx, &events).await?;
@@ -216,7 +220,15 @@ impl CatchUpReader {
                     continue;
                 }
                 Ok(Batch::Held) => Duration::from_millis(2),
-                Ok(Batch::Idle | Batch::Busy) => self.poll_interval,
+                Ok(Batch::Busy) => {
+                    // Another server is applying this subscriber's batches; it gets the same
+                    // wake-ups and keeps going while events remain, so racing it for each one
+                    // only costs both of them queries. Look again after the poll interval.
+                    tokio::time::sleep(self.poll_interval).await;
+                    seen = wake.borrow_and_update().clone();
+                    continue;
+                }
+                Ok(Batch::Idle) => self.poll_interval,
                 Err(error) => {
                     tracing::error!(%error, "batch failed; retrying");
                     backoff = (backoff * 2).min(Duration::from_secs(30));

@@ -208,12 +208,14 @@ async fn run(stack: &mut Stack, sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
     stack.add_server().await?;
     let leads = reads::lead_count(stack).await?;
 
-    step(&format!("GET /leads at {leads} leads"));
-    stack.reset_peaks();
-    let mut row = reads::list(stack, clients, duration).await?;
-    row.server_peak_mib = Some(stack.peak_mib());
-    row.scenario = format!("{} ({leads} leads)", row.scenario);
-    rows.push(row);
+    for searching in [false, true] {
+        step(&format!("GET /leads at {leads} leads{}", if searching { ", searching" } else { "" }));
+        stack.reset_peaks();
+        let mut row = reads::list(stack, clients, duration, searching).await?;
+        row.server_peak_mib = Some(stack.peak_mib());
+        row.scenario = format!("{} ({leads} leads)", row.scenario);
+        rows.push(row);
+    }
     step(&format!("GET /dashboard/stats at {leads} leads"));
     stack.reset_peaks();
     let mut row = reads::stats(stack, clients, duration).await?;
