@@ -74,6 +74,16 @@ impl EmbeddedPostgres {
     /// database in it.
     #[tracing::instrument(skip_all, fields(data_dir = %data_dir.display()), err)]
     pub async fn start(data_dir: &Path, leftover: Leftover) -> Result<Self, EmbeddedError> {
+        Self::start_with(data_dir, leftover, &[]).await
+    }
+
+    /// Like [`Self::start`], with extra server settings (`-c name=value`) for a cluster this
+    /// call starts (the benchmark loads `pg_stat_statements` to count statements per request).
+    pub async fn start_with(
+        data_dir: &Path,
+        leftover: Leftover,
+        settings: &[(&str, &str)],
+    ) -> Result<Self, EmbeddedError> {
         let mut root = std::path::absolute(data_dir).map_err(io("resolving the data directory"))?;
         let bin_dir = find_bin_dir().ok_or(EmbeddedError::NoBinaries)?;
         let owner =
@@ -143,6 +153,11 @@ impl EmbeddedPostgres {
             .arg("-k")
             .arg(&socket_dir)
             .args(["-p", &PORT.to_string(), "-c", "listen_addresses=", "-c", "max_connections=200"])
+            .args(
+                settings
+                    .iter()
+                    .flat_map(|(name, value)| ["-c".to_string(), format!("{name}={value}")]),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(io("opening postgres.log"))?)
             .stderr(log)

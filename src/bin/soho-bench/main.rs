@@ -20,6 +20,7 @@ use clap::Parser;
 use serde_json::json;
 
 use load::Row;
+use soho_portal::db::embedded::DATABASE;
 use stack::Stack;
 
 #[derive(Parser)]
@@ -108,22 +109,29 @@ async fn run(stack: &mut Stack, sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
 
     step("lead submission, then the CRM sync backlog");
     stack.reset_peaks();
+    stack.reset_statements().await?;
     let since = chrono::Utc::now();
     let submitted = writes::submit(stack, 1, clients, duration).await?;
     let peak = stack.peak_mib();
     let synced = writes::sync_backlog(stack, since, &submitted).await?;
+    let per_lead =
+        stack.statements(DATABASE).await? as f64 / submitted.latencies.len().max(1) as f64;
     let lost = writes::lost_by_read_model(stack).await?;
     step("pgbench single-row insert");
     let pgbench = writes::pgbench_insert(stack, clients, duration).await?;
     step("the stock cqrs-es + postgres-es path");
+    stack.reset_statements().await?;
     let peer = peer::run(stack, clients, duration).await?;
+    let per_command =
+        stack.statements("peer").await? as f64 / peer.sample.latencies.len().max(1) as f64;
     let mut row =
         Row::from_sample("lead submission (logged-in users)", clients, "leads/s", &submitted)
             .against("pgbench insert TPS", pgbench, submitted.rate());
     row.server_peak_mib = Some(peak);
     row.target = "≥ 3,000/s, p99 ≤ 25 ms, ≥ 0.25 × pgbench, ≥ 1.5 × stock cqrs-es";
     row.notes = format!(
-        "{:.2} × the stock cqrs-es path; read model lost {lost} of {} leads",
+        "{:.2} × the stock cqrs-es path; read model lost {lost} of {} leads; \
+         {per_lead:.1} SQL statements per lead, CRM sync included",
         submitted.rate() / peer.sample.rate().max(f64::EPSILON),
         submitted.latencies.len()
     );
@@ -133,18 +141,25 @@ async fn run(stack: &mut Stack, sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
             .against("pgbench insert TPS", pgbench, peer.sample.rate());
     row.servers = 0;
     row.target = "(baseline)";
-    row.notes =
-        format!("view updates lost: {} of {}", peer.lost_views, peer.sample.latencies.len());
+    row.notes = format!(
+        "view updates lost: {} of {}; {per_command:.1} SQL statements per command",
+        peer.lost_views,
+        peer.sample.latencies.len()
+    );
     rows.push(row);
     rows.push(synced);
 
     step("lead-status webhooks");
     stack.reset_peaks();
+    stack.reset_statements().await?;
     let webhooks = writes::status_webhooks(stack, clients, duration).await?;
+    let per_webhook =
+        stack.statements(DATABASE).await? as f64 / webhooks.latencies.len().max(1) as f64;
     let mut row = Row::from_sample("lead-status webhooks", clients, "webhooks/s", &webhooks)
         .against("pgbench insert TPS", pgbench, webhooks.rate());
     row.server_peak_mib = Some(stack.peak_mib());
     row.target = "≥ 4,000/s, p99 ≤ 20 ms";
+    row.notes = format!("{per_webhook:.1} SQL statements per webhook");
     rows.push(row);
 
     step(&format!("{} sockets: webhook → message", sizes.sockets));

@@ -70,9 +70,12 @@ impl Stack {
     /// registered (its session in `jwt`).
     pub async fn start(max_servers: usize) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let cluster = EmbeddedPostgres::start(dir.path(), Leftover::TakeOver).await?;
+        let settings = [("shared_preload_libraries", "pg_stat_statements")];
+        let cluster =
+            EmbeddedPostgres::start_with(dir.path(), Leftover::TakeOver, &settings).await?;
         let pool = soho_portal::db::pool(cluster.connect_options(embedded::DATABASE)).await?;
         soho_portal::db::migrate(&pool).await?;
+        sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").execute(&pool).await?;
         let mut ports = Vec::new();
         for _ in 0..max_servers.max(1) {
             ports.push(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port());
@@ -169,6 +172,25 @@ impl Stack {
             tokio::time::timeout(Duration::from_secs(30), server.child.wait()).await??;
         }
         Ok(())
+    }
+
+    /// Forgets the statements counted so far (see [`Self::statements`]).
+    pub async fn reset_statements(&self) -> anyhow::Result<()> {
+        sqlx::query("SELECT pg_stat_statements_reset()").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Statements run in `database` since the last reset, by every client (BEGIN and COMMIT
+    /// count): what a request costs the database, background work included.
+    pub async fn statements(&self, database: &str) -> anyhow::Result<i64> {
+        let n: Option<i64> = sqlx::query_scalar(
+            "SELECT sum(calls)::bigint FROM pg_stat_statements \
+             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = $1)",
+        )
+        .bind(database)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n.unwrap_or(0))
     }
 
     /// The base URLs of the first `n` servers, for round-robin.

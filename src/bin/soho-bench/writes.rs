@@ -111,7 +111,7 @@ pub async fn status_webhooks(
 ) -> anyhow::Result<Sample> {
     let leads: Vec<uuid::Uuid> =
         sqlx::query_scalar("SELECT lead_id FROM leads ORDER BY created_at DESC LIMIT $1")
-            .bind((clients * 8) as i64)
+            .bind((clients * 64) as i64)
             .fetch_all(&stack.pool)
             .await?;
     anyhow::ensure!(
