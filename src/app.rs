@@ -102,8 +102,7 @@ pub async fn start(settings: Settings, pool: PgPool) -> anyhow::Result<RunningPo
     reader.register().await.context("registering the subscribers")?;
     background.extend(reader.spawn());
     background.push(portal.live.spawn(portal.pool.clone()));
-    background
-        .extend(Arc::new(CrmSync { portal: Arc::clone(&portal), client: crm }).spawn(workers));
+    background.extend(Arc::new(CrmSync::new(Arc::clone(&portal), crm)).spawn(workers));
     let subscribers = background;
 
     let (shutdown, stopped) = oneshot::channel::<()>();

@@ -39,9 +39,14 @@ const OUTBOX: &str = "crm_outbox";
 pub struct CrmSync {
     pub portal: Arc<Portal>,
     pub client: Arc<CrmClient>,
+    partner_soho_ids: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, String>>,
 }
 
 impl CrmSync {
+    pub fn new(portal: Arc<Portal>, client: Arc<CrmClient>) -> Self {
+        Self { portal, client, partner_soho_ids: Default::default() }
+    }
+
     pub fn spawn(self: Arc<Self>, workers: usize) -> Vec<JoinHandle<()>> {
         (0..workers.max(1))
             .map(|n| {
@@ -116,10 +121,7 @@ impl CrmSync {
         let Some(task_id) = locked else { return Ok(false) };
         let result = self.work_locked(conn, task_id).await;
         sqlx::query("SELECT pg_advisory_unlock($1)").bind(task_id).execute(&mut *conn).await?;
-        if result? {
-            return Ok(true);
-        }
-        Ok(false)
+        result
     }
 
     /// With the task's lock held: checks it is still due (another worker may have just done it),
@@ -176,6 +178,28 @@ impl CrmSync {
         Ok(true)
     }
 
+    /// A partner's Soho CRM id, remembered: it never changes once the partner is registered.
+    async fn partner_soho_id(
+        &self,
+        conn: &mut PgConnection,
+        partner: uuid::Uuid,
+    ) -> Result<Option<String>, sqlx::Error> {
+        if let Some(known) =
+            self.partner_soho_ids.lock().ok().and_then(|m| m.get(&partner).cloned())
+        {
+            return Ok(Some(known));
+        }
+        let found: Option<String> =
+            sqlx::query_scalar("SELECT soho_partner_id FROM partners WHERE partner_id = $1")
+                .bind(partner)
+                .fetch_optional(conn)
+                .await?;
+        if let (Some(found), Ok(mut known)) = (&found, self.partner_soho_ids.lock()) {
+            known.insert(partner, found.clone());
+        }
+        Ok(found)
+    }
+
     async fn call(&self, task: &Task) -> Result<(), CrmError> {
         let unavailable =
             |e: anyhow::Error| CrmError::Retry { reason: format!("portal: {e:#}"), after: None };
@@ -185,14 +209,11 @@ impl CrmSync {
             .map_err(unavailable)?;
         match task.kind.as_str() {
             "upsert" => {
-                let partner_soho_id: Option<String> = match lead.partner_id {
-                    Some(partner) => sqlx::query_scalar(
-                        "SELECT soho_partner_id FROM partners WHERE partner_id = $1",
-                    )
-                    .bind(partner.as_uuid())
-                    .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(|e| unavailable(e.into()))?,
+                let partner_soho_id = match lead.partner_id {
+                    Some(partner) => self
+                        .partner_soho_id(&mut conn, partner.as_uuid())
+                        .await
+                        .map_err(|e| unavailable(e.into()))?,
                     None => None,
                 };
                 drop(conn);
