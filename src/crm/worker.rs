@@ -14,6 +14,7 @@ use chrono::Utc;
 use serde_json::{json, Value};
 use soho_aggregates::{Actor, Lead, LeadCommand};
 use sqlx::{ConnectOptions, PgConnection};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::client::{CrmClient, CrmError};
@@ -33,6 +34,23 @@ struct Task {
 const ELIGIBLE: &str = "state = 'pending' AND next_attempt_at <= now() AND NOT EXISTS \
     (SELECT 1 FROM crm_outbox e WHERE e.lead_id = o.lead_id AND e.task_id < o.task_id AND e.state <> 'done')";
 
+/// Passes the baton each time the outbox subscriber moves on (here, or on another server).
+async fn watch_outbox(
+    mut checkpoints: tokio::sync::watch::Receiver<
+        std::collections::HashMap<String, soho_projections::LogPosition>,
+    >,
+    baton: Arc<Notify>,
+) {
+    let mut seen = checkpoints.borrow_and_update().get(OUTBOX).copied();
+    while checkpoints.changed().await.is_ok() {
+        let now = checkpoints.borrow_and_update().get(OUTBOX).copied();
+        if now != seen {
+            seen = now;
+            baton.notify_one();
+        }
+    }
+}
+
 /// The subscriber that writes the tasks (`super::outbox::CrmOutbox`).
 const OUTBOX: &str = "crm_outbox";
 
@@ -47,21 +65,25 @@ impl CrmSync {
         Self { portal, client, partner_soho_ids: Default::default() }
     }
 
+    /// The workers, and a watcher that hands them a baton when the outbox gains tasks: one idle
+    /// worker looks, and passes the baton on as soon as it has a task, so the number of workers
+    /// looking follows the number of tasks instead of every worker scanning on every wake-up.
     pub fn spawn(self: Arc<Self>, workers: usize) -> Vec<JoinHandle<()>> {
-        (0..workers.max(1))
-            .map(|n| {
-                let sync = Arc::clone(&self);
-                tokio::spawn(async move { sync.work(n).await })
-            })
-            .collect()
+        let baton = Arc::new(Notify::new());
+        let mut tasks = vec![tokio::spawn(watch_outbox(
+            self.portal.checkpoints.subscribe(),
+            Arc::clone(&baton),
+        ))];
+        tasks.extend((0..workers.max(1)).map(|n| {
+            let (sync, baton) = (Arc::clone(&self), Arc::clone(&baton));
+            tokio::spawn(async move { sync.work(n, &baton).await })
+        }));
+        tasks
     }
 
-    async fn work(&self, n: usize) {
-        let mut wake = self.portal.checkpoints.subscribe();
+    async fn work(&self, n: usize, baton: &Notify) {
         let mut conn: Option<PgConnection> = None;
         loop {
-            // Only the outbox subscriber's progress can bring new tasks.
-            let seen = wake.borrow_and_update().get(OUTBOX).copied();
             if conn.is_none() {
                 match self.portal.pool.connect_options().connect().await {
                     Ok(c) => conn = Some(c),
@@ -73,12 +95,11 @@ impl CrmSync {
                 }
             }
             let Some(c) = conn.as_mut() else { continue };
-            match self.work_one(c, n).await {
+            match self.work_one(c, n, baton).await {
                 Ok(true) => continue,
                 Ok(false) => {
-                    let moved = wake.wait_for(|known| known.get(OUTBOX).copied() != seen);
                     tokio::select! {
-                        _ = moved => {}
+                        _ = baton.notified() => {}
                         _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                     }
                 }
@@ -92,7 +113,12 @@ impl CrmSync {
     }
 
     /// Works one eligible task, if there is one this worker can lock.
-    async fn work_one(&self, conn: &mut PgConnection, n: usize) -> anyhow::Result<bool> {
+    async fn work_one(
+        &self,
+        conn: &mut PgConnection,
+        n: usize,
+        baton: &Notify,
+    ) -> anyhow::Result<bool> {
         let candidates: Vec<Task> = sqlx::query_as(&format!(
             "SELECT task_id, lead_id, kind, crm_status, attempts FROM crm_outbox o WHERE {ELIGIBLE} \
              ORDER BY next_attempt_at, task_id LIMIT 32"
@@ -119,6 +145,8 @@ impl CrmSync {
         .fetch_optional(&mut *conn)
         .await?;
         let Some(task_id) = locked else { return Ok(false) };
+        // There may be more: another worker looks while this one makes its call.
+        baton.notify_one();
         let result = self.work_locked(conn, task_id).await;
         sqlx::query("SELECT pg_advisory_unlock($1)").bind(task_id).execute(&mut *conn).await?;
         result

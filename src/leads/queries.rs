@@ -275,7 +275,11 @@ pub async fn page(
 ) -> Result<(Vec<LeadView>, Option<Cursor>), sqlx::Error> {
     let mut query = select(scope, filter, after);
     query.push(" LIMIT ").push_bind(limit + 1);
-    let mut rows: Vec<LeadRow> = query.build_query_as().fetch_all(pool).await?;
+    // A search is planned for its own pattern: a cached generic plan cannot tell a rare name from
+    // a common word, and walked the partner's whole newest-first index for rare ones.
+    let planned_each_time = filter.q.is_some();
+    let mut rows: Vec<LeadRow> =
+        query.build_query_as().persistent(!planned_each_time).fetch_all(pool).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next = more
