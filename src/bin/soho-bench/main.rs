@@ -58,7 +58,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     soho_portal::install_crypto_provider();
-    tracing_subscriber::fmt().with_env_filter("warn").with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt().with_env_filter("warn,sqlx::query=error").with_writer(std::io::stderr).init();
     let cli = Cli::parse();
     let quick = cli.quick;
     let pick = |value: Option<usize>, full: usize, small: usize| {

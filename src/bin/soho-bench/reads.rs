@@ -105,7 +105,8 @@ pub async fn seed(
     let rows = copy.finish().await?;
     sqlx::query(
         "UPDATE subscriber_checkpoints SET tx_id = pg_current_xact_id(), \
-         global_position = (SELECT max(global_position) FROM events) \
+         global_position = (SELECT global_position FROM events WHERE tx_id = pg_current_xact_id() \
+                            ORDER BY global_position DESC LIMIT 1) \
          WHERE subscriber IN ('crm_outbox', 'invitation_emails')",
     )
     .execute(&mut *tx)
