@@ -58,7 +58,10 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     soho_portal::install_crypto_provider();
-    tracing_subscriber::fmt().with_env_filter("warn,sqlx::query=error").with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter("warn,sqlx::query=error")
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
     let quick = cli.quick;
     let pick = |value: Option<usize>, full: usize, small: usize| {
@@ -116,6 +119,7 @@ async fn run(stack: &mut Stack, sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
     let synced = writes::sync_backlog(stack, since, &submitted).await?;
     let per_lead =
         stack.statements(DATABASE).await? as f64 / submitted.latencies.len().max(1) as f64;
+    let per_lead_one = per_lead;
     let lost = writes::lost_by_read_model(stack).await?;
     step("pgbench single-row insert");
     let pgbench = writes::pgbench_insert(stack, clients, duration).await?;
@@ -196,7 +200,12 @@ async fn run(stack: &mut Stack, sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
         step(&format!("lead submission over {servers} servers"));
         stack.add_server().await?;
         stack.reset_peaks();
+        stack.reset_statements().await?;
+        let since = chrono::Utc::now();
         let sample = writes::submit(stack, servers, clients, duration).await?;
+        let synced = writes::sync_backlog(stack, since, &sample).await?;
+        let per_lead =
+            stack.statements(DATABASE).await? as f64 / sample.latencies.len().max(1) as f64;
         let mut row = Row::from_sample(
             format!("lead submission, {servers} servers round-robin"),
             clients,
@@ -207,6 +216,10 @@ async fn run(stack: &mut Stack, sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
         row.servers = servers;
         row.server_peak_mib = Some(stack.peak_mib());
         row.target = "throughput does not fall as servers are added";
+        row.notes = format!(
+            "{per_lead:.1} SQL statements per lead (1 server: {per_lead_one:.1}); {}",
+            synced.notes
+        );
         rows.push(row);
     }
 
