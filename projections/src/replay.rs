@@ -74,7 +74,7 @@ pub async fn rebuild_all(
             .execute(&mut *tx)
             .await?;
     }
-    let rebuilt = apply_from_start(&mut tx, projections, None, progress).await?;
+    let rebuilt = apply_from_start(pool, &mut tx, projections, None, progress).await?;
     for (_, definition) in &indexes {
         sqlx::query(definition).execute(&mut *tx).await?;
     }
@@ -101,7 +101,7 @@ pub async fn check(
             .execute(&mut *tx)
             .await?;
     }
-    apply_from_start(&mut tx, &[projection], Some(live_checkpoint), progress).await?;
+    apply_from_start(pool, &mut tx, &[projection], Some(live_checkpoint), progress).await?;
     let mut differences = Vec::new();
     for table in projection.tables() {
         let rows: i64 = sqlx::query_scalar(&format!(
@@ -118,7 +118,11 @@ pub async fn check(
     Ok(differences)
 }
 
+/// Applies the log from its start. The next batch is read, on another connection, while the
+/// current one is applied: reading and decoding the log is a good part of a replay's time, and
+/// the database and the portal then work at once.
 async fn apply_from_start(
+    pool: &PgPool,
     conn: &mut PgConnection,
     projections: &[&dyn Projection],
     up_to: Option<LogPosition>,
@@ -128,11 +132,22 @@ async fn apply_from_start(
     let tables = tables.join(", ");
     // RESTART IDENTITY: positions numbered by the projection come out the same on a rebuild.
     sqlx::query(&format!("TRUNCATE {tables} RESTART IDENTITY")).execute(&mut *conn).await?;
+    let read = |after: LogPosition| {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let mut reader = pool.acquire().await?;
+            log::read_after(&mut reader, after, up_to, REPLAY_BATCH).await
+        })
+    };
     let mut at = LogPosition::START;
     let mut events = 0u64;
+    let mut next = read(at);
     loop {
-        let batch = log::read_after(&mut *conn, at, up_to, REPLAY_BATCH).await?;
+        let batch = next
+            .await
+            .map_err(|e| ProjectionError::Effect(format!("reading the log failed: {e}")))??;
         let Some(last) = batch.last().map(|e| e.position()) else { break };
+        next = read(last);
         for projection in projections {
             projection.apply(&mut *conn, &batch).await?;
         }
