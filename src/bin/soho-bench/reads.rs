@@ -194,21 +194,8 @@ pub async fn list(
     searching: bool,
 ) -> anyhow::Result<Row> {
     let filter = if searching { search } else { filter };
-    let (http, jwt, base) = (stack.http.clone(), stack.jwt.clone(), stack.servers[0].base.clone());
-    let ours = closed_loop(clients, duration, move |client, n| {
-        let (http, jwt, base) = (http.clone(), jwt.clone(), base.clone());
-        async move {
-            let query = query_string(&filter(client as u64 * 7919 + n));
-            let response =
-                http.get(format!("{base}/leads?{query}")).bearer_auth(&jwt).send().await?;
-            anyhow::ensure!(
-                response.status().is_success(),
-                "GET /leads answered {}",
-                response.status()
-            );
-            response.bytes().await?;
-            Ok(())
-        }
+    let ours = get_loop(stack, clients, duration, move |client, n| {
+        format!("/leads?{}", query_string(&filter(client as u64 * 7919 + n)))
     })
     .await?;
     let (pool, scope) = (stack.pool.clone(), LeadScope::Partner(PartnerId(stack.partner)));
@@ -243,18 +230,7 @@ pub async fn list(
 
 /// `GET /dashboard/stats` over HTTP, then its query straight on the pool.
 pub async fn stats(stack: &Stack, clients: usize, duration: Duration) -> anyhow::Result<Row> {
-    let (http, jwt, base) = (stack.http.clone(), stack.jwt.clone(), stack.servers[0].base.clone());
-    let ours = closed_loop(clients, duration, move |_, _| {
-        let (http, jwt, base) = (http.clone(), jwt.clone(), base.clone());
-        async move {
-            let response =
-                http.get(format!("{base}/dashboard/stats")).bearer_auth(&jwt).send().await?;
-            anyhow::ensure!(response.status().is_success(), "stats answered {}", response.status());
-            response.bytes().await?;
-            Ok(())
-        }
-    })
-    .await?;
+    let ours = get_loop(stack, clients, duration, |_, _| "/dashboard/stats".to_string()).await?;
     let (pool, scope) = (stack.pool.clone(), LeadScope::Partner(PartnerId(stack.partner)));
     let raw = closed_loop(clients, duration, move |_, _| {
         let pool = pool.clone();
@@ -265,6 +241,27 @@ pub async fn stats(stack: &Stack, clients: usize, duration: Duration) -> anyhow:
     })
     .await?;
     Ok(read_row("GET /dashboard/stats", clients, &ours, &raw, "p99 ≤ 5 ms"))
+}
+
+/// `clients` clients sending the admin's `GET path(client, n)` to the first server.
+async fn get_loop(
+    stack: &Stack,
+    clients: usize,
+    duration: Duration,
+    path: impl Fn(usize, u64) -> String + Send + Sync + 'static,
+) -> anyhow::Result<Sample> {
+    let (http, jwt, base) = (stack.http.clone(), stack.jwt.clone(), stack.servers[0].base.clone());
+    closed_loop(clients, duration, move |client, n| {
+        let (http, jwt) = (http.clone(), jwt.clone());
+        let url = format!("{base}{}", path(client, n));
+        async move {
+            let response = http.get(&url).bearer_auth(&jwt).send().await?;
+            anyhow::ensure!(response.status().is_success(), "{url} answered {}", response.status());
+            response.bytes().await?;
+            Ok(())
+        }
+    })
+    .await
 }
 
 fn read_row(
