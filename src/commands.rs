@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use cqrs_es::{Aggregate, AggregateError};
 use postgres_es::{postgres_cqrs, PostgresCqrs};
-use soho_aggregates::{Actor, ActorKind, Lead, Partner, User};
+use soho_aggregates::{Actor, Lead, Partner, User};
 use soho_projections::{Checkpoints, LogPosition};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -34,13 +34,7 @@ impl CommandContext {
 
     fn metadata(&self) -> HashMap<String, String> {
         let mut metadata = HashMap::new();
-        let kind = match self.actor.kind {
-            ActorKind::User => "user",
-            ActorKind::Crm => "crm",
-            ActorKind::Public => "public",
-            ActorKind::System => "system",
-        };
-        metadata.insert("actorType".into(), kind.into());
+        metadata.insert("actorType".into(), self.actor.kind.as_str().into());
         if let Some(id) = &self.actor.id {
             metadata.insert("actorId".into(), id.clone());
         }

@@ -55,6 +55,16 @@ pub enum StatusSource {
     Crm,
 }
 
+impl StatusSource {
+    /// The name stored in the read models (as serialised).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StatusSource::Portal => "portal",
+            StatusSource::Crm => "crm",
+        }
+    }
+}
+
 /// Who submitted a lead: a logged-in user, or someone on the partner's public form.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]

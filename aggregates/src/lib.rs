@@ -37,6 +37,18 @@ pub enum ActorKind {
     System,
 }
 
+impl ActorKind {
+    /// The name stored in events' metadata and the read models (as serialised).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ActorKind::User => "user",
+            ActorKind::Crm => "crm",
+            ActorKind::Public => "public",
+            ActorKind::System => "system",
+        }
+    }
+}
+
 impl Actor {
     pub fn user(id: UserId) -> Self {
         Self { kind: ActorKind::User, id: Some(id.to_string()) }

@@ -12,8 +12,8 @@ mod write;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use soho_aggregates::lead::{LeadEvent, StatusChange, StatusSource, Submitter};
-use soho_aggregates::{ActorKind, LeadStatus};
+use soho_aggregates::lead::{LeadEvent, StatusChange, Submitter};
+use soho_aggregates::LeadStatus;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -208,21 +208,5 @@ impl LeadBatch {
                 });
             }
         }
-    }
-}
-
-fn actor_type(kind: ActorKind) -> &'static str {
-    match kind {
-        ActorKind::User => "user",
-        ActorKind::Crm => "crm",
-        ActorKind::Public => "public",
-        ActorKind::System => "system",
-    }
-}
-
-fn source(source: StatusSource) -> &'static str {
-    match source {
-        StatusSource::Portal => "portal",
-        StatusSource::Crm => "crm",
     }
 }

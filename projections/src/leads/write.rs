@@ -8,7 +8,7 @@ use soho_aggregates::LeadStatus;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::{actor_type, source, LeadBatch};
+use super::LeadBatch;
 
 /// The current status of `leads` in the table (before the batch is written).
 pub(super) async fn statuses(
@@ -186,8 +186,8 @@ async fn history(tx: &mut PgConnection, batch: &LeadBatch) -> Result<(), sqlx::E
     .bind(rows.iter().map(|r| r.old_status.as_str()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.change.status.as_str()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.change.crm_status.clone()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| source(r.change.source)).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| actor_type(r.change.actor.kind)).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.change.source.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.change.actor.kind.as_str()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.change.actor.id.clone()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.change.note.clone()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.applied).collect::<Vec<_>>())
