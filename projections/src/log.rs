@@ -60,14 +60,9 @@ impl StoredEvent {
     }
 }
 
-const SELECT_EVENTS: &str =
-    "SELECT global_position, tx_id::text::bigint AS tx_id, aggregate_type, \
-     aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at FROM events";
-
-const SELECT_EVENTS_SETTLED: &str =
-    "SELECT global_position, tx_id::text::bigint AS tx_id, aggregate_type, aggregate_id, sequence, \
-     event_type, event_version, payload, metadata, recorded_at, \
-     tx_id < pg_snapshot_xmin(pg_current_snapshot()) AS settled FROM events";
+/// A [`StoredEvent`]'s columns.
+const EVENT_COLUMNS: &str = "global_position, tx_id::text::bigint AS tx_id, aggregate_type, \
+     aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at";
 
 /// The next events after `after`, among transactions that have all finished, at most `limit`.
 /// `up_to` bounds the read (inclusive), for replaying exactly to a checkpoint.
@@ -79,7 +74,7 @@ pub async fn read_after(
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
     let up_to = up_to.unwrap_or(LogPosition { tx_id: i64::MAX, global_position: i64::MAX });
     sqlx::query_as::<_, StoredEvent>(&format!(
-        "{SELECT_EVENTS} \
+        "SELECT {EVENT_COLUMNS} FROM events \
          WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
            AND (tx_id, global_position) <= ($3::text::xid8, $4) \
            AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
@@ -109,7 +104,8 @@ pub async fn read_settled(
         settled: bool,
     }
     let rows = sqlx::query_as::<_, Row>(&format!(
-        "{SELECT_EVENTS_SETTLED} WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
+        "SELECT {EVENT_COLUMNS}, tx_id < pg_snapshot_xmin(pg_current_snapshot()) AS settled \
+         FROM events WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
          ORDER BY events.tx_id, events.global_position LIMIT $3"
     ))
     .bind(after.tx_id)
@@ -129,7 +125,7 @@ pub async fn read_stream(
     aggregate_id: &str,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
     sqlx::query_as::<_, StoredEvent>(&format!(
-        "{SELECT_EVENTS} WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence"
+        "SELECT {EVENT_COLUMNS} FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence"
     ))
     .bind(aggregate_type)
     .bind(aggregate_id)

@@ -59,7 +59,7 @@ pub async fn rebuild_all(
     for projection in projections {
         lock(&mut tx, projection.name()).await?;
     }
-    let tables: Vec<&str> = projections.iter().flat_map(|p| p.tables().iter().copied()).collect();
+    let tables = tables_of(projections);
     let indexes: Vec<(String, String)> = sqlx::query_as(
         "SELECT i.indexname, i.indexdef FROM pg_indexes i \
          WHERE i.schemaname = current_schema() AND i.tablename = ANY($1) \
@@ -118,6 +118,11 @@ pub async fn check(
     Ok(differences)
 }
 
+/// Every table the projections own, children first within each projection.
+fn tables_of(projections: &[&dyn Projection]) -> Vec<&'static str> {
+    projections.iter().flat_map(|p| p.tables().iter().copied()).collect()
+}
+
 /// Applies the log from its start. The next batch is read, on another connection, while the
 /// current one is applied: reading and decoding the log is a good part of a replay's time, and
 /// the database and the portal then work at once.
@@ -128,8 +133,7 @@ async fn apply_from_start(
     up_to: Option<LogPosition>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Rebuilt, ProjectionError> {
-    let tables: Vec<&str> = projections.iter().flat_map(|p| p.tables().iter().copied()).collect();
-    let tables = tables.join(", ");
+    let tables = tables_of(projections).join(", ");
     // RESTART IDENTITY: positions numbered by the projection come out the same on a rebuild.
     sqlx::query(&format!("TRUNCATE {tables} RESTART IDENTITY")).execute(&mut *conn).await?;
     let read = |after: LogPosition| {
