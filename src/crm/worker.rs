@@ -131,13 +131,8 @@ impl CrmSync {
         // Each worker starts at its own place in the list, and one statement locks the first
         // task free there: unnest yields the array in order and LIMIT stops at the first lock.
         let start = n % candidates.len();
-        let order: Vec<i64> = candidates
-            .iter()
-            .cycle()
-            .skip(start)
-            .take(candidates.len())
-            .map(|t| t.task_id)
-            .collect();
+        let mut order: Vec<i64> = candidates.iter().map(|t| t.task_id).collect();
+        order.rotate_left(start);
         let locked: Option<i64> = sqlx::query_scalar(
             "SELECT task_id FROM unnest($1::bigint[]) AS task_id WHERE pg_try_advisory_lock(task_id) LIMIT 1",
         )

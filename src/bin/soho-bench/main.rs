@@ -119,7 +119,6 @@ async fn run(stack: &mut Stack, sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
     let synced = writes::sync_backlog(stack, since, &submitted).await?;
     let per_lead =
         stack.statements(DATABASE).await? as f64 / submitted.latencies.len().max(1) as f64;
-    let per_lead_one = per_lead;
     let lost = writes::lost_by_read_model(stack).await?;
     step("pgbench single-row insert");
     let pgbench = writes::pgbench_insert(stack, clients, duration).await?;
@@ -204,7 +203,7 @@ async fn run(stack: &mut Stack, sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
         let since = chrono::Utc::now();
         let sample = writes::submit(stack, servers, clients, duration).await?;
         let synced = writes::sync_backlog(stack, since, &sample).await?;
-        let per_lead =
+        let per_lead_here =
             stack.statements(DATABASE).await? as f64 / sample.latencies.len().max(1) as f64;
         let mut row = Row::from_sample(
             format!("lead submission, {servers} servers round-robin"),
@@ -217,7 +216,7 @@ async fn run(stack: &mut Stack, sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
         row.server_peak_mib = Some(stack.peak_mib());
         row.target = "throughput does not fall as servers are added";
         row.notes = format!(
-            "{per_lead:.1} SQL statements per lead (1 server: {per_lead_one:.1}); {}",
+            "{per_lead_here:.1} SQL statements per lead (1 server: {per_lead:.1}); {}",
             synced.notes
         );
         rows.push(row);

@@ -209,23 +209,12 @@ pub async fn list(
         }
     })
     .await?;
-    Ok(if searching {
-        read_row(
-            "GET /leads, page of 50, searching a name (q)",
-            clients,
-            &ours,
-            &raw,
-            "(no target)",
-        )
+    let (scenario, target) = if searching {
+        ("GET /leads, page of 50, searching a name (q)", "(no target)")
     } else {
-        read_row(
-            "GET /leads, page of 50 with filters",
-            clients,
-            &ours,
-            &raw,
-            "p99 ≤ 10 ms; ≤ 2 × raw SQL",
-        )
-    })
+        ("GET /leads, page of 50 with filters", "p99 ≤ 10 ms; ≤ 2 × raw SQL")
+    };
+    Ok(read_row(scenario, clients, &ours, &raw, target))
 }
 
 /// `GET /dashboard/stats` over HTTP, then its query straight on the pool.
