@@ -115,6 +115,13 @@ pub enum Batch {
     Busy,
 }
 
+/// What a batch did inside its transaction: applied events up to a place, to be committed, or
+/// nothing (and why), to be rolled back.
+enum Outcome {
+    Applied(usize, LogPosition),
+    Nothing(Batch),
+}
+
 pub struct CatchUpReader {
     pool: PgPool,
     subscribers: Vec<Arc<dyn Projection>>,
@@ -155,25 +162,45 @@ impl CatchUpReader {
 
     /// Applies the next batch for one subscriber.
     pub async fn run_batch(&self, subscriber: &dyn Projection) -> Result<Batch, ProjectionError> {
-        let name = subscriber.name();
         let mut tx = self.pool.begin().await?;
-        if !try_lock(&mut tx, name).await? {
-            tx.rollback().await?;
-            return Ok(Batch::Busy);
+        match self.batch_in(&mut tx, subscriber).await {
+            Ok(Outcome::Applied(applied, last)) => {
+                tx.commit().await?;
+                self.checkpoints.advance(subscriber.name(), last);
+                Ok(Batch::Applied(applied))
+            }
+            // Every other outcome, failures included, ends the transaction here: a dropped one
+            // is rolled back only when its connection is used again, and the subscriber's lock
+            // stays held until then, so its next batch would find it busy.
+            Ok(Outcome::Nothing(batch)) => {
+                tx.rollback().await?;
+                Ok(batch)
+            }
+            Err(error) => {
+                let _ = tx.rollback().await;
+                Err(error)
+            }
         }
-        let after = checkpoint(&mut tx, name).await?;
-        let (events, held) = log::read_settled(&mut tx, after, self.batch_size).await?;
+    }
+
+    /// The batch's work inside `tx`: how many events it applied and up to where, or why none.
+    async fn batch_in(
+        &self,
+        tx: &mut PgConnection,
+        subscriber: &dyn Projection,
+    ) -> Result<Outcome, ProjectionError> {
+        let name = subscriber.name();
+        if !try_lock(tx, name).await? {
+            return Ok(Outcome::Nothing(Batch::Busy));
+        }
+        let after = checkpoint(tx, name).await?;
+        let (events, held) = log::read_settled(tx, after, self.batch_size).await?;
         let Some(last) = events.last().map(|e| e.position()) else {
-            // Ended here rather than on drop: a dropped transaction's ROLLBACK waits until its
-            // connection is used again, and the subscriber's lock stays held until then.
-            tx.rollback().await?;
-            return Ok(if held { Batch::Held } else { Batch::Idle });
+            return Ok(Outcome::Nothing(if held { Batch::Held } else { Batch::Idle }));
         };
-        subscriber.apply(&mut tx, &events).await?;
-        save_checkpoint(&mut tx, name, last).await?;
-        tx.commit().await?;
-        self.checkpoints.advance(name, last);
-        Ok(Batch::Applied(events.len()))
+        subscriber.apply(tx, &events).await?;
+        save_checkpoint(tx, name, last).await?;
+        Ok(Outcome::Applied(events.len(), last))
     }
 
     /// Runs until every subscriber has applied everything committed so far (tests, `replay`).
