@@ -60,6 +60,7 @@ pub struct RunningPortal {
 
 /// Starts the portal on a migrated database: subscribers, then the HTTP server.
 pub async fn start(settings: Settings, pool: PgPool) -> anyhow::Result<RunningPortal> {
+    settings.check_for_serving()?;
     let keys = Keys::load(&settings)?;
     let mailer = Mailer::from_settings(&settings, pool.clone())?;
     let listener = TcpListener::bind(settings.listen_addr)
@@ -77,6 +78,7 @@ pub async fn start(settings: Settings, pool: PgPool) -> anyhow::Result<RunningPo
         settings.public_base_url = open_at.clone();
     }
     let mut background = Vec::new();
+    // Only in dev mode: `check_for_serving` refuses to serve elsewhere without SOHO_API_BASE.
     let simulator = match settings.soho_api_base {
         Some(_) => None,
         None => {
@@ -106,14 +108,14 @@ pub async fn start(settings: Settings, pool: PgPool) -> anyhow::Result<RunningPo
     let subscribers = background;
 
     let (shutdown, stopped) = oneshot::channel::<()>();
-    let app = http::router(Arc::clone(&portal)).into_make_service_with_connect_info::<SocketAddr>();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                stopped.await.ok();
-            })
-            .await
-    });
+    let app = http::router(Arc::clone(&portal));
+    let limits = http::server::ConnectionLimits {
+        header_timeout: portal.settings.http_header_timeout,
+        max_connections: portal.settings.http_max_connections,
+    };
+    let server = tokio::spawn(http::server::serve(listener, app, limits, async {
+        stopped.await.ok();
+    }));
     tracing::info!(%address, "listening");
     Ok(RunningPortal { address, open_at, portal, simulator, shutdown, server, subscribers })
 }
@@ -133,17 +135,17 @@ async fn start_simulator(
         token_ttl_seconds: 3600,
         retry_scale: 1.0,
     };
-    // Next to the portal's port by default, so the address is the same every time in dev.
+    // On loopback whatever the portal listens on (its operator API is open and signs webhooks
+    // with the portal's secret), next to the portal's port by default, so the address is the
+    // same every time in dev.
+    let loopback = std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST);
     let wanted = settings.simulator_listen_addr.unwrap_or_else(|| {
         let port = portal_address.port();
-        SocketAddr::new(
-            portal_address.ip(),
-            if port == 0 || port == u16::MAX { 0 } else { port + 1 },
-        )
+        SocketAddr::new(loopback, if port == 0 || port == u16::MAX { 0 } else { port + 1 })
     });
     let started = match simulator::start(config.clone(), wanted).await {
         Ok(started) => started,
-        Err(_) => simulator::start(config, SocketAddr::new(portal_address.ip(), 0)).await?,
+        Err(_) => simulator::start(config, SocketAddr::new(loopback, 0)).await?,
     };
     Ok(started)
 }

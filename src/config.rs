@@ -55,9 +55,26 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Dev conveniences (mailbox page, simulator links): on when nothing external is configured.
     pub dev_mode: bool,
-    /// Login and registration attempts allowed a minute, per client address and per email.
+    /// Login and registration attempts allowed a minute per client address (all attempts: each
+    /// costs an Argon2 hash).
     pub auth_limit_per_address: u32,
+    /// Failed logins allowed a minute for one email from one client address.
     pub auth_limit_per_email: u32,
+    /// Failed logins allowed a minute for one email from all addresses together: high, so that
+    /// one attacker cannot reach it and lock the real user out.
+    pub auth_failure_limit_per_email: u32,
+    /// Invitations an admin may send an hour, and that one recipient may receive an hour.
+    pub invite_limit_per_admin: u32,
+    pub invite_limit_per_recipient: u32,
+    /// Leads one user, and one partner with all its users, may submit a minute.
+    pub lead_limit_per_user: u32,
+    pub lead_limit_per_partner: u32,
+    /// How long a client may take to send a request's headers (also the idle keep-alive time).
+    pub http_header_timeout: std::time::Duration,
+    /// How long a request may take, body included, before it is answered 408.
+    pub http_request_timeout: std::time::Duration,
+    /// Connections open at once; past it a new one is answered 503 and closed.
+    pub http_max_connections: usize,
     /// Public-form submissions allowed a minute per client address.
     pub public_form_limit_per_address: u32,
     /// How many Soho CRM calls run at once (different leads; one lead's calls are in order).
@@ -179,6 +196,14 @@ impl Settings {
             dev_mode,
             auth_limit_per_address: number(&lookup, "AUTH_RATE_LIMIT_PER_ADDRESS", 30)?,
             auth_limit_per_email: number(&lookup, "AUTH_RATE_LIMIT_PER_EMAIL", 10)?,
+            auth_failure_limit_per_email: number(&lookup, "AUTH_FAILURE_LIMIT_PER_EMAIL", 100)?,
+            invite_limit_per_admin: number(&lookup, "INVITE_LIMIT_PER_ADMIN", 30)?,
+            invite_limit_per_recipient: number(&lookup, "INVITE_LIMIT_PER_RECIPIENT", 3)?,
+            lead_limit_per_user: number(&lookup, "LEAD_LIMIT_PER_USER", 120)?,
+            lead_limit_per_partner: number(&lookup, "LEAD_LIMIT_PER_PARTNER", 600)?,
+            http_header_timeout: seconds(&lookup, "HTTP_HEADER_TIMEOUT_SECONDS", 10)?,
+            http_request_timeout: seconds(&lookup, "HTTP_REQUEST_TIMEOUT_SECONDS", 30)?,
+            http_max_connections: number(&lookup, "HTTP_MAX_CONNECTIONS", 8192)? as usize,
             public_form_limit_per_address: number(
                 &lookup,
                 "PUBLIC_FORM_RATE_LIMIT_PER_ADDRESS",
@@ -202,12 +227,55 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// What serving needs: outside dev mode, the real outside world and never a stand-in (no
+    /// simulator, whose operator API is open, and no dev mailbox, which would keep invitation
+    /// links where only logs and the database see them). Checked when the server starts, not
+    /// when settings load: the command line's offline commands (replay, audit) need none of it.
+    pub fn check_for_serving(&self) -> Result<(), ConfigError> {
+        if self.dev_mode {
+            if let Some(address) = self.simulator_listen_addr {
+                if !address.ip().is_loopback() {
+                    return Err(ConfigError::Malformed {
+                        name: "SIM_LISTEN_ADDR",
+                        reason: "the simulator listens on loopback only (127.0.0.1 or ::1)".into(),
+                    });
+                }
+            }
+            return Ok(());
+        }
+        let because = "DEV_MODE is off";
+        let required = [
+            ("JWT_SECRET", self.jwt_secret.is_some()),
+            ("SMTP_URL", self.smtp_url.is_some()),
+            ("SOHO_API_BASE", self.soho_api_base.is_some()),
+            ("SOHO_WEBHOOK_SECRET", self.soho_webhook_secret.is_some()),
+        ];
+        match required.into_iter().find(|(_, set)| !set) {
+            Some((name, _)) => Err(ConfigError::Missing { name, because }),
+            None => Ok(()),
+        }
+    }
+}
+
 fn number(
     lookup: &impl Fn(&str) -> Option<String>,
     name: &'static str,
     default: u32,
 ) -> Result<u32, ConfigError> {
     lookup(name).map(|v| parse(name, &v)).transpose().map(|v| v.unwrap_or(default))
+}
+
+fn seconds(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: u32,
+) -> Result<std::time::Duration, ConfigError> {
+    let seconds = number(lookup, name, default)?;
+    if seconds == 0 {
+        return Err(ConfigError::Malformed { name, reason: "must be at least 1".into() });
+    }
+    Ok(std::time::Duration::from_secs(seconds.into()))
 }
 
 fn missing(name: &'static str, because: &'static str) -> ConfigError {
@@ -275,6 +343,29 @@ mod tests {
         assert!(error.contains("SOHO_WEBHOOK_SECRET"), "{error}");
         let error = settings(&[("SOHO_CLIENT_ID", "id")]).unwrap_err().to_string();
         assert!(error.contains("SOHO_CLIENT_SECRET"), "{error}");
+    }
+
+    #[test]
+    fn serving_outside_dev_mode_needs_the_real_outside_world() {
+        let production = [
+            ("DEV_MODE", "false"),
+            ("DB_URL", "postgres://x/y"),
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("SMTP_URL", "smtp://mail.example.com:587"),
+            ("SOHO_API_BASE", "https://crm.example.com/crm/v8"),
+            ("SOHO_API_KEY", "key"),
+            ("SOHO_WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwMfKQ9r8GKYo="),
+        ];
+        settings(&production).unwrap().check_for_serving().unwrap();
+        for left_out in ["JWT_SECRET", "SMTP_URL", "SOHO_API_BASE", "SOHO_WEBHOOK_SECRET"] {
+            let vars: Vec<_> = production.iter().copied().filter(|(k, _)| *k != left_out).collect();
+            let error = settings(&vars).unwrap().check_for_serving().unwrap_err().to_string();
+            assert!(error.contains(left_out), "{left_out}: {error}");
+        }
+        let exposed = settings(&[("SIM_LISTEN_ADDR", "0.0.0.0:8081")]).unwrap();
+        let error = exposed.check_for_serving().unwrap_err().to_string();
+        assert!(error.contains("SIM_LISTEN_ADDR"), "{error}");
+        settings(&[]).unwrap().check_for_serving().unwrap();
     }
 
     #[test]

@@ -27,3 +27,16 @@ pub fn install_crypto_provider() {
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
 }
+
+/// Makes the allocator hand large blocks (a password hash's 19 MiB) back to the system when they
+/// are freed. glibc raises its mmap threshold to the largest block freed so far, after which such
+/// blocks come from per-thread arenas and stay there: with hashes running on many blocking
+/// threads over time, the process kept hundreds of MiB it no longer used. A fixed threshold
+/// turns that adjustment off. Call it first thing in `main`, before other threads start.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before any other thread exists.
+    unsafe {
+        nix::libc::mallopt(nix::libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
+}

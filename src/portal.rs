@@ -18,7 +18,11 @@ pub struct Portal {
     pub commands: Commands,
     pub checkpoints: Checkpoints,
     pub auth_limits: AuthLimits,
-    pub public_form_limits: Limiter<std::net::IpAddr>,
+    pub public_form_limits: Limiter,
+    /// Invitations per sending admin and per recipient (both per hour).
+    pub invite_limits: (Limiter, Limiter),
+    /// Lead submissions per user and per partner (both per minute).
+    pub lead_limits: (Limiter, Limiter),
     pub metrics: crate::metrics::Metrics,
     /// Submissions in flight at once. Each holds one connection for its duplicate lock while its
     /// command takes another: unbounded, they could take every connection of the pool and wait
@@ -37,9 +41,20 @@ impl Portal {
         // another for a moment; the rest stays for reads, webhooks and the subscribers.
         let submission_slots = (pool.options().get_max_connections() as usize / 4).max(1);
         let commands = Commands::new(pool.clone(), checkpoints.clone(), read_models);
-        let auth_limits =
-            AuthLimits::new(settings.auth_limit_per_address, settings.auth_limit_per_email);
+        let auth_limits = AuthLimits::new(
+            settings.auth_limit_per_address,
+            settings.auth_limit_per_email,
+            settings.auth_failure_limit_per_email,
+        );
         let public_form_limits = Limiter::per_minute(settings.public_form_limit_per_address);
+        let invite_limits = (
+            Limiter::per_hour(settings.invite_limit_per_admin),
+            Limiter::per_hour(settings.invite_limit_per_recipient),
+        );
+        let lead_limits = (
+            Limiter::per_minute(settings.lead_limit_per_user),
+            Limiter::per_minute(settings.lead_limit_per_partner),
+        );
         Self {
             pool,
             settings: Arc::new(settings),
@@ -48,6 +63,8 @@ impl Portal {
             checkpoints,
             auth_limits,
             public_form_limits,
+            invite_limits,
+            lead_limits,
             metrics: Default::default(),
             submission_slots: tokio::sync::Semaphore::new(submission_slots),
             live: Default::default(),

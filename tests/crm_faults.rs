@@ -36,10 +36,10 @@ async fn every_lead_reaches_the_crm_exactly_once_through_faults_and_crashes() {
             ("JWT_SECRET", JWT_SECRET),
             ("SOHO_WEBHOOK_SECRET", WEBHOOK_SECRET),
             ("SOHO_CONCURRENCY", "48"),
-            ("AUTH_RATE_LIMIT_PER_ADDRESS", "100000"),
-            ("AUTH_RATE_LIMIT_PER_EMAIL", "100000"),
             ("RUST_LOG", "warn"),
         ]
+        .iter()
+        .chain(common::NO_LIMITS)
         .map(|(k, v)| (k.to_string(), v.to_string())),
     );
     let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();

@@ -51,6 +51,7 @@ async fn an_invitation_pending_when_the_server_is_killed_arrives_once_after_a_re
         ("SMTP_URL", smtp_url.as_str()),
         ("JWT_SECRET", JWT_SECRET),
         ("SOHO_WEBHOOK_SECRET", WEBHOOK_SECRET),
+        ("DEV_MODE", "true"),
     ];
     let mut portal = PortalProcess::start(&envs, &log).await;
     let body = partner_webhook("2002", "crash@example.com", true).to_string();

@@ -361,9 +361,13 @@ async fn sub_accounts_can_be_listed_disabled_and_enabled() {
 }
 
 #[tokio::test]
-async fn wrong_passwords_and_unknown_emails_get_the_same_answer_and_attempts_are_limited() {
+async fn wrong_passwords_and_unknown_emails_get_the_same_answer_and_failures_are_limited() {
     let smtp = SmtpSink::start().await;
-    let portal = TestPortal::start(&smtp, &[("AUTH_RATE_LIMIT_PER_EMAIL", "3")]).await;
+    let portal = TestPortal::start(
+        &smtp,
+        &[("AUTH_RATE_LIMIT_PER_EMAIL", "3"), ("AUTH_FAILURE_LIMIT_PER_EMAIL", "6")],
+    )
+    .await;
     portal.approve_partner("5", "five@example.com").await;
     portal.register(&smtp.wait_for(1, 20).await[0].token(), PASSWORD).await;
     let wrong = portal.login("five@example.com", "not the password at all").await;
@@ -371,12 +375,39 @@ async fn wrong_passwords_and_unknown_emails_get_the_same_answer_and_attempts_are
     assert_eq!(wrong.status(), 401);
     assert_eq!(unknown.status(), 401);
     assert_eq!(wrong.json::<Value>().await.unwrap(), unknown.json::<Value>().await.unwrap());
-    // Second and third attempts for this email pass the limit (whatever the case); the fourth is
-    // refused.
-    assert_eq!(portal.login("five@example.com", PASSWORD).await.status(), 200);
-    assert_eq!(portal.login("FIVE@example.com", PASSWORD).await.status(), 200);
-    let limited = portal.login("Five@example.com", PASSWORD).await;
+    // Successful logins are not failures: however many, they are never limited.
+    for email in ["five@example.com", "FIVE@example.com", "Five@example.com", "five@example.com"] {
+        assert_eq!(portal.login(email, PASSWORD).await.status(), 200, "{email}");
+    }
+
+    // An attacker on another address guesses until refused, then even the right password is.
+    let login_from = |address: [u8; 4], password: &'static str| {
+        let url = portal.url("/auth/login");
+        async move {
+            reqwest::Client::builder()
+                .local_address(std::net::IpAddr::from(address))
+                .build()
+                .unwrap()
+                .post(url)
+                .json(&json!({"email": "five@example.com", "password": password}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(login_from([127, 0, 0, 2], "a wrong guess here").await.status(), 401);
+    }
+    let limited = login_from([127, 0, 0, 2], PASSWORD).await;
     assert_eq!(limited.status(), 429);
     assert!(limited.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    // The victim, from its own address, logs in all the same.
+    assert_eq!(portal.login("five@example.com", PASSWORD).await.status(), 200);
+
+    // Failures from many addresses together reach the per-email limit (3 + 1 so far, and the
+    // victim's success cleared none of the attacker's).
+    assert_eq!(login_from([127, 0, 0, 3], "a wrong guess here").await.status(), 401);
+    assert_eq!(login_from([127, 0, 0, 4], "a wrong guess here").await.status(), 401);
+    assert_eq!(login_from([127, 0, 0, 5], PASSWORD).await.status(), 429);
     portal.stop().await;
 }

@@ -18,8 +18,15 @@ use crate::auth::session;
 use crate::commands::CommandContext;
 use crate::onboarding::invitations;
 
+/// Auth bodies are a token, an email, a name and a password: a few hundred bytes. Anything far
+/// larger is refused before it is read whole.
+const BODY_LIMIT: usize = 16 * 1024;
+
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/auth/register", post(register)).route("/auth/login", post(login))
+    Router::new()
+        .route("/auth/register", post(register))
+        .route("/auth/login", post(login))
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -70,7 +77,7 @@ pub async fn register(
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     ApiJson(request): ApiJson<RegisterRequest>,
 ) -> Result<Json<Session>, ApiError> {
-    portal.auth_limits.check(client.ip(), None)?;
+    portal.auth_limits.attempt(client.ip())?;
     let mut errors = vec![];
     let name = super::fields::optional_text("name", request.name, 100, &mut errors);
     let password = Password::parse(request.password)
@@ -100,18 +107,42 @@ pub async fn login(
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> Result<Json<Session>, ApiError> {
-    portal.auth_limits.check(client.ip(), Some(&request.email))?;
+    // Bounded before anything keeps or looks up what the client sent.
+    let email = login_email(&request.email)?;
+    if request.password.chars().count() > password::MAX_LENGTH {
+        return Err(ApiError::invalid("password", "must be at most 256 characters long"));
+    }
+    portal.auth_limits.attempt(client.ip())?;
+    portal.auth_limits.may_try(client.ip(), email)?;
     let found: Option<(uuid::Uuid, Option<String>)> =
         sqlx::query_as("SELECT user_id, password_hash FROM users WHERE lower(email) = lower($1)")
-            .bind(request.email.trim())
+            .bind(email)
             .fetch_optional(&portal.pool)
             .await?;
     let (user, hash) = found.map_or((None, None), |(id, hash)| (Some(id), hash));
-    if !password::verify(request.password, hash).await {
-        return Err(ApiError::Unauthorized("wrong email or password".into()));
+    match (user, password::verify(request.password, hash).await?) {
+        (Some(user), true) => {
+            portal.auth_limits.succeeded(client.ip(), email);
+            session_for(&portal, UserId(user)).await.map(Json)
+        }
+        _ => {
+            portal.auth_limits.failed(client.ip(), email);
+            Err(ApiError::Unauthorized("wrong email or password".into()))
+        }
     }
-    let user = user.ok_or_else(|| ApiError::Unauthorized("wrong email or password".into()))?;
-    session_for(&portal, UserId(user)).await.map(Json)
+}
+
+/// The login email, trimmed; one that no account can have (too long, control characters) is a
+/// 422 naming `email`, so the database never sees it.
+fn login_email(email: &str) -> Result<&str, ApiError> {
+    let email = email.trim();
+    if email.chars().count() > 254 {
+        return Err(ApiError::invalid("email", "must be at most 254 characters"));
+    }
+    if email.chars().any(char::is_control) {
+        return Err(ApiError::invalid("email", "must not contain control characters"));
+    }
+    Ok(email)
 }
 
 /// A session for a user who may act now (registered, enabled, partner approved).

@@ -30,9 +30,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 "the request body must be JSON (Content-Type: application/json)",
             ));
         }
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| malformed(&rejection.body_text()))?;
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge("the request body is too large".into())
+            } else {
+                malformed(&rejection.body_text())
+            }
+        })?;
         parse(&bytes).map(ApiJson)
     }
 }

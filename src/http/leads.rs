@@ -75,10 +75,13 @@ pub async fn submit(
                     "is only for the public form; leave it out when logged in",
                 ));
             }
+            // One user (or one partner's team) must not fill the CRM sync queue for everyone.
+            portal.lead_limits.0.check(user.id)?;
+            portal.lead_limits.1.check(partner)?;
             (partner, Submitter::User { id: user.id }, CommandContext::new(Actor::user(user.id)))
         }
         None => {
-            portal.public_form_limits.check(&client.ip())?;
+            portal.public_form_limits.check(crate::auth::rate_limit::client_key(client.ip()))?;
             let partner =
                 PartnerId(request.partner_id.ok_or_else(|| {
                     ApiError::invalid("partnerId", "is required on the public form")

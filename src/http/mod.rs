@@ -11,16 +11,18 @@ pub mod leads;
 pub mod partners;
 pub mod path;
 pub mod problem;
+pub mod server;
 pub mod web;
 pub mod webhooks;
 
 use std::sync::Arc;
 
-use axum::http::{HeaderName, Request};
+use axum::http::{HeaderName, Request, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
@@ -86,6 +88,11 @@ pub fn router(state: AppState) -> Router {
         .merge(audit::routes())
         .fallback_service(web::app(&state.settings))
         .layer(axum::middleware::from_fn_with_state(state.settings.web_dir.clone(), web::navigation))
+        .layer(RequestBodyTimeoutLayer::new(state.settings.http_request_timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            state.settings.http_request_timeout,
+        ))
         .with_state(state)
         .layer(CatchPanicLayer::custom(|_| {
             problem::ApiError::internal(anyhow::anyhow!("a handler panicked")).into_response_owned()
@@ -100,6 +107,21 @@ pub fn router(state: AppState) -> Router {
             tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
         }))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(axum::middleware::map_request(drop_malformed_request_id))
+}
+
+/// A client's `X-Request-Id` is kept only when it looks like an id (letters, digits, `.`, `_`,
+/// `:`, `-`, at most 128), so that no client can write into the log lines it is copied to; any
+/// other is replaced by a generated one.
+async fn drop_malformed_request_id<B>(mut request: Request<B>) -> Request<B> {
+    let well_formed = |id: &[u8]| {
+        (1..=128).contains(&id.len())
+            && id.iter().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(b))
+    };
+    if request.headers().get("x-request-id").is_some_and(|id| !well_formed(id.as_bytes())) {
+        request.headers_mut().remove("x-request-id");
+    }
+    request
 }
 
 impl problem::ApiError {

@@ -55,7 +55,12 @@ pub enum ApiError {
     #[error("too many requests")]
     TooManyRequests { retry_after_seconds: u64 },
     #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
     Unavailable(String),
+    /// Busy for a moment (a bounded queue is full): retry after the given seconds.
+    #[error("the server is busy; retry shortly")]
+    Overloaded { retry_after_seconds: u64 },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -85,7 +90,10 @@ impl ApiError {
             Self::TooManyRequests { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many requests")
             }
-            Self::Unavailable(_) => {
+            Self::TooLarge(_) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large")
+            }
+            Self::Unavailable(_) | Self::Overloaded { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable")
             }
             Self::Internal(_) => {
@@ -98,6 +106,18 @@ impl ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
         Self::Internal(error.into())
+    }
+}
+
+impl From<crate::auth::rate_limit::RateLimited> for ApiError {
+    fn from(limited: crate::auth::rate_limit::RateLimited) -> Self {
+        Self::TooManyRequests { retry_after_seconds: limited.retry_after_seconds }
+    }
+}
+
+impl From<crate::auth::password::Busy> for ApiError {
+    fn from(_: crate::auth::password::Busy) -> Self {
+        Self::Overloaded { retry_after_seconds: 1 }
     }
 }
 
@@ -130,7 +150,9 @@ impl IntoResponse for ApiError {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        if let Self::TooManyRequests { retry_after_seconds } = self {
+        if let Self::TooManyRequests { retry_after_seconds }
+        | Self::Overloaded { retry_after_seconds } = self
+        {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_seconds));

@@ -24,7 +24,18 @@ pub enum OnboardingError {
     #[error("the record is being changed by another request; try again")]
     Conflict,
     #[error(transparent)]
+    Busy(#[from] crate::auth::password::Busy),
+    #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+impl From<crate::auth::password::HashError> for OnboardingError {
+    fn from(error: crate::auth::password::HashError) -> Self {
+        match error {
+            crate::auth::password::HashError::Busy(busy) => Self::Busy(busy),
+            crate::auth::password::HashError::Failed(error) => Self::Internal(error),
+        }
+    }
 }
 
 impl From<sqlx::Error> for OnboardingError {
@@ -54,6 +65,7 @@ impl From<OnboardingError> for ApiError {
             OnboardingError::Expired => ApiError::Gone(error.to_string()),
             OnboardingError::Used => ApiError::Conflict(error.to_string()),
             OnboardingError::Conflict => ApiError::Conflict(error.to_string()),
+            OnboardingError::Busy(busy) => busy.into(),
             OnboardingError::Internal(e) => ApiError::Internal(e),
         }
     }

@@ -120,6 +120,10 @@ impl Stack {
             ("SOHO_REFRESH_TOKEN", "portal-dev".into()),
             ("DATA_DIR", self.dir.path().join("data").display().to_string()),
             ("RUST_LOG", "warn".into()),
+            // No SMTP: invitations go to the dev mailbox. The load comes from one user.
+            ("DEV_MODE", "true".into()),
+            ("LEAD_LIMIT_PER_USER", "100000000".into()),
+            ("LEAD_LIMIT_PER_PARTNER", "100000000".into()),
         ]
         .into_iter()
         .collect()
