@@ -19,7 +19,7 @@ impl Metrics {
     }
 }
 
-/// The CRM sync backlog, as `crm status`, `/readyz` and `/metrics` show it.
+/// The CRM sync backlog, as `crm status` and `/metrics` show it.
 #[derive(Debug, serde::Serialize, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct CrmBacklog {

@@ -70,6 +70,11 @@ pub enum UserCommand {
         name: Option<String>,
         at: DateTime<Utc>,
     },
+    /// Soho CRM's approval of a partner claims this (unregistered) user's email for the
+    /// partner's owner: the invitation stops working and the email is free again.
+    VoidInvitation {
+        at: DateTime<Utc>,
+    },
     Disable {
         at: DateTime<Utc>,
     },
@@ -98,6 +103,8 @@ pub enum UserEvent {
     #[serde(rename_all = "camelCase")]
     UserRegistered { name: Option<String>, password_hash: String, at: DateTime<Utc> },
     #[serde(rename_all = "camelCase")]
+    InvitationVoided { at: DateTime<Utc> },
+    #[serde(rename_all = "camelCase")]
     UserDisabled { at: DateTime<Utc> },
     #[serde(rename_all = "camelCase")]
     UserEnabled { at: DateTime<Utc> },
@@ -110,6 +117,7 @@ impl DomainEvent for UserEvent {
             Self::InvitationReissued { .. } => "InvitationReissued",
             Self::InvitationSent { .. } => "InvitationSent",
             Self::UserRegistered { .. } => "UserRegistered",
+            Self::InvitationVoided { .. } => "InvitationVoided",
             Self::UserDisabled { .. } => "UserDisabled",
             Self::UserEnabled { .. } => "UserEnabled",
         }
@@ -146,6 +154,8 @@ pub struct User {
     pub sent_invitations: Vec<uuid::Uuid>,
     pub registered: bool,
     pub disabled: bool,
+    /// The invitation was voided before it was accepted: the user is gone.
+    pub voided: bool,
 }
 
 impl Aggregate for User {
@@ -161,7 +171,10 @@ impl Aggregate for User {
         _services: &Self::Services,
         sink: &EventSink<Self>,
     ) -> Result<(), Self::Error> {
-        if !matches!(command, UserCommand::Invite { .. }) && self.id.is_none() {
+        let exists = self.id.is_some() && !self.voided;
+        if !matches!(command, UserCommand::Invite { .. } | UserCommand::VoidInvitation { .. })
+            && !exists
+        {
             return Err(UserError::NotFound);
         }
         match command {
@@ -205,6 +218,17 @@ impl Aggregate for User {
                 let name = name.or_else(|| self.name.clone());
                 sink.write(UserEvent::UserRegistered { name, password_hash, at }, self).await;
             }
+            UserCommand::VoidInvitation { at } => {
+                if self.id.is_none() {
+                    return Err(UserError::NotFound);
+                }
+                if self.registered {
+                    return Err(UserError::AlreadyRegistered);
+                }
+                if !self.voided {
+                    sink.write(UserEvent::InvitationVoided { at }, self).await;
+                }
+            }
             UserCommand::Disable { at } => {
                 if !self.disabled {
                     sink.write(UserEvent::UserDisabled { at }, self).await;
@@ -239,6 +263,10 @@ impl Aggregate for User {
                 self.registered = true;
                 self.name = name;
                 // Single use: the token is spent.
+                self.invitation = None;
+            }
+            UserEvent::InvitationVoided { .. } => {
+                self.voided = true;
                 self.invitation = None;
             }
             UserEvent::UserDisabled { .. } => self.disabled = true,
@@ -366,6 +394,33 @@ mod tests {
             .given(vec![invited(), UserEvent::UserDisabled { at: at() }])
             .when(UserCommand::Enable { at: at() })
             .then_expect_events(vec![UserEvent::UserEnabled { at: at() }]);
+    }
+
+    #[test]
+    fn an_unregistered_invitation_can_be_voided_once_and_is_then_gone() {
+        let voided = UserEvent::InvitationVoided { at: at() };
+        Given::with(())
+            .given(vec![invited()])
+            .when(UserCommand::VoidInvitation { at: at() })
+            .then_expect_events(vec![voided.clone()]);
+        Given::with(())
+            .given(vec![invited(), voided.clone()])
+            .when(UserCommand::VoidInvitation { at: at() })
+            .then_expect_events(vec![]);
+        Given::with(())
+            .given(vec![invited(), voided.clone()])
+            .when(register("h1", at()))
+            .then_expect_error(UserError::NotFound);
+        Given::with(())
+            .given(vec![invited(), voided])
+            .when(UserCommand::ReissueInvitation { invitation: invitation("h9"), at: at() })
+            .then_expect_error(UserError::NotFound);
+        let registered =
+            UserEvent::UserRegistered { name: None, password_hash: "argon".into(), at: at() };
+        Given::with(())
+            .given(vec![invited(), registered])
+            .when(UserCommand::VoidInvitation { at: at() })
+            .then_expect_error(UserError::AlreadyRegistered);
     }
 
     #[test]

@@ -90,6 +90,13 @@ impl Projection for UsersProjection {
                     .execute(&mut *tx)
                     .await?;
                 }
+                // A voided invitation leaves nothing: its email is another user's now.
+                UserEvent::InvitationVoided { .. } => {
+                    sqlx::query("DELETE FROM users WHERE user_id = $1")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 UserEvent::UserDisabled { at } => set_status(tx, id, "'disabled'", at).await?,
                 UserEvent::UserEnabled { at } => {
                     set_status(tx, id, "CASE WHEN registered THEN 'active' ELSE 'invited' END", at)

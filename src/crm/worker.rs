@@ -34,6 +34,9 @@ struct Task {
 const ELIGIBLE: &str = "state = 'pending' AND next_attempt_at <= now() AND NOT EXISTS \
     (SELECT 1 FROM crm_outbox e WHERE e.lead_id = o.lead_id AND e.task_id < o.task_id AND e.state <> 'done')";
 
+/// How many of the oldest ready tasks are shared out fairly across partners.
+const FAIRNESS_WINDOW: usize = 4096;
+
 /// Passes the baton each time the outbox subscriber moves on (here, or on another server).
 async fn watch_outbox(
     mut checkpoints: tokio::sync::watch::Receiver<
@@ -58,11 +61,42 @@ pub struct CrmSync {
     pub portal: Arc<Portal>,
     pub client: Arc<CrmClient>,
     partner_soho_ids: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, String>>,
+    turns: Turns,
+}
+
+/// When this server last took a task of each partner, to serve them in turn.
+#[derive(Default)]
+struct Turns {
+    served: std::sync::Mutex<(u64, std::collections::HashMap<Option<uuid::Uuid>, u64>)>,
+}
+
+impl Turns {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, (u64, std::collections::HashMap<Option<uuid::Uuid>, u64>)> {
+        self.served.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The candidates' task ids, partners served longest ago (or never) first; the database's
+    /// order otherwise.
+    fn order(&self, candidates: &[(i64, Option<uuid::Uuid>)]) -> Vec<i64> {
+        let served = self.lock();
+        let mut ordered: Vec<_> = candidates.to_vec();
+        ordered.sort_by_key(|(_, partner)| served.1.get(partner).copied().unwrap_or(0));
+        ordered.into_iter().map(|(task, _)| task).collect()
+    }
+
+    fn served(&self, partner: Option<uuid::Uuid>) {
+        let mut served = self.lock();
+        served.0 += 1;
+        let turn = served.0;
+        served.1.insert(partner, turn);
+    }
 }
 
 impl CrmSync {
     pub fn new(portal: Arc<Portal>, client: Arc<CrmClient>) -> Self {
-        Self { portal, client, partner_soho_ids: Default::default() }
+        Self { portal, client, partner_soho_ids: Default::default(), turns: Turns::default() }
     }
 
     /// The workers, and a watcher that hands them a baton when the outbox gains tasks: one idle
@@ -95,7 +129,7 @@ impl CrmSync {
                 }
             }
             let Some(c) = conn.as_mut() else { continue };
-            match self.work_one(c, n, baton).await {
+            match self.work_one(c, baton).await {
                 Ok(true) => continue,
                 Ok(false) => {
                     tokio::select! {
@@ -113,26 +147,28 @@ impl CrmSync {
     }
 
     /// Works one eligible task, if there is one this worker can lock.
-    async fn work_one(
-        &self,
-        conn: &mut PgConnection,
-        n: usize,
-        baton: &Notify,
-    ) -> anyhow::Result<bool> {
-        let candidates: Vec<Task> = sqlx::query_as(&format!(
-            "SELECT task_id, lead_id, kind, crm_status, attempts FROM crm_outbox o WHERE {ELIGIBLE} \
-             ORDER BY next_attempt_at, task_id LIMIT 32"
+    async fn work_one(&self, conn: &mut PgConnection, baton: &Notify) -> anyhow::Result<bool> {
+        // Fair across partners: the candidates are each partner's oldest ready task, then each
+        // one's second, and so on (counted over the oldest few thousand ready tasks, which bounds
+        // the scan); of those, the partner this server served longest ago goes first. So one
+        // partner's burst of leads does not hold up everyone else's.
+        let candidates: Vec<(i64, Option<uuid::Uuid>)> = sqlx::query_as(&format!(
+            "SELECT task_id, partner_id FROM ( \
+               SELECT t.task_id, t.next_attempt_at, l.partner_id, row_number() OVER ( \
+                 PARTITION BY l.partner_id ORDER BY t.next_attempt_at, t.task_id) AS turn \
+               FROM (SELECT task_id, lead_id, next_attempt_at FROM crm_outbox o WHERE {ELIGIBLE} \
+                     ORDER BY next_attempt_at, task_id LIMIT {FAIRNESS_WINDOW}) t \
+               LEFT JOIN leads l ON l.lead_id = t.lead_id) ready \
+             ORDER BY turn, next_attempt_at, task_id LIMIT 32"
         ))
         .fetch_all(&mut *conn)
         .await?;
         if candidates.is_empty() {
             return Ok(false);
         }
-        // Each worker starts at its own place in the list, and one statement locks the first
-        // task free there: unnest yields the array in order and LIMIT stops at the first lock.
-        let start = n % candidates.len();
-        let mut order: Vec<i64> = candidates.iter().map(|t| t.task_id).collect();
-        order.rotate_left(start);
+        let order = self.turns.order(&candidates);
+        // One statement locks the first task free in that order: unnest yields the array in
+        // order and LIMIT stops at the first lock.
         let locked: Option<i64> = sqlx::query_scalar(
             "SELECT task_id FROM unnest($1::bigint[]) AS task_id WHERE pg_try_advisory_lock(task_id) LIMIT 1",
         )
@@ -140,6 +176,9 @@ impl CrmSync {
         .fetch_optional(&mut *conn)
         .await?;
         let Some(task_id) = locked else { return Ok(false) };
+        if let Some((_, partner)) = candidates.iter().find(|(id, _)| *id == task_id) {
+            self.turns.served(*partner);
+        }
         // There may be more: another worker looks while this one makes its call.
         baton.notify_one();
         let result = self.work_locked(conn, task_id).await;

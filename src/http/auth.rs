@@ -69,8 +69,10 @@ pub struct Session {
     (status = 200, body = Session),
     (status = 409, description = "the invitation was already used", body = super::problem::Problem),
     (status = 410, description = "the invitation has expired", body = super::problem::Problem),
-    (status = 422, description = "invalid token or password", body = super::problem::Problem),
+    (status = 413, description = "the body is larger than any registration", body = super::problem::Problem),
+    (status = 422, description = "invalid token, password or name", body = super::problem::Problem),
     (status = 429, description = "too many attempts", body = super::problem::Problem),
+    (status = 503, description = "too many password checks at once; retry after `Retry-After`", body = super::problem::Problem),
 ))]
 pub async fn register(
     State(portal): State<AppState>,
@@ -79,7 +81,7 @@ pub async fn register(
 ) -> Result<Json<Session>, ApiError> {
     portal.auth_limits.attempt(client.ip())?;
     let mut errors = vec![];
-    let name = super::fields::optional_text("name", request.name, 100, &mut errors);
+    let name = super::fields::person_name("name", request.name, &mut errors);
     let password = Password::parse(request.password)
         .map_err(|why| errors.push(FieldError::new("password", why)))
         .ok();
@@ -100,7 +102,10 @@ pub async fn register(
     (status = 200, body = Session),
     (status = 401, description = "wrong email or password", body = super::problem::Problem),
     (status = 403, description = "account disabled or partner suspended", body = super::problem::Problem),
-    (status = 429, description = "too many attempts", body = super::problem::Problem),
+    (status = 413, description = "the body is larger than any login", body = super::problem::Problem),
+    (status = 422, description = "an email or password no account can have", body = super::problem::Problem),
+    (status = 429, description = "too many attempts from this address, or failures for this email", body = super::problem::Problem),
+    (status = 503, description = "too many password checks at once; retry after `Retry-After`", body = super::problem::Problem),
 ))]
 pub async fn login(
     State(portal): State<AppState>,

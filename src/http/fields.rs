@@ -23,6 +23,52 @@ pub fn optional_text(
     Some(value)
 }
 
+/// A person's name as people see it in emails and pages the portal sends: one line (a line
+/// break in a name forges log lines and email headers' look), at most 100 characters, and no web
+/// address (an admin's invitation must not carry a link of theirs under the portal's sender).
+pub fn person_name(
+    field: &str,
+    value: Option<String>,
+    errors: &mut Vec<FieldError>,
+) -> Option<String> {
+    let value = single_line(field, value, 100, errors)?;
+    if looks_like_a_web_address(&value) {
+        errors.push(FieldError::new(field, "must be a name, not a web address"));
+        return None;
+    }
+    Some(value)
+}
+
+/// Like `optional_text`, with no line breaks or tabs either.
+pub fn single_line(
+    field: &str,
+    value: Option<String>,
+    max: usize,
+    errors: &mut Vec<FieldError>,
+) -> Option<String> {
+    let value = optional_text(field, value, max, errors)?;
+    if value.chars().any(char::is_control) {
+        errors.push(FieldError::new(field, "must be a single line"));
+        return None;
+    }
+    Some(value)
+}
+
+/// `https://…`, `www.…`, `name@host` or a bare `host.tld`.
+fn looks_like_a_web_address(text: &str) -> bool {
+    let lower = text.to_lowercase();
+    lower.contains("://")
+        || lower.split_whitespace().any(|word| {
+            let word = word.trim_matches(|c: char| !c.is_alphanumeric());
+            word.starts_with("www.")
+                || word.contains('/')
+                || word.contains('@')
+                || word.rsplit_once('.').is_some_and(|(host, tld)| {
+                    !host.is_empty() && tld.len() >= 2 && tld.chars().all(|c| c.is_alphabetic())
+                })
+        })
+}
+
 /// Like `optional_text`, but required.
 pub fn text(
     field: &str,
@@ -30,8 +76,17 @@ pub fn text(
     max: usize,
     errors: &mut Vec<FieldError>,
 ) -> String {
+    required(field, errors, |errors| optional_text(field, value, max, errors))
+}
+
+/// The value `parse` finds, or "is required" when it finds none and reports nothing else.
+pub fn required(
+    field: &str,
+    errors: &mut Vec<FieldError>,
+    parse: impl FnOnce(&mut Vec<FieldError>) -> Option<String>,
+) -> String {
     let before = errors.len();
-    match optional_text(field, value, max, errors) {
+    match parse(errors) {
         Some(value) => value,
         None => {
             if errors.len() == before {
@@ -57,16 +112,7 @@ pub fn optional_email(
 }
 
 pub fn email(field: &str, value: Option<String>, errors: &mut Vec<FieldError>) -> String {
-    let before = errors.len();
-    match optional_email(field, value, errors) {
-        Some(value) => value,
-        None => {
-            if errors.len() == before {
-                errors.push(FieldError::new(field, "is required"));
-            }
-            String::new()
-        }
-    }
+    required(field, errors, |errors| optional_email(field, value, errors))
 }
 
 #[cfg(test)]
@@ -82,6 +128,27 @@ mod tests {
         text("name", Some("   ".into()), 5, &mut errors);
         assert_eq!(errors.len(), 2);
         assert_eq!(errors[1].message, "is required");
+    }
+
+    #[test]
+    fn person_names_are_one_line_and_no_web_address() {
+        let mut errors = vec![];
+        for ok in ["Ada Lovelace", "J. R. R. Tolkien", "Ada Lovelace Jr.", "O'Brien-Smith"] {
+            assert_eq!(person_name("name", Some(ok.into()), &mut errors).as_deref(), Some(ok));
+        }
+        assert!(errors.is_empty(), "{errors:?}");
+        for bad in [
+            "Ada\nadmin logged in",
+            "Ada\tLovelace",
+            "verify at https://evil.example",
+            "see evil.example now",
+            "www.evil",
+            "mail ops@evil.example",
+            "evil.example/locked",
+        ] {
+            assert_eq!(person_name("name", Some(bad.into()), &mut errors), None, "{bad}");
+        }
+        assert_eq!(errors.len(), 7);
     }
 
     #[test]

@@ -8,19 +8,17 @@ use utoipa::ToSchema;
 use super::problem::ApiError;
 use super::AppState;
 
+/// Ready or not, and nothing more: this is public, so the CRM's address, its errors and the
+/// backlog are for `/metrics` and `crm status`.
 #[derive(Serialize, ToSchema)]
 pub struct Health {
     pub status: &'static str,
-    /// The Soho CRM sync backlog (readiness only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub crm: Option<crate::metrics::CrmBacklog>,
 }
 
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
 pub async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok", crm: None })
+    Json(Health { status: "ok" })
 }
 
 /// The database answers and every migration of this build is applied.
@@ -30,10 +28,7 @@ pub async fn healthz() -> Json<Health> {
 ))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     match crate::db::migrations_applied(&state.pool).await {
-        Ok(true) => {
-            let crm = crate::metrics::crm_backlog(&state.pool).await.ok();
-            Ok(Json(Health { status: "ready", crm }))
-        }
+        Ok(true) => Ok(Json(Health { status: "ready" })),
         Ok(false) => Err(ApiError::Unavailable("database migrations are pending".into())),
         Err(error) => {
             tracing::warn!(%error, "readiness check failed");

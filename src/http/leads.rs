@@ -56,7 +56,7 @@ pub fn scope_of(user: &CurrentUser, partner: PartnerId) -> LeadScope {
     (status = 404, description = "no approved partner with that id", body = super::problem::Problem),
     (status = 409, description = "the partner is suspended", body = super::problem::Problem),
     (status = 422, body = super::problem::Problem),
-    (status = 429, body = super::problem::Problem),
+    (status = 429, description = "too many submissions from this address (public form), this user or this partner", body = super::problem::Problem),
 ))]
 pub async fn submit(
     State(portal): State<AppState>,
@@ -189,6 +189,9 @@ fn parse_filter(params: &HashMap<String, String>, errors: &mut Vec<FieldError>) 
     if let Some(q) = value("q") {
         if q.chars().count() > 100 {
             errors.push(FieldError::new("q", "must be at most 100 characters"));
+        }
+        if q.chars().any(char::is_control) {
+            errors.push(FieldError::new("q", "must not contain control characters"));
         }
         filter.q = Some(q.to_string());
     }

@@ -17,8 +17,7 @@ use super::problem::ApiError;
 use super::AppState;
 use crate::auth::{PartnerAdmin, PartnerMember};
 use crate::commands::CommandContext;
-use crate::onboarding::invitations::{self, Invitee};
-use crate::onboarding::OnboardingError;
+use crate::onboarding::invitations::{self, SubAccountInvitation};
 use crate::portal::Portal;
 
 pub fn routes() -> Router<AppState> {
@@ -180,7 +179,10 @@ pub async fn sub_accounts(
 
 /// Create a sub-account and email its invitation.
 #[utoipa::path(post, path = "/partners/{id}/sub-accounts", tag = "partners", security(("bearer" = [])),
-    request_body = NewSubAccount, responses((status = 201, body = SubAccount), (status = 409, body = super::problem::Problem)))]
+    request_body = NewSubAccount, responses(
+        (status = 201, description = "invited (also the answer for an email that belongs to someone outside this partner, with nothing recorded)", body = SubAccount),
+        (status = 409, body = super::problem::Problem), (status = 422, body = super::problem::Problem),
+        (status = 429, description = "too many invitations by this admin or to this recipient", body = super::problem::Problem)))]
 pub async fn create_sub_account(
     State(portal): State<AppState>,
     PartnerAdmin(admin, partner): PartnerAdmin,
@@ -188,12 +190,7 @@ pub async fn create_sub_account(
     ApiJson(body): ApiJson<NewSubAccount>,
 ) -> Result<(StatusCode, Json<SubAccount>), ApiError> {
     own(partner, id)?;
-    let (email, name) = parse_invitee(body)?;
-    let user = UserId::new();
-    let invitee =
-        Invitee { user_id: user, partner_id: Some(partner), email, name, role: Role::Sub };
-    invitations::invite(&portal, invitee, &CommandContext::new(Actor::user(admin.id))).await?;
-    Ok((StatusCode::CREATED, Json(sub_account(&portal, partner, user.as_uuid()).await?)))
+    invite_as(&portal, admin.id, partner, body, false).await
 }
 
 /// Disable or enable a sub-account. A disabled user cannot log in, and its tokens stop working.
@@ -214,44 +211,65 @@ pub async fn update_sub_account(
 
 /// Invite a sub-account, or re-send a pending invitation (the earlier link stops working).
 #[utoipa::path(post, path = "/invite", tag = "partners", security(("bearer" = [])), request_body = NewSubAccount,
-    responses((status = 201, description = "invited", body = SubAccount), (status = 200, description = "invitation re-sent", body = SubAccount),
-        (status = 409, body = super::problem::Problem)))]
+    responses((status = 201, description = "invited (also the answer for an email that belongs to someone outside this partner, with nothing recorded)", body = SubAccount),
+        (status = 200, description = "invitation re-sent", body = SubAccount),
+        (status = 409, body = super::problem::Problem), (status = 422, body = super::problem::Problem),
+        (status = 429, description = "too many invitations by this admin or to this recipient", body = super::problem::Problem)))]
 pub async fn invite(
     State(portal): State<AppState>,
     PartnerAdmin(admin, partner): PartnerAdmin,
     ApiJson(body): ApiJson<NewSubAccount>,
 ) -> Result<(StatusCode, Json<SubAccount>), ApiError> {
+    invite_as(&portal, admin.id, partner, body, true).await
+}
+
+/// Both invitation routes: limited per admin and per recipient (each one sends an email from the
+/// portal's address), and answered alike for unknown emails and other partners' people.
+async fn invite_as(
+    portal: &Portal,
+    admin: UserId,
+    partner: PartnerId,
+    body: NewSubAccount,
+    resend: bool,
+) -> Result<(StatusCode, Json<SubAccount>), ApiError> {
     let (email, name) = parse_invitee(body)?;
-    let context = CommandContext::new(Actor::user(admin.id));
-    let existing: Option<(uuid::Uuid, Option<uuid::Uuid>, String, bool)> = sqlx::query_as(
-        "SELECT user_id, partner_id, role, registered FROM users WHERE lower(email) = lower($1)",
+    portal.invite_limits.0.check(admin)?;
+    portal.invite_limits.1.check(email.to_lowercase())?;
+    let context = CommandContext::new(Actor::user(admin));
+    let invited = invitations::invite_sub_account(
+        portal,
+        partner,
+        email.clone(),
+        name.clone(),
+        resend,
+        &context,
     )
-    .bind(&email)
-    .fetch_optional(&portal.pool)
     .await?;
-    match existing {
-        None => {
-            let user = UserId::new();
-            let invitee =
-                Invitee { user_id: user, partner_id: Some(partner), email, name, role: Role::Sub };
-            invitations::invite(&portal, invitee, &context).await?;
-            Ok((StatusCode::CREATED, Json(sub_account(&portal, partner, user.as_uuid()).await?)))
+    match invited {
+        SubAccountInvitation::Invited(user) => {
+            Ok((StatusCode::CREATED, Json(sub_account(portal, partner, user.as_uuid()).await?)))
         }
-        Some((user, Some(of), role, false)) if of == partner.as_uuid() && role == "sub" => {
-            invitations::reissue(&portal, UserId(user), &context).await?;
-            Ok((StatusCode::OK, Json(sub_account(&portal, partner, user).await?)))
+        SubAccountInvitation::Reissued(user) => {
+            Ok((StatusCode::OK, Json(sub_account(portal, partner, user.as_uuid()).await?)))
         }
-        Some((_, Some(of), _, true)) if of == partner.as_uuid() => {
-            Err(ApiError::Conflict("this person has already registered".into()))
-        }
-        Some(_) => Err(OnboardingError::EmailTaken.into()),
+        SubAccountInvitation::Elsewhere => Ok((
+            StatusCode::CREATED,
+            Json(SubAccount {
+                id: uuid::Uuid::now_v7(),
+                email,
+                name,
+                status: "invited".into(),
+                created_at: Utc::now(),
+                lead_count: 0,
+            }),
+        )),
     }
 }
 
 fn parse_invitee(body: NewSubAccount) -> Result<(String, Option<String>), ApiError> {
     let mut errors = vec![];
     let email = fields::email("email", Some(body.email), &mut errors);
-    let name = fields::optional_text("name", body.name, 100, &mut errors);
+    let name = fields::person_name("name", body.name, &mut errors);
     if errors.is_empty() {
         Ok((email, name))
     } else {

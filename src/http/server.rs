@@ -15,8 +15,8 @@ use axum::extract::connect_info::ConnectInfo;
 use axum::extract::Request;
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -50,8 +50,8 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
-                    // Out of file descriptors (or another per-connection error): say so once and
-                    // wait a moment, rather than spinning on accept.
+                    // Out of file descriptors (or another per-connection error): say so and wait
+                    // a moment, rather than spinning on accept.
                     tracing::warn!(%error, "accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
@@ -89,14 +89,13 @@ async fn serve_connection(
         request.map(axum::body::Body::new)
     });
     let service = TowerToHyperService::new(service);
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
-    builder
-        .http2()
+    // HTTP/1.1 only: the portal sits behind a browser or a load balancer that speaks it, and
+    // hyper's automatic HTTP/2 detection waits for a client's first bytes with no timeout.
+    let connection = http1::Builder::new()
         .timer(TokioTimer::new())
-        .keep_alive_interval(limits.header_timeout)
-        .keep_alive_timeout(limits.header_timeout);
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        .header_read_timeout(limits.header_timeout)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
     let mut connection = std::pin::pin!(connection);
     tokio::select! {
         result = connection.as_mut() => {

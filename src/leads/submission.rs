@@ -41,9 +41,10 @@ pub struct LeadRequest {
 /// Checks every field; all problems are reported at once.
 pub fn parse(request: &LeadRequest) -> Result<LeadDetails, ApiError> {
     let mut errors = vec![];
-    let first_name =
-        fields::optional_text("firstName", request.first_name.clone(), 100, &mut errors);
-    let last_name = fields::text("lastName", request.last_name.clone(), 100, &mut errors);
+    let first_name = fields::single_line("firstName", request.first_name.clone(), 100, &mut errors);
+    let last_name = fields::required("lastName", &mut errors, |errors| {
+        fields::single_line("lastName", request.last_name.clone(), 100, errors)
+    });
     let email = fields::optional_email("email", request.email.clone(), &mut errors);
     let phone = fields::optional_text("phone", request.phone.clone(), 50, &mut errors);
     if let Some(phone) = &phone {
@@ -54,7 +55,7 @@ pub fn parse(request: &LeadRequest) -> Result<LeadDetails, ApiError> {
                 .push(FieldError::new("phone", "must be a phone number such as +44 20 7946 0000"));
         }
     }
-    let company = fields::optional_text("company", request.company.clone(), 200, &mut errors);
+    let company = fields::single_line("company", request.company.clone(), 200, &mut errors);
     let notes = fields::optional_text("notes", request.notes.clone(), 2000, &mut errors);
     let metadata = request.metadata.clone().unwrap_or_default();
     if metadata.len() > 20 {
@@ -62,6 +63,13 @@ pub fn parse(request: &LeadRequest) -> Result<LeadDetails, ApiError> {
     }
     if metadata.keys().any(|k| k.trim().is_empty() || k.chars().count() > 100) {
         errors.push(FieldError::new("metadata", "keys must be 1 to 100 characters"));
+    }
+    // PostgreSQL cannot store a NUL in text (nor in JSON text), and other control characters
+    // have no place in a key.
+    let bad_key = metadata.keys().any(|k| k.chars().any(char::is_control));
+    let bad_value = metadata.values().any(|v| v.contains('\0'));
+    if bad_key || bad_value {
+        errors.push(FieldError::new("metadata", "must not contain control characters"));
     }
     if serde_json::to_vec(&metadata).map_or(0, |v| v.len()) > 4096 {
         errors.push(FieldError::new("metadata", "must be at most 4 KiB"));

@@ -53,6 +53,99 @@ pub async fn invite(
     Ok(invitation)
 }
 
+/// What inviting a sub-account came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubAccountInvitation {
+    /// A new sub-account, invited.
+    Invited(UserId),
+    /// This partner's own pending sub-account, sent a new link (the old one stops working).
+    Reissued(UserId),
+    /// The email belongs to someone outside this partner. The caller answers as for `Invited`,
+    /// with nothing recorded and nothing sent, so that no admin can learn who else uses the
+    /// portal by inviting them.
+    Elsewhere,
+}
+
+/// Invites `email` as a sub-account of `partner`; with `resend`, a pending invitation of this
+/// partner's is sent again instead of refused.
+pub async fn invite_sub_account(
+    portal: &Portal,
+    partner: PartnerId,
+    email: String,
+    name: Option<String>,
+    resend: bool,
+    context: &CommandContext,
+) -> Result<SubAccountInvitation, OnboardingError> {
+    match holder_of(portal, &email).await? {
+        None => {}
+        Some(holder) if holder.partner_id != Some(partner.as_uuid()) => {
+            return Ok(SubAccountInvitation::Elsewhere)
+        }
+        Some(holder) if resend && !holder.registered && holder.role == Role::Sub.as_str() => {
+            reissue(portal, UserId(holder.user_id), context).await?;
+            return Ok(SubAccountInvitation::Reissued(UserId(holder.user_id)));
+        }
+        Some(holder) if holder.registered => {
+            return Err(OnboardingError::Refused("this person has already registered".into()))
+        }
+        Some(_) => return Err(OnboardingError::EmailTaken),
+    }
+    let user = UserId::new();
+    let invitee =
+        Invitee { user_id: user, partner_id: Some(partner), email, name, role: Role::Sub };
+    match invite(portal, invitee, context).await {
+        Ok(_) => Ok(SubAccountInvitation::Invited(user)),
+        // Taken between the look-up and the command: by someone of this partner or not, the
+        // answer must not say which.
+        Err(OnboardingError::EmailTaken) => Ok(SubAccountInvitation::Elsewhere),
+        Err(error) => Err(error),
+    }
+}
+
+/// Who holds an email, from the users read model.
+#[derive(sqlx::FromRow)]
+pub struct Holder {
+    pub user_id: uuid::Uuid,
+    pub partner_id: Option<uuid::Uuid>,
+    pub role: String,
+    pub registered: bool,
+}
+
+pub async fn holder_of(portal: &Portal, email: &str) -> Result<Option<Holder>, OnboardingError> {
+    Ok(sqlx::query_as(
+        "SELECT user_id, partner_id, role, registered FROM users WHERE lower(email) = lower($1)",
+    )
+    .bind(email)
+    .fetch_optional(&portal.pool)
+    .await?)
+}
+
+/// Frees `email` for a partner's owner whom Soho CRM has just approved: an unregistered
+/// sub-account invitation holding it (another partner's admin may have invited the owner to get
+/// there first) is voided. A registered user, or another partner's owner, keeps it.
+pub async fn claim_for_owner(
+    portal: &Portal,
+    email: &str,
+    context: &CommandContext,
+) -> Result<(), OnboardingError> {
+    let Some(holder) = holder_of(portal, email).await? else { return Ok(()) };
+    if holder.registered || holder.role != Role::Sub.as_str() {
+        return Err(OnboardingError::EmailTaken);
+    }
+    tracing::warn!(
+        user = %holder.user_id,
+        "Soho CRM approved a partner whose owner's email a pending sub-account invitation held; \
+         that invitation is void"
+    );
+    let command = UserCommand::VoidInvitation { at: Utc::now() };
+    let users = &portal.commands.users;
+    match portal.commands.execute(users, &holder.user_id.to_string(), command, context).await {
+        Ok(_) | Err(CommandError::Rule(UserError::NotFound)) => Ok(()),
+        Err(CommandError::Rule(UserError::AlreadyRegistered)) => Err(OnboardingError::EmailTaken),
+        Err(error) => Err(error.into()),
+    }
+}
+
 pub async fn reissue(
     portal: &Portal,
     user: UserId,

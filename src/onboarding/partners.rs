@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use soho_aggregates::partner::{PartnerCommand, PartnerDetails};
 use soho_aggregates::{PartnerId, PartnerStatus, Role, UserId};
 
-use super::invitations::{invite, Invitee};
+use super::invitations::{claim_for_owner, invite, Invitee};
 use super::OnboardingError;
 use crate::commands::{CommandContext, CommandError};
 use crate::portal::Portal;
@@ -80,11 +80,20 @@ async fn ensure_admin_invited(
         name: None,
         role: Role::Admin,
     };
-    match invite(portal, invitee, context).await {
-        Ok(_) => Ok(()),
-        // Invited meanwhile by a concurrent delivery.
-        Err(OnboardingError::Refused(_)) => Ok(()),
-        Err(error) => Err(error),
+    let mut claimed = false;
+    loop {
+        match invite(portal, invitee.clone(), context).await {
+            Ok(_) => return Ok(()),
+            // Invited meanwhile by a concurrent delivery.
+            Err(OnboardingError::Refused(_)) => return Ok(()),
+            // The CRM is the authority on who owns the partner: a pending sub-account
+            // invitation holding the email gives way (once; a registered user does not).
+            Err(OnboardingError::EmailTaken) if !claimed => {
+                claim_for_owner(portal, email, context).await?;
+                claimed = true;
+            }
+            Err(error) => return Err(error),
+        }
     }
 }
 

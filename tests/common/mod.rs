@@ -295,6 +295,26 @@ impl TestPortal {
         request.send().await.unwrap()
     }
 
+    /// Waits until `subscriber` has applied every event in the log now (its effects are done).
+    pub async fn settled(&self, subscriber: &str) {
+        let head: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT tx_id::text::bigint, global_position FROM events \
+             ORDER BY tx_id DESC, global_position DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .unwrap();
+        let Some((tx_id, global_position)) = head else { return };
+        let position = soho_projections::LogPosition { tx_id, global_position };
+        let portal = self.portal();
+        let caught_up = portal
+            .checkpoints
+            .wait_for(&self.pool, &[subscriber], position, std::time::Duration::from_secs(20))
+            .await
+            .unwrap();
+        assert!(caught_up, "{subscriber} did not catch up with the log within 20 s");
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         sqlx::query_scalar(sql).fetch_one(&self.pool).await.unwrap()
     }
