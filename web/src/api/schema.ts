@@ -439,9 +439,11 @@ export interface components {
             field: string;
             message: string;
         };
+        /**
+         * @description Ready or not, and nothing more: this is public, so the CRM's address, its errors and the
+         *     backlog are for `/metrics` and `crm status`.
+         */
         Health: {
-            /** @description The Soho CRM sync backlog (readiness only). */
-            crm?: Record<string, never> | null;
             status: string;
         };
         LeadPage: {
@@ -719,8 +721,35 @@ export interface operations {
                     "application/json": components["schemas"]["Problem"];
                 };
             };
-            /** @description too many attempts */
+            /** @description the body is larger than any login */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description an email or password no account can have */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too many attempts from this address, or failures for this email */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too many password checks at once; retry after `Retry-After` */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -769,7 +798,16 @@ export interface operations {
                     "application/json": components["schemas"]["Problem"];
                 };
             };
-            /** @description invalid token or password */
+            /** @description the body is larger than any registration */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid token, password or name */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -780,6 +818,15 @@ export interface operations {
             };
             /** @description too many attempts */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too many password checks at once; retry after `Retry-After` */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -849,7 +896,7 @@ export interface operations {
                     "application/json": components["schemas"]["SubAccount"];
                 };
             };
-            /** @description invited */
+            /** @description invited (also the answer for an email that belongs to someone outside this partner, with nothing recorded) */
             201: {
                 headers: {
                     [name: string]: unknown;
@@ -859,6 +906,23 @@ export interface operations {
                 };
             };
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too many invitations by this admin or to this recipient */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -967,6 +1031,7 @@ export interface operations {
                     "application/json": components["schemas"]["Problem"];
                 };
             };
+            /** @description too many submissions from this address (public form), this user or this partner */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -1197,6 +1262,7 @@ export interface operations {
             };
         };
         responses: {
+            /** @description invited (also the answer for an email that belongs to someone outside this partner, with nothing recorded) */
             201: {
                 headers: {
                     [name: string]: unknown;
@@ -1206,6 +1272,23 @@ export interface operations {
                 };
             };
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too many invitations by this admin or to this recipient */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
