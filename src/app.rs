@@ -134,6 +134,7 @@ async fn start_simulator(
             .unwrap_or_default(),
         token_ttl_seconds: 3600,
         retry_scale: 1.0,
+        seed: rand::random(),
     };
     // On loopback whatever the portal listens on (its operator API is open and signs webhooks
     // with the portal's secret), next to the portal's port by default, so the address is the

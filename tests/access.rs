@@ -108,6 +108,16 @@ async fn every_onboarding_route_answers_each_caller_as_its_role_allows() {
         404,
         "B's sub-account through A's path"
     );
+    // A foreign admin's attempt to disable A's sub-account is refused and changes nothing.
+    let own_sub = format!("/partners/{}/sub-accounts/{}", a.id, a.sub_id);
+    assert_eq!(
+        portal.patch(&own_sub, Some(&b.admin), &json!({"disabled": true})).await.status(),
+        404
+    );
+    for (token, who) in [(&a.sub, "A's sub-account"), (&b.sub, "B's sub-account")] {
+        let still = portal.get("/dashboard/stats", Some(token)).await;
+        assert_eq!(still.status(), 200, "{who} still works");
+    }
     portal.stop().await;
 }
 

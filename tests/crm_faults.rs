@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::smtp::SmtpSink;
 use common::{
-    crm_settings, external_simulator, partner_webhook, sign, sim_post, sim_state, PortalProcess,
+    crm_settings, partner_webhook, seeded_simulator, sign, sim_post, sim_state, PortalProcess,
     JWT_SECRET, WEBHOOK_SECRET,
 };
 use nix::sys::signal::Signal;
@@ -22,8 +22,14 @@ const STATUS_CHANGED: usize = 100;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_lead_reaches_the_crm_exactly_once_through_faults_and_crashes() {
+    // One seed for every die of the run (the simulator's faults, the moments of the SIGKILLs):
+    // FAULT_SEED=N runs the same dice again.
+    let seed: u64 =
+        std::env::var("FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
+    println!("fault run seed: {seed} (FAULT_SEED={seed} repeats it)");
+    let mut dice = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
     let smtp = SmtpSink::start().await;
-    let (sim, _sim_task) = external_simulator("http://127.0.0.1:9").await;
+    let (sim, _sim_task) = seeded_simulator("http://127.0.0.1:9", seed).await;
     let (options, db_url) = common::fresh_database_options().await;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("portal.log");
@@ -122,7 +128,7 @@ async fn every_lead_reaches_the_crm_exactly_once_through_faults_and_crashes() {
     let chaos = Instant::now();
     let kill_at: Vec<Duration> = [10, 40, 70]
         .iter()
-        .map(|start| Duration::from_secs(start + rand::random_range(0..20)))
+        .map(|start| Duration::from_secs(start + rand::Rng::random_range(&mut dice, 0..20)))
         .collect();
     let mut revoked_again = false;
     let pool = PgPoolOptions::new().max_connections(2).connect_with(options).await.unwrap();
@@ -159,6 +165,26 @@ async fn every_lead_reaches_the_crm_exactly_once_through_faults_and_crashes() {
     let sim_leads = state["leads"].as_array().unwrap();
     assert_eq!(sim_leads.len(), LEADS, "every lead is in the CRM");
     assert!(sim_leads.iter().all(|l| l["inserts"] == 1), "and was inserted once");
+    // The simulator dedupes upserts on Portal_Lead_Id, so "inserted once" holds whatever the
+    // portal sends. What the portal owes: each lead's upsert answered success once, again only
+    // when a SIGKILL came between the answer and its record (at most the calls in flight).
+    let calls = state["calls"].as_array().unwrap();
+    let mut answered_upserts: HashMap<&str, usize> = HashMap::new();
+    for call in calls {
+        let answered =
+            call["fault"].is_null() && matches!(call["status"].as_u64(), Some(200 | 201));
+        if call["path"] == "/Leads/upsert" && answered {
+            *answered_upserts.entry(call["portalLeadId"].as_str().unwrap()).or_default() += 1;
+        }
+    }
+    let repeated: usize = answered_upserts.values().map(|n| n - 1).sum();
+    assert_eq!(answered_upserts.len(), LEADS, "every lead's upsert was answered success");
+    assert!(repeated <= kills * 48, "{repeated} upserts repeated after success with {kills} kills");
+    // Token refreshes: one at a time, shared by the workers, within Zoho's 10 per 10 minutes
+    // (each start of the portal and each revocation needs one: 4 starts, 2 revocations).
+    assert_eq!(state["mostTokenRefreshesInFlight"], 1, "refreshes overlapped");
+    assert!(state["tokenRefreshes"].as_u64().unwrap() <= 10, "{}", state["tokenRefreshes"]);
+    assert!(state["mostTokenRefreshesInTenMinutes"].as_u64().unwrap() <= 10);
     // The portal's CRM ids are the CRM's.
     let by_portal_id: HashMap<&str, &Value> =
         sim_leads.iter().map(|l| (l["fields"]["Portal_Lead_Id"].as_str().unwrap(), l)).collect();
@@ -168,7 +194,6 @@ async fn every_lead_reaches_the_crm_exactly_once_through_faults_and_crashes() {
         assert_eq!(by_portal_id[lead.to_string().as_str()]["id"].as_str(), soho_id.as_deref());
     }
     // Per-lead order: what the CRM applied for each changed lead never goes back.
-    let calls = state["calls"].as_array().unwrap();
     let applied = |c: &&Value| matches!(c["status"].as_u64(), Some(0 | 200 | 201));
     for id in ids.iter().take(STATUS_CHANGED) {
         let sequence: Vec<&str> = calls
@@ -197,7 +222,8 @@ async fn every_lead_reaches_the_crm_exactly_once_through_faults_and_crashes() {
     }
     println!(
         "fault run: {LEADS} leads (+{} status changes) submitted in {:.1} s, drained {:.1} s after the start; \
-         {} CRM calls, faults injected {faults:?}, {kills} SIGKILLs, {} token refreshes",
+         {} CRM calls ({repeated} upserts repeated after success), faults injected {faults:?}, \
+         {kills} SIGKILLs, {} token refreshes, seed {seed}",
         STATUS_CHANGED * 2,
         submitted.as_secs_f64(),
         drained.as_secs_f64(),

@@ -303,12 +303,13 @@ async fn dashboard_stats_count_by_status_for_the_partner_or_the_user() {
         .await;
         ids.push(body["id"].as_str().unwrap().to_string());
     }
-    portal
-        .patch(&format!("/leads/{}/status", ids[1]), Some(&a.sub), &json!({"status": "converted"}))
-        .await;
-    portal
-        .patch(&format!("/leads/{}/status", ids[0]), Some(&a.admin), &json!({"status": "lost"}))
-        .await;
+    for (id, token, status) in [(&ids[1], &a.sub, "converted"), (&ids[0], &a.admin, "lost")] {
+        let changed = portal
+            .patch(&format!("/leads/{id}/status"), Some(token), &json!({"status": status}))
+            .await;
+        assert_eq!(changed.status(), 200);
+        assert_eq!(changed.json::<Value>().await.unwrap()["status"], status);
+    }
     let partner: Value = portal.get("/dashboard/stats", Some(&a.admin)).await.json().await.unwrap();
     assert_eq!(partner["scope"], "partner");
     assert_eq!(partner["totalLeads"], 4);
@@ -366,6 +367,13 @@ async fn walking_every_page_returns_each_lead_once_even_while_leads_arrive() {
             .collect();
         assert_eq!(wanted.len(), want);
         assert!(wanted.is_subset(&unique), "every lead present at the start is walked ({filter})");
+        // And nothing that does not match: the odd companies are left out when searching.
+        let unwanted: HashSet<String> = expected
+            .iter()
+            .filter(|(_, even)| !filter.is_empty() && !*even)
+            .map(|(id, _)| id.clone())
+            .collect();
+        assert!(unique.is_disjoint(&unwanted), "no lead outside the search ({filter})");
     }
     // A sub-account walks only its own.
     let own: Value = portal.get("/leads?limit=200", Some(&a.sub)).await.json().await.unwrap();
@@ -395,6 +403,97 @@ async fn walking_every_page_returns_each_lead_once_even_while_leads_arrive() {
     let contacted: Value =
         portal.get("/leads?status=contacted", Some(&a.admin)).await.json().await.unwrap();
     assert_eq!(contacted["items"], json!([]));
+    portal.stop().await;
+}
+
+#[tokio::test]
+async fn each_list_filter_keeps_what_matches_and_drops_the_rest_newest_first() {
+    let (_smtp, portal, a, _b) = setup().await;
+    let public = json!({"partnerId": a.id, "lastName": "Public", "email": "l3@example.com",
+                        "company": "Initech"});
+    let submissions = [
+        (Some(&a.admin), json!({"lastName": "Zero", "email": "l0@example.com", "company": "Acme"})),
+        (Some(&a.sub), json!({"lastName": "One", "email": "l1@example.com", "company": "Globex"})),
+        (
+            Some(&a.admin),
+            json!({"lastName": "Two", "email": "l2@example.com", "company": "Acme Two"}),
+        ),
+        (None, public),
+        (
+            Some(&a.admin),
+            json!({"lastName": "Four", "email": "l4@example.com", "company": "Hooli"}),
+        ),
+    ];
+    let mut leads = vec![];
+    for (token, body) in submissions {
+        let (status, lead) = submit(&portal, token.map(String::as_str), &body).await;
+        assert!(status == 201 || status == 202, "{status} {lead}");
+        // The public answer's id is taken from the admin's list below.
+        leads.push(lead["id"].as_str().unwrap_or_default().to_string());
+    }
+    // The public submission's id, from the admin's list (its answer does not carry it).
+    let all: Value = portal.get("/leads", Some(&a.admin)).await.json().await.unwrap();
+    let public_id =
+        all["items"].as_array().unwrap().iter().find(|l| l["lastName"] == "Public").unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    leads[3] = public_id;
+    for (n, token, status) in [(1, &a.sub, "contacted"), (2, &a.admin, "lost")] {
+        let path = format!("/leads/{}/status", leads[n]);
+        let changed = portal.patch(&path, Some(token), &json!({"status": status})).await;
+        assert_eq!(changed.status(), 200);
+    }
+    let created: Vec<String> = {
+        let all: Value = portal.get("/leads", Some(&a.admin)).await.json().await.unwrap();
+        leads
+            .iter()
+            .map(|id| {
+                let lead = all["items"].as_array().unwrap().iter().find(|l| l["id"] == *id);
+                lead.unwrap()["createdAt"].as_str().unwrap().replace('+', "%2B")
+            })
+            .collect()
+    };
+    let ids = |picks: &[usize]| picks.iter().map(|n| leads[*n].clone()).collect::<Vec<_>>();
+    let listed = |query: String| {
+        let portal = &portal;
+        let token = a.admin.clone();
+        async move {
+            let page = portal.get(&format!("/leads?{query}"), Some(&token)).await;
+            assert_eq!(page.status(), 200, "{query}");
+            let page: Value = page.json().await.unwrap();
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["id"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    let cases: Vec<(String, Vec<usize>)> = vec![
+        // Newest first.
+        (String::new(), vec![4, 3, 2, 1, 0]),
+        ("status=new".into(), vec![4, 3, 0]),
+        ("status=contacted".into(), vec![1]),
+        ("status=lost".into(), vec![2]),
+        ("status=converted".into(), vec![]),
+        ("q=acme".into(), vec![2, 0]),
+        ("q=GLOBEX".into(), vec![1]),
+        ("q=l4%40example".into(), vec![4]),
+        ("q=nobody".into(), vec![]),
+        (format!("submittedBy={}", a.sub_id), vec![1]),
+        ("submittedBy=public".into(), vec![3]),
+        // createdAfter includes its instant, createdBefore does not.
+        (format!("createdAfter={}", created[2]), vec![4, 3, 2]),
+        (format!("createdBefore={}", created[2]), vec![1, 0]),
+        (format!("createdAfter={}&createdBefore={}", created[1], created[4]), vec![3, 2, 1]),
+        (format!("createdAfter={}", created[0]), vec![4, 3, 2, 1, 0]),
+        (format!("createdBefore={}", created[0]), vec![]),
+        (format!("status=new&q=acme&createdAfter={}", created[0]), vec![0]),
+    ];
+    for (query, want) in cases {
+        assert_eq!(listed(query.clone()).await, ids(&want), "{query}");
+    }
     portal.stop().await;
 }
 
@@ -436,13 +535,16 @@ async fn auditors_replay_a_lead_and_see_its_state_at_any_instant() {
     let auditor = portal.auditor("audit@example.com").await;
     let (_, created) = submit(&portal, Some(&a.admin), &lead("Lovelace", "ada@example.com")).await;
     let id = created["id"].as_str().unwrap();
-    portal
+    let contacted = portal
         .patch(&format!("/leads/{id}/status"), Some(&a.admin), &json!({"status": "contacted"}))
         .await;
+    assert_eq!(contacted.status(), 200);
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     let between = chrono::Utc::now();
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    crm_status_webhook(&portal, "msg_audit", id, "Converted", 0).await;
+    let converted = crm_status_webhook(&portal, "msg_audit", id, "Converted", 0).await;
+    assert_eq!(converted.status(), 200);
+    assert_eq!(converted.json::<Value>().await.unwrap()["status"], "converted");
 
     let events: Value = portal
         .get(&format!("/audit/leads/{id}/events"), Some(&auditor))
@@ -505,13 +607,19 @@ async fn the_lead_read_models_rebuilt_from_the_log_equal_the_live_ones() {
         assert!(status == 201 || status == 200, "{body}");
         let id = body["id"].as_str().unwrap().to_string();
         if n % 2 == 0 {
-            portal
-                .patch(&format!("/leads/{id}/status"), Some(token), &json!({"status": "qualified"}))
-                .await;
+            let path = format!("/leads/{id}/status");
+            let changed = portal.patch(&path, Some(token), &json!({"status": "qualified"})).await;
+            assert_eq!(changed.status(), 200);
         }
         if n % 3 == 0 {
-            crm_status_webhook(&portal, &format!("msg_r{n}"), &id, "Converted", 0).await;
-            crm_status_webhook(&portal, &format!("msg_r{n}_late"), &id, "Contacted", 60).await;
+            let converted =
+                crm_status_webhook(&portal, &format!("msg_r{n}"), &id, "Converted", 0).await;
+            assert_eq!(converted.status(), 200);
+            // Older than the conversion: kept in the log, not applied.
+            let late =
+                crm_status_webhook(&portal, &format!("msg_r{n}_late"), &id, "Contacted", 60).await;
+            assert_eq!(late.status(), 200);
+            assert_eq!(late.json::<Value>().await.unwrap()["status"], "converted");
         }
     }
     for projection in soho_projections::all() {

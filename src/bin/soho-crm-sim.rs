@@ -31,6 +31,9 @@ enum Command {
         token_ttl_seconds: u64,
         #[arg(long, default_value_t = 1.0)]
         retry_scale: f64,
+        /// Seeds the fault dice (random when not given; printed at start).
+        #[arg(long)]
+        seed: Option<u64>,
     },
     /// Create or change a partner (sends partner.created/updated).
     Partner {
@@ -74,8 +77,18 @@ async fn main() -> anyhow::Result<()> {
         async move { anyhow::Ok(request.send().await?.json::<Value>().await?) }
     };
     let answer = match cli.command {
-        Command::Serve { listen, portal_url, webhook_secret, token_ttl_seconds, retry_scale } => {
-            let config = SimConfig { portal_url, webhook_secret, token_ttl_seconds, retry_scale };
+        Command::Serve {
+            listen,
+            portal_url,
+            webhook_secret,
+            token_ttl_seconds,
+            retry_scale,
+            seed,
+        } => {
+            let seed = seed.unwrap_or_else(rand::random);
+            println!("fault dice seed: {seed}");
+            let config =
+                SimConfig { portal_url, webhook_secret, token_ttl_seconds, retry_scale, seed };
             let (address, _, task) = simulator::start(config, listen).await?;
             println!("Soho CRM simulator is running: open http://{address}/sim");
             task.await?;

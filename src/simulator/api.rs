@@ -38,6 +38,19 @@ async fn token(State(sim): State<Arc<Simulator>>, Form(form): Form<TokenForm>) -
     {
         return (StatusCode::BAD_REQUEST, Json(json!({"error": "invalid_code"}))).into_response();
     }
+    // A refresh takes the faults' latency too, so refreshes made at once would overlap here.
+    let (latency, refused) = {
+        let mut state = sim.lock();
+        state.refreshes_in_flight += 1;
+        state.most_refreshes_in_flight =
+            state.most_refreshes_in_flight.max(state.refreshes_in_flight);
+        (state.faults.latency_ms, state.faults.refuse_tokens)
+    };
+    tokio::time::sleep(Duration::from_millis(latency)).await;
+    sim.lock().refreshes_in_flight -= 1;
+    if refused {
+        return (StatusCode::BAD_REQUEST, Json(json!({"error": "invalid_client"}))).into_response();
+    }
     let (access_token, expires_in) = sim.issue_token();
     Json(json!({"access_token": access_token, "expires_in": expires_in, "api_domain": "https://www.zohoapis.com", "token_type": "Bearer"}))
         .into_response()
@@ -72,8 +85,8 @@ fn decide(sim: &Simulator) -> Option<Fault> {
             "429",
         ));
     }
-    let roll: f64 = rand::random();
-    if roll < faults.error_rate {
+    drop(state);
+    if sim.roll() < faults.error_rate {
         return Some(Fault::Answer(
             StatusCode::INTERNAL_SERVER_ERROR,
             json!({"code": "INTERNAL_ERROR", "message": "injected"}),
@@ -81,12 +94,10 @@ fn decide(sim: &Simulator) -> Option<Fault> {
             "500",
         ));
     }
-    let roll: f64 = rand::random();
-    if roll < faults.timeout_rate {
+    if sim.roll() < faults.timeout_rate {
         return Some(Fault::Hang);
     }
-    let roll: f64 = rand::random();
-    if roll < faults.drop_rate {
+    if sim.roll() < faults.drop_rate {
         return Some(Fault::Drop);
     }
     None
@@ -217,6 +228,9 @@ async fn update(
     Json(body): Json<Value>,
 ) -> Response {
     let status = body["data"][0]["Lead_Status"].as_str().map(str::to_string);
+    // Like Zoho, a change runs the record's workflow rules (here: the status-change webhook to
+    // the portal) unless the call asked for none with `"trigger": []`.
+    let runs_workflows = body.get("trigger") != Some(&json!([]));
     let portal_id =
         sim.lock().leads.get(&id).and_then(|l| {
             l.fields.get("Portal_Lead_Id").and_then(Value::as_str).map(str::to_string)
@@ -229,7 +243,8 @@ async fn update(
         status: 0,
         fault: None,
     };
-    with_faults(&sim, &headers, call, move |sim| {
+    let mut changed = None;
+    let response = with_faults(&sim, &headers, call, |sim| {
         let mut state = sim.lock();
         let Some(lead) = state.leads.get_mut(&id) else {
             return (StatusCode::NOT_FOUND, zoho_error("INVALID_DATA", "the related id given seems to be invalid", json!({"id": id})));
@@ -237,12 +252,21 @@ async fn update(
         let Some(status) = status else {
             return (StatusCode::BAD_REQUEST, zoho_error("MANDATORY_NOT_FOUND", "required field not found", json!({"api_name": "Lead_Status"})));
         };
-        lead.lead_status = status.clone();
-        lead.fields.insert("Lead_Status".into(), Value::String(status));
+        let previous = std::mem::replace(&mut lead.lead_status, status.clone());
+        lead.fields.insert("Lead_Status".into(), Value::String(status.clone()));
         lead.updates += 1;
+        if previous != status {
+            changed = Some((lead.fields.get("Portal_Lead_Id").cloned(), previous, status));
+        }
         (StatusCode::OK, json!({"data": [{"code": "SUCCESS", "details": {"id": id}, "message": "record updated", "status": "success"}]}))
     })
-    .await
+    .await;
+    // The webhook's first attempt is made before the call is answered, so a caller that has its
+    // answer knows any echo has been sent.
+    if let (true, Some((portal_id, previous, status))) = (runs_workflows, changed) {
+        super::webhooks::status_changed(&sim, &id, portal_id, &previous, &status).await;
+    }
+    response
 }
 
 async fn get_lead(

@@ -29,6 +29,8 @@ pub struct SimConfig {
     pub token_ttl_seconds: u64,
     /// Multiplies the webhook retry schedule (1.0 is Standard Webhooks' own: 5 s, 5 min, ...).
     pub retry_scale: f64,
+    /// Seeds the fault dice, so that a run's faults can be asked for again.
+    pub seed: u64,
 }
 
 pub fn router(sim: Arc<Simulator>) -> Router {

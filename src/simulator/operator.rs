@@ -30,6 +30,7 @@ pub fn routes() -> Router<Arc<Simulator>> {
 }
 
 async fn state(State(sim): State<Arc<Simulator>>) -> Json<Value> {
+    let most_in_ten_minutes = sim.most_refreshes_in_ten_minutes();
     let state = sim.lock();
     let mut leads: Vec<_> = state.leads.values().cloned().collect();
     leads.sort_by(|a, b| a.id.cmp(&b.id));
@@ -39,6 +40,8 @@ async fn state(State(sim): State<Arc<Simulator>>) -> Json<Value> {
         "calls": state.calls,
         "faults": state.faults,
         "tokenRefreshes": state.refreshes,
+        "mostTokenRefreshesInFlight": state.most_refreshes_in_flight,
+        "mostTokenRefreshesInTenMinutes": most_in_ten_minutes,
         "webhooksSent": state.webhooks_sent,
         "webhooksFailed": state.webhooks_failed,
     }))
@@ -156,9 +159,8 @@ async fn lead_status(
         lead.fields.insert("Lead_Status".into(), Value::String(request.status.clone()));
         (lead.fields.get("Portal_Lead_Id").cloned(), previous)
     };
-    let body = json!({"event": "lead.status_changed", "occurredAt": chrono::Utc::now().to_rfc3339(),
-        "lead": {"sohoLeadId": id, "portalLeadId": portal_id, "status": request.status, "previousStatus": previous}});
-    let (webhook_id, status) = deliver(&sim, "/webhooks/soho/lead-status", body).await;
+    let (webhook_id, status) =
+        super::webhooks::status_changed(&sim, &id, portal_id, &previous, &request.status).await;
     Json(json!({"webhookId": webhook_id, "portalStatus": status})).into_response()
 }
 

@@ -29,6 +29,8 @@ pub struct Faults {
     pub expire_tokens: bool,
     /// Refuse, for good (400 INVALID_DATA), leads with this last name: a permanent failure.
     pub reject_last_name: Option<String>,
+    /// The token endpoint refuses the portal's client (400 `invalid_client`).
+    pub refuse_tokens: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -78,6 +80,10 @@ pub struct State {
     pub calls: Vec<Call>,
     pub next_id: u64,
     pub refreshes: u32,
+    /// When each token was issued: Zoho allows 10 in any 10 minutes.
+    pub refreshed_at: Vec<Instant>,
+    pub refreshes_in_flight: u32,
+    pub most_refreshes_in_flight: u32,
     pub webhooks_sent: u32,
     pub webhooks_failed: u32,
 }
@@ -92,6 +98,7 @@ pub struct Simulator {
     pub config: SimConfig,
     pub state: Mutex<State>,
     pub http: reqwest::Client,
+    dice: Mutex<rand::rngs::StdRng>,
 }
 
 impl Simulator {
@@ -99,10 +106,12 @@ impl Simulator {
         crate::install_crypto_provider();
         let http =
             reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
+        let dice = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(config.seed);
         Self {
             config,
             state: Mutex::new(State { next_id: 5725767000000611001, ..Default::default() }),
             http,
+            dice: Mutex::new(dice),
         }
     }
 
@@ -117,7 +126,26 @@ impl Simulator {
         let mut state = self.lock();
         state.tokens.insert(token.clone(), Instant::now() + Duration::from_secs(ttl));
         state.refreshes += 1;
+        state.refreshed_at.push(Instant::now());
         (token, ttl)
+    }
+
+    /// The most tokens issued within any 10 minutes.
+    pub fn most_refreshes_in_ten_minutes(&self) -> usize {
+        let state = self.lock();
+        let times = &state.refreshed_at;
+        (0..times.len())
+            .map(|i| {
+                times[i..].iter().take_while(|t| t.duration_since(times[i]).as_secs() < 600).count()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// A roll of the fault dice, in [0, 1).
+    pub fn roll(&self) -> f64 {
+        use rand::Rng;
+        self.dice.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).random()
     }
 
     pub fn token_valid(&self, token: &str) -> bool {

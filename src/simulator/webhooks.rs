@@ -37,6 +37,19 @@ pub async fn deliver(sim: &Arc<Simulator>, path: &str, body: Value) -> (String, 
     (id, first)
 }
 
+/// Tells the portal that a lead's `Lead_Status` changed in the CRM.
+pub async fn status_changed(
+    sim: &Arc<Simulator>,
+    soho_lead_id: &str,
+    portal_lead_id: Option<Value>,
+    previous: &str,
+    status: &str,
+) -> (String, Option<u16>) {
+    let body = serde_json::json!({"event": "lead.status_changed", "occurredAt": chrono::Utc::now().to_rfc3339(),
+        "lead": {"sohoLeadId": soho_lead_id, "portalLeadId": portal_lead_id, "status": status, "previousStatus": previous}});
+    deliver(sim, "/webhooks/soho/lead-status", body).await
+}
+
 async fn attempt(sim: &Simulator, path: &str, id: &str, body: &str) -> Option<u16> {
     let timestamp = chrono::Utc::now().timestamp();
     let signature = standardwebhooks::Webhook::new(&sim.config.webhook_secret)

@@ -315,6 +315,15 @@ impl TestPortal {
         assert!(caught_up, "{subscriber} did not catch up with the log within 20 s");
     }
 
+    /// Waits until no Soho CRM call is pending (each one made, and its answer recorded).
+    pub async fn crm_drained(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while self.count("SELECT count(*) FROM crm_outbox WHERE state = 'pending'").await > 0 {
+            assert!(std::time::Instant::now() < deadline, "CRM calls still pending after 30 s");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         sqlx::query_scalar(sql).fetch_one(&self.pool).await.unwrap()
     }
@@ -496,11 +505,20 @@ impl TestPortal {
 
 /// A Soho CRM simulator in the test process (for portals pointed at it with SOHO_API_BASE).
 pub async fn external_simulator(portal_url: &str) -> (String, tokio::task::JoinHandle<()>) {
+    seeded_simulator(portal_url, rand::random()).await
+}
+
+/// Like `external_simulator`, with its fault dice seeded.
+pub async fn seeded_simulator(
+    portal_url: &str,
+    seed: u64,
+) -> (String, tokio::task::JoinHandle<()>) {
     let config = soho_portal::simulator::SimConfig {
         portal_url: portal_url.to_string(),
         webhook_secret: WEBHOOK_SECRET.to_string(),
         token_ttl_seconds: 3600,
         retry_scale: 0.01,
+        seed,
     };
     let (address, _, task) =
         soho_portal::simulator::start(config, "127.0.0.1:0".parse().unwrap()).await.unwrap();

@@ -85,6 +85,7 @@ impl Stack {
             webhook_secret: SECRET.into(),
             token_ttl_seconds: 3600,
             retry_scale: 1.0,
+            seed: rand::random(),
         };
         let (sim_address, _, simulator) = simulator::start(config, "127.0.0.1:0".parse()?).await?;
         let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
