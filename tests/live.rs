@@ -75,6 +75,25 @@ async fn until(socket: &mut Socket, kind: &str, lead: &str) -> Option<Value> {
     None
 }
 
+/// Proves `socket` is subscribed and alive: `token` submits a lead the socket may see, and its
+/// `lead.created` must arrive. Returns the messages that came before it.
+async fn sentinel(
+    portal: &TestPortal,
+    socket: &mut Socket,
+    token: &str,
+    email: &str,
+) -> Vec<Value> {
+    let lead = lead_of(portal, token, email).await;
+    let mut before = vec![];
+    while let Some(message) = next(socket, 5000).await {
+        if message["type"] == "lead.created" && message["lead"]["id"] == lead.as_str() {
+            return before;
+        }
+        before.push(message);
+    }
+    panic!("the sentinel lead {email} never reached the socket");
+}
+
 #[tokio::test]
 async fn a_status_change_reaches_exactly_the_sockets_that_may_see_the_lead() {
     let smtp = SmtpSink::start().await;
@@ -93,6 +112,13 @@ async fn a_status_change_reaches_exactly_the_sockets_that_may_see_the_lead() {
         .send(Message::Text(json!({"type": "auth", "token": a.admin}).to_string().into()))
         .await
         .unwrap();
+    // Every socket is subscribed before the watched lead is made.
+    for socket in [&mut admin, &mut submitter, &mut by_message] {
+        sentinel(&portal, socket, &a.sub, &format!("ready-{}@example.com", uuid::Uuid::new_v4()))
+            .await;
+    }
+    sentinel(&portal, &mut other_sub, &sub2, "ready-sub2@example.com").await;
+    sentinel(&portal, &mut other_partner, &b.admin, "ready-b@example.com").await;
 
     let lead = lead_of(&portal, &a.sub, "watched@example.com").await;
     let created =
@@ -117,10 +143,14 @@ async fn a_status_change_reaches_exactly_the_sockets_that_may_see_the_lead() {
             portal.get(&format!("/leads/{lead}"), Some(&a.admin)).await.json().await.unwrap();
         assert_eq!(now["status"], "contacted");
     }
-    for (who, socket) in
-        [("another sub-account", &mut other_sub), ("another partner", &mut other_partner)]
-    {
-        while let Some(message) = next(socket, 1500).await {
+    // Those that may not see it get nothing of it before a later lead they may see: so the
+    // check cannot pass on a socket that is simply dead.
+    for (who, socket, token) in [
+        ("another sub-account", &mut other_sub, &sub2),
+        ("another partner", &mut other_partner, &b.admin),
+    ] {
+        let email = format!("after-{}@example.com", uuid::Uuid::new_v4());
+        for message in sentinel(&portal, socket, token, &email).await {
             assert!(!message.to_string().contains(&lead), "{who} must not see {message}");
         }
     }
@@ -207,7 +237,17 @@ async fn a_client_that_never_reads_is_cut_off_and_the_others_keep_up() {
     let lead = lead_of(&portal, &a.admin, "slow@example.com").await;
     let mut reader = connect(&portal, Some(&a.admin)).await;
     let mut stalled = connect(&portal, Some(&a.admin)).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Both subscribed (the stalled one reads this one message, then never again).
+    let ready = lead_of(&portal, &a.admin, "ready@example.com").await;
+    for socket in [&mut reader, &mut stalled] {
+        until(socket, "lead.created", &ready).await.expect("subscribed");
+    }
+    // Nothing else writes to the feed during the flood (the leads' sync messages are in): a
+    // writer racing the flood's one big insert could take a position in its middle and commit
+    // first, which only a second writer of the feed can do (the portal has one).
+    portal.settled("crm_outbox").await;
+    portal.crm_drained().await;
+    portal.settled("leads").await;
     let start: i64 = sqlx::query_scalar("SELECT COALESCE(max(position), 0) FROM live_feed")
         .fetch_one(&portal.pool)
         .await
@@ -272,5 +312,71 @@ async fn bad_tokens_are_closed_with_4401_and_so_is_a_user_disabled_mid_connectio
         .await;
     assert_eq!(disabled.status(), 200);
     assert_eq!(close_code(&mut sub, 10).await, Some(4401), "closed once disabled");
+    portal.stop().await;
+}
+
+#[tokio::test]
+async fn changes_and_resume_keep_to_the_callers_scope() {
+    let smtp = SmtpSink::start().await;
+    let portal = TestPortal::start(&smtp, &[]).await;
+    let a = portal.partner_with_team(&smtp, "scope-a").await;
+    let b = portal.partner_with_team(&smtp, "scope-b").await;
+    let by_admin = lead_of(&portal, &a.admin, "by-admin@example.com").await;
+    let by_sub = lead_of(&portal, &a.sub, "by-sub@example.com").await;
+    let by_other = lead_of(&portal, &b.admin, "by-other@example.com").await;
+    for (n, lead) in [&by_admin, &by_sub, &by_other].into_iter().enumerate() {
+        crm_change(&portal, lead, "Contacted", n).await;
+    }
+    let leads_in = |messages: &Value| -> std::collections::BTreeSet<String> {
+        messages
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["leadId"].as_str().or(m["lead"]["id"].as_str()).unwrap().to_string())
+            .collect()
+    };
+    for (who, token, visible) in [
+        ("the admin", &a.admin, vec![&by_admin, &by_sub]),
+        ("the sub-account", &a.sub, vec![&by_sub]),
+        ("another partner", &b.admin, vec![&by_other]),
+    ] {
+        let changes = portal.get("/leads/changes?after=0", Some(token)).await;
+        assert_eq!(changes.status(), 200);
+        let changes: Value = changes.json().await.unwrap();
+        let want: std::collections::BTreeSet<String> =
+            visible.iter().map(|id| id.to_string()).collect();
+        assert_eq!(leads_in(&changes), want, "{who}: /leads/changes");
+        // Resuming from the start on a socket replays the same, and nothing else.
+        let mut socket = connect(&portal, Some(token)).await;
+        socket
+            .send(Message::Text(json!({"type": "resume", "after": 0}).to_string().into()))
+            .await
+            .unwrap();
+        let email = format!("resume-{}@example.com", uuid::Uuid::new_v4());
+        let replayed = Value::Array(sentinel(&portal, &mut socket, token, &email).await);
+        assert_eq!(leads_in(&replayed), want, "{who}: resume");
+    }
+    portal.stop().await;
+}
+
+#[tokio::test]
+async fn a_partner_suspended_while_connected_is_closed_with_4401() {
+    let smtp = SmtpSink::start().await;
+    let portal = TestPortal::start(&smtp, &[]).await;
+    let a = portal.partner_with_team(&smtp, "suspended").await;
+    let mut admin = connect(&portal, Some(&a.admin)).await;
+    let mut sub = connect(&portal, Some(&a.sub)).await;
+    sentinel(&portal, &mut admin, &a.sub, "alive-1@example.com").await;
+    sentinel(&portal, &mut sub, &a.sub, "alive-2@example.com").await;
+    let suspended = portal
+        .webhook(
+            "/webhooks/soho/partner",
+            "msg_suspend_live",
+            &common::partner_webhook("soho-suspended", &a.admin_email, false),
+        )
+        .await;
+    assert_eq!(suspended.status(), 200);
+    assert_eq!(close_code(&mut admin, 10).await, Some(4401), "the admin's socket");
+    assert_eq!(close_code(&mut sub, 10).await, Some(4401), "the sub-account's socket");
     portal.stop().await;
 }
