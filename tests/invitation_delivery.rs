@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::smtp::SmtpSink;
+use common::smtp::{Reply, SmtpSink};
 use common::{partner_webhook, sign, PortalProcess, TestPortal, JWT_SECRET, WEBHOOK_SECRET};
 use nix::sys::signal::Signal;
 
@@ -14,23 +14,22 @@ async fn free_port() -> u16 {
 
 #[tokio::test]
 async fn an_invitation_sent_while_smtp_is_down_arrives_once_when_it_is_back() {
-    let port = free_port().await;
-    let down = format!("smtp://127.0.0.1:{port}");
-    // The sink is only a handle here: the portal points at the port where it will listen later.
-    let placeholder = SmtpSink::start().await;
-    placeholder.stop();
-    let portal = TestPortal::start(&placeholder, &[("SMTP_URL", &down)]).await;
+    // The mail server answers 421 (not available, try later), as one going down does.
+    let smtp = SmtpSink::start().await;
+    smtp.reply(Reply::Refuse(421));
+    let portal = TestPortal::start(&smtp, &[]).await;
     portal.approve_partner("1001", "outage@example.com").await;
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // Tried, refused, tried again: and nothing recorded as sent.
+    smtp.wait_for_attempts(2, 30).await;
     assert_eq!(
         portal.count("SELECT count(*) FROM events WHERE event_type = 'InvitationSent'").await,
         0
     );
 
-    let smtp = SmtpSink::start_on(port).await;
+    smtp.reply(Reply::Accept);
     let mail = smtp.wait_for(1, 60).await;
     assert_eq!(mail[0].to, vec!["outage@example.com"]);
-    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    portal.settled("invitation_emails").await;
     assert_eq!(smtp.received().len(), 1, "exactly once");
     assert_eq!(
         portal.count("SELECT count(*) FROM events WHERE event_type = 'InvitationSent'").await,
@@ -75,7 +74,8 @@ async fn an_invitation_pending_when_the_server_is_killed_arrives_once_after_a_re
     let mut portal = PortalProcess::start(&envs, &log).await;
     let mail = smtp.wait_for(1, 60).await;
     assert_eq!(mail[0].to, vec!["crash@example.com"]);
-    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let pool = sqlx::PgPool::connect(&db_url).await.unwrap();
+    common::settled(&pool, "invitation_emails").await;
     assert_eq!(smtp.received().len(), 1, "exactly once");
     portal.signal(Signal::SIGTERM);
     assert!(portal.wait().await.success());

@@ -157,7 +157,7 @@ async fn a_retried_webhook_has_one_effect_and_the_same_answer() {
     assert_eq!(second.json::<Value>().await.unwrap(), first);
     assert_eq!(third.json::<Value>().await.unwrap(), first);
     smtp.wait_for(1, 20).await;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    portal.settled("invitation_emails").await;
     assert_eq!(smtp.received().len(), 1, "one email");
     assert_eq!(portal.count("SELECT count(*) FROM partners").await, 1, "one partner");
     portal.stop().await;
@@ -206,7 +206,7 @@ async fn the_partner_life_cycle_controls_access() {
     assert_eq!(hook(true, 5).await, "approved");
     assert_eq!(portal.login("life@example.com", PASSWORD).await.status(), 200);
     assert_eq!(portal.get(&format!("/partners/{partner}"), Some(&token)).await.status(), 200);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    portal.settled("invitation_emails").await;
     assert_eq!(smtp.received().len(), 1);
     portal.stop().await;
 }

@@ -297,22 +297,7 @@ impl TestPortal {
 
     /// Waits until `subscriber` has applied every event in the log now (its effects are done).
     pub async fn settled(&self, subscriber: &str) {
-        let head: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT tx_id::text::bigint, global_position FROM events \
-             ORDER BY tx_id DESC, global_position DESC LIMIT 1",
-        )
-        .fetch_optional(&self.pool)
-        .await
-        .unwrap();
-        let Some((tx_id, global_position)) = head else { return };
-        let position = soho_projections::LogPosition { tx_id, global_position };
-        let portal = self.portal();
-        let caught_up = portal
-            .checkpoints
-            .wait_for(&self.pool, &[subscriber], position, std::time::Duration::from_secs(20))
-            .await
-            .unwrap();
-        assert!(caught_up, "{subscriber} did not catch up with the log within 20 s");
+        settled(&self.pool, subscriber).await
     }
 
     /// Waits until no Soho CRM call is pending (each one made, and its answer recorded).
@@ -359,6 +344,28 @@ impl TestPortal {
     pub async fn login(&self, email: &str, password: &str) -> reqwest::Response {
         self.post("/auth/login", None, &serde_json::json!({"email": email, "password": password}))
             .await
+    }
+}
+
+/// Waits until `subscriber` (in this database, whichever process runs it) has applied every
+/// event in the log now: its effects are done, and counting them can no longer race them.
+pub async fn settled(pool: &PgPool, subscriber: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let behind: bool = sqlx::query_scalar(
+            "SELECT NOT EXISTS (SELECT 1 FROM subscriber_checkpoints WHERE subscriber = $1) \
+                 OR EXISTS (SELECT 1 FROM events e JOIN subscriber_checkpoints c ON c.subscriber = $1 \
+                            WHERE (e.tx_id, e.global_position) > (c.tx_id, c.global_position))",
+        )
+        .bind(subscriber)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if !behind {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{subscriber} not caught up within 30 s");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 

@@ -1,6 +1,7 @@
 //! A small real SMTP server for the tests: it speaks enough of RFC 5321 (EHLO/HELO, MAIL, RCPT,
 //! DATA, RSET, NOOP, QUIT) for lettre to deliver to it over TCP, and keeps what it receives.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -38,11 +39,30 @@ impl ReceivedMail {
     }
 }
 
+/// How the sink answers a message's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// 250: kept.
+    Accept,
+    /// This code (e.g. 421 or 451: try later; 550: never), nothing kept.
+    Refuse(u16),
+    /// No answer at all: the client times out.
+    Hang,
+}
+
+/// What every session shares.
+struct Sink {
+    received: Mutex<Vec<ReceivedMail>>,
+    /// Messages whose data was sent, whatever the answer.
+    attempts: AtomicUsize,
+    reply: Mutex<Reply>,
+    arrived: Notify,
+}
+
 #[derive(Clone)]
 pub struct SmtpSink {
     pub port: u16,
-    received: Arc<Mutex<Vec<ReceivedMail>>>,
-    arrived: Arc<Notify>,
+    sink: Arc<Sink>,
     task: Arc<tokio::task::JoinHandle<()>>,
 }
 
@@ -55,18 +75,46 @@ impl SmtpSink {
     pub async fn start_on(port: u16) -> Self {
         let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind the SMTP sink");
         let port = listener.local_addr().unwrap().port();
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let arrived = Arc::new(Notify::new());
-        let (r, a) = (Arc::clone(&received), Arc::clone(&arrived));
+        let sink = Arc::new(Sink {
+            received: Mutex::new(Vec::new()),
+            attempts: AtomicUsize::new(0),
+            reply: Mutex::new(Reply::Accept),
+            arrived: Notify::new(),
+        });
+        let shared = Arc::clone(&sink);
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (r, a) = (Arc::clone(&r), Arc::clone(&a));
+                let sink = Arc::clone(&shared);
                 tokio::spawn(async move {
-                    let _ = session(stream, r, a).await;
+                    let _ = session(stream, sink).await;
                 });
             }
         });
-        Self { port, received, arrived, task: Arc::new(task) }
+        Self { port, sink, task: Arc::new(task) }
+    }
+
+    /// From now on, answers messages this way.
+    pub fn reply(&self, reply: Reply) {
+        *self.sink.reply.lock().unwrap() = reply;
+    }
+
+    /// Messages whose data was sent, whatever the answer.
+    pub fn attempts(&self) -> usize {
+        self.sink.attempts.load(Ordering::SeqCst)
+    }
+
+    /// Waits until at least `n` messages have been tried (panics after `seconds`).
+    pub async fn wait_for_attempts(&self, n: usize, seconds: u64) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        loop {
+            let notified = self.sink.arrived.notified();
+            if self.attempts() >= n {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("expected {n} attempt(s) within {seconds} s, got {}", self.attempts());
+            }
+        }
     }
 
     pub fn url(&self) -> String {
@@ -74,14 +122,14 @@ impl SmtpSink {
     }
 
     pub fn received(&self) -> Vec<ReceivedMail> {
-        self.received.lock().unwrap().clone()
+        self.sink.received.lock().unwrap().clone()
     }
 
     /// Waits until at least `n` messages have arrived (panics after `seconds`).
     pub async fn wait_for(&self, n: usize, seconds: u64) -> Vec<ReceivedMail> {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(seconds);
         loop {
-            let notified = self.arrived.notified();
+            let notified = self.sink.arrived.notified();
             let received = self.received();
             if received.len() >= n {
                 return received;
@@ -96,7 +144,7 @@ impl SmtpSink {
     pub async fn wait_for_mail_to(&self, address: &str, seconds: u64) -> ReceivedMail {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(seconds);
         loop {
-            let notified = self.arrived.notified();
+            let notified = self.sink.arrived.notified();
             if let Some(mail) = self
                 .received()
                 .into_iter()
@@ -116,11 +164,7 @@ impl SmtpSink {
     }
 }
 
-async fn session(
-    stream: TcpStream,
-    received: Arc<Mutex<Vec<ReceivedMail>>>,
-    arrived: Arc<Notify>,
-) -> std::io::Result<()> {
+async fn session(stream: TcpStream, sink: Arc<Sink>) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
     write.write_all(b"220 test-smtp ESMTP ready\r\n").await?;
@@ -152,9 +196,25 @@ async fn session(
                 );
                 data.push_str("\r\n");
             }
-            received.lock().unwrap().push(ReceivedMail { to: std::mem::take(&mut to), data });
-            arrived.notify_waiters();
-            write.write_all(b"250 OK: queued\r\n").await?;
+            let reply = *sink.reply.lock().unwrap();
+            sink.attempts.fetch_add(1, Ordering::SeqCst);
+            match reply {
+                Reply::Accept => {
+                    let mail = ReceivedMail { to: std::mem::take(&mut to), data };
+                    sink.received.lock().unwrap().push(mail);
+                    sink.arrived.notify_waiters();
+                    write.write_all(b"250 OK: queued\r\n").await?;
+                }
+                Reply::Refuse(code) => {
+                    sink.arrived.notify_waiters();
+                    to.clear();
+                    write.write_all(format!("{code} refused by the test\r\n").as_bytes()).await?;
+                }
+                Reply::Hang => {
+                    sink.arrived.notify_waiters();
+                    std::future::pending::<()>().await;
+                }
+            }
         } else if command.starts_with("QUIT") {
             write.write_all(b"221 Bye\r\n").await?;
             return Ok(());
