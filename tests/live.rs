@@ -245,9 +245,7 @@ async fn a_client_that_never_reads_is_cut_off_and_the_others_keep_up() {
     // Nothing else writes to the feed during the flood (the leads' sync messages are in): a
     // writer racing the flood's one big insert could take a position in its middle and commit
     // first, which only a second writer of the feed can do (the portal has one).
-    portal.settled("crm_outbox").await;
-    portal.crm_drained().await;
-    portal.settled("leads").await;
+    portal.crm_synced().await;
     let start: i64 = sqlx::query_scalar("SELECT COALESCE(max(position), 0) FROM live_feed")
         .fetch_one(&portal.pool)
         .await

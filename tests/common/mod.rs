@@ -300,6 +300,14 @@ impl TestPortal {
         settled(&self.pool, subscriber).await
     }
 
+    /// Waits until every lead submitted so far is synced with Soho CRM (or refused by it), and
+    /// the read models and the live feed show it.
+    pub async fn crm_synced(&self) {
+        self.settled("crm_outbox").await;
+        self.crm_drained().await;
+        self.settled("leads").await;
+    }
+
     /// Waits until no Soho CRM call is pending (each one made, and its answer recorded).
     pub async fn crm_drained(&self) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -366,6 +374,50 @@ pub async fn settled(pool: &PgPool, subscriber: &str) {
         }
         assert!(std::time::Instant::now() < deadline, "{subscriber} not caught up within 30 s");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A webhook secret that is not the portal's.
+pub const OTHER_SECRET: &str = "whsec_QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY=";
+
+/// Sends `body` to the webhook at `path` with every kind of bad signature (wrong, another
+/// secret's, stale or future timestamp, body altered, another id's, each header missing) and
+/// asserts each is a 401 problem.
+pub async fn refuses_bad_signatures(portal: &TestPortal, path: &str, id: &str, body: &str) {
+    let now = chrono::Utc::now().timestamp();
+    let good = sign(WEBHOOK_SECRET, id, now, body);
+    let altered = body.replacen('e', "E", 1);
+    assert_ne!(altered, body);
+    let cases = [
+        ("bad signature", id, now, "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(), body),
+        ("wrong secret", id, now, sign(OTHER_SECRET, id, now, body), body),
+        ("stale timestamp", id, now - 301, sign(WEBHOOK_SECRET, id, now - 301, body), body),
+        ("future timestamp", id, now + 301, sign(WEBHOOK_SECRET, id, now + 301, body), body),
+        ("body altered after signing", id, now, good.clone(), altered.as_str()),
+        ("signature of another id", "msg_another", now, good.clone(), body),
+        ("no v1 prefix", id, now, good.trim_start_matches("v1,").to_string(), body),
+    ];
+    for (case, id, timestamp, signature, body) in cases {
+        let response = portal.webhook_raw(path, id, timestamp, &signature, body).await;
+        assert_eq!(response.status(), 401, "{path}: {case}");
+        assert_eq!(response.headers()["content-type"], "application/problem+json", "{case}");
+    }
+    for missing in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+        let mut request = portal
+            .http
+            .post(portal.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        for (name, value) in [
+            ("webhook-id", id.to_string()),
+            ("webhook-timestamp", now.to_string()),
+            ("webhook-signature", good.clone()),
+        ] {
+            if name != missing {
+                request = request.header(name, value);
+            }
+        }
+        assert_eq!(request.send().await.unwrap().status(), 401, "{path}: missing {missing}");
     }
 }
 
