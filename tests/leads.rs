@@ -530,6 +530,107 @@ async fn the_csv_export_has_the_callers_leads_with_the_filters() {
 }
 
 #[tokio::test]
+async fn every_formula_prefix_is_defused_and_a_long_export_is_streamed_whole() {
+    let (_smtp, portal, a, _b) = setup().await;
+    // (A leading tab or carriage return never reaches the export: text is trimmed, names are one
+    // line; the export defuses them all the same, see the unit test of `csv_row`.)
+    let hostile = json!({"firstName": "@SUM(A1)", "lastName": "+cmd", "company": "-2+3",
+        "email": "formula@example.com", "phone": "+44 20 7946 0000", "notes": "=1+1"});
+    assert_eq!(submit(&portal, Some(&a.admin), &hostile).await.0, 201);
+    let cr = json!({"lastName": "CR", "email": "cr@example.com", "notes": "\r\t-cmd"});
+    assert_eq!(submit(&portal, Some(&a.admin), &cr).await.0, 201);
+    let text = portal.get("/leads/export.csv", Some(&a.admin)).await.text().await.unwrap();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let cells: Vec<String> = reader
+        .records()
+        .flat_map(|r| r.unwrap().iter().map(str::to_string).collect::<Vec<_>>())
+        .collect();
+    for value in ["@SUM(A1)", "+cmd", "-2+3", "+44 20 7946 0000", "=1+1", "-cmd"] {
+        assert!(cells.contains(&format!("'{value}")), "{value:?} defused in {cells:?}");
+        assert!(!cells.contains(&value.to_string()), "{value:?} left as it was");
+    }
+
+    // More than one page of the export's 500: every lead, once.
+    let bodies: Vec<Value> = (0..520)
+        .map(|n| json!({"lastName": format!("Bulk{n}"), "email": format!("bulk{n}@example.com")}))
+        .collect();
+    let (server, admin) = (&portal, &a.admin);
+    let statuses = futures::future::join_all(bodies.chunks(65).map(|chunk| async move {
+        let mut statuses = vec![];
+        for body in chunk {
+            statuses.push(submit(server, Some(admin), body).await.0);
+        }
+        statuses
+    }))
+    .await;
+    assert!(statuses.iter().flatten().all(|s| *s == 201));
+    let text = portal.get("/leads/export.csv", Some(&a.admin)).await.text().await.unwrap();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let ids: Vec<String> = reader.records().map(|r| r.unwrap()[0].to_string()).collect();
+    assert_eq!(ids.len(), 522);
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 522, "no lead twice");
+    portal.stop().await;
+}
+
+#[tokio::test]
+async fn duplicates_hold_for_24_hours_and_conflicts_for_90_days_by_email_or_phone() {
+    let (_smtp, portal, a, b) = setup().await;
+    let back_date = |id: String, age: &'static str| {
+        let pool = portal.pool.clone();
+        async move {
+            sqlx::query(&format!(
+                "UPDATE leads SET created_at = now() - interval '{age}' WHERE lead_id = $1"
+            ))
+            .bind(id.parse::<uuid::Uuid>().unwrap())
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    };
+    let ada = json!({"lastName": "Lovelace", "email": "ada@example.com"});
+    let (_, first) = submit(&portal, Some(&a.admin), &ada).await;
+    let first = first["id"].as_str().unwrap().to_string();
+    back_date(first.clone(), "23 hours 59 minutes").await;
+    let (status, again) = submit(&portal, Some(&a.admin), &ada).await;
+    assert_eq!((status, again["id"].as_str().unwrap()), (200, first.as_str()), "within 24 h");
+    back_date(first.clone(), "24 hours 1 minute").await;
+    let (status, later) = submit(&portal, Some(&a.admin), &ada).await;
+    assert_eq!(status, 201, "past 24 h: a new lead");
+    assert_ne!(later["id"], first.as_str());
+
+    // Another partner had the person by phone 89 days ago: a conflict, found by the phone.
+    let grace = json!({"lastName": "Hopper", "email": "grace@b.example", "phone": "+1 555 0100"});
+    let (_, theirs) = submit(&portal, Some(&b.admin), &grace).await;
+    back_date(theirs["id"].as_str().unwrap().to_string(), "89 days").await;
+    let by_phone =
+        json!({"lastName": "Hopper", "email": "grace@a.example", "phone": "+1-555-01-00"});
+    let (status, ours) = submit(&portal, Some(&a.admin), &by_phone).await;
+    assert_eq!((status, ours["channelConflict"].clone()), (201, json!(true)));
+    // 90 days and a minute ago: no longer a conflict.
+    let alan = json!({"lastName": "Turing", "email": "alan@example.com"});
+    let (_, theirs) = submit(&portal, Some(&b.admin), &alan).await;
+    back_date(theirs["id"].as_str().unwrap().to_string(), "90 days 1 minute").await;
+    let (status, fresh) = submit(&portal, Some(&a.admin), &alan).await;
+    assert_eq!((status, fresh["channelConflict"].clone()), (201, json!(false)));
+
+    // The flag reaches Soho CRM with the lead.
+    portal.crm_synced().await;
+    let state = common::sim_state(&portal.simulator_url()).await;
+    let fields_of = |id: &Value| {
+        state["leads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["fields"]["Portal_Lead_Id"] == *id)
+            .map(|l| l["fields"].clone())
+            .unwrap()
+    };
+    assert_eq!(fields_of(&ours["id"])["Channel_Conflict"], true);
+    assert_eq!(fields_of(&fresh["id"])["Channel_Conflict"], false);
+    portal.stop().await;
+}
+
+#[tokio::test]
 async fn auditors_replay_a_lead_and_see_its_state_at_any_instant() {
     let (_smtp, portal, a, _b) = setup().await;
     let auditor = portal.auditor("audit@example.com").await;
@@ -587,6 +688,15 @@ async fn auditors_replay_a_lead_and_see_its_state_at_any_instant() {
         portal.get(&format!("/audit/leads/{id}/state?at=yesterday"), Some(&auditor)).await.status(),
         422
     );
+    let missing = portal.get(&format!("/audit/leads/{id}/state"), Some(&auditor)).await;
+    assert_eq!(missing.status(), 422);
+    assert_eq!(common::problem_fields(&missing.json().await.unwrap()), vec!["at"]);
+    let unknown = uuid::Uuid::new_v4();
+    for path in
+        [format!("/audit/leads/{unknown}/state?at={now}"), format!("/audit/leads/{unknown}/events")]
+    {
+        assert_eq!(portal.get(&path, Some(&auditor)).await.status(), 404, "{path}");
+    }
     // The auditor reads history too, but nothing else of the partners'.
     assert_eq!(portal.get(&format!("/leads/{id}/history"), Some(&auditor)).await.status(), 200);
     assert_eq!(portal.get("/leads", Some(&auditor)).await.status(), 403);

@@ -356,3 +356,31 @@ async fn wrong_passwords_and_unknown_emails_get_the_same_answer_and_failures_are
     assert_eq!(login_from([127, 0, 0, 5], PASSWORD).await.status(), 429);
     portal.stop().await;
 }
+
+#[tokio::test]
+async fn a_suspended_partners_sub_accounts_stop_and_inviting_a_registered_person_is_409() {
+    let smtp = SmtpSink::start().await;
+    let portal = TestPortal::start(&smtp, &[]).await;
+    let a = portal.partner_with_team(&smtp, "pause").await;
+    let hook = |approved: bool, n: usize| {
+        let body = common::partner_webhook("soho-pause", &a.admin_email, approved);
+        let portal = &portal;
+        async move { portal.webhook("/webhooks/soho/partner", &format!("msg_pause_{n}"), &body).await }
+    };
+    assert_eq!(hook(false, 1).await.status(), 200);
+    assert_eq!(portal.login(&a.sub_email, PASSWORD).await.status(), 403, "no login");
+    assert_eq!(portal.get("/leads", Some(&a.sub)).await.status(), 401, "its token stops");
+    assert_eq!(hook(true, 2).await.status(), 200);
+    assert_eq!(portal.login(&a.sub_email, PASSWORD).await.status(), 200, "reinstated");
+
+    // Inviting someone of this partner who has registered: 409, and nothing sent.
+    let sent = smtp.received().len();
+    for email in [&a.sub_email, &a.admin_email] {
+        let invited = portal.post("/invite", Some(&a.admin), &json!({"email": email})).await;
+        assert_eq!(invited.status(), 409, "{email}");
+        assert_eq!(invited.headers()["content-type"], "application/problem+json");
+    }
+    portal.settled("invitation_emails").await;
+    assert_eq!(smtp.received().len(), sent);
+    portal.stop().await;
+}

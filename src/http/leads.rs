@@ -343,11 +343,12 @@ fn csv_fields(lead: &LeadView) -> [String; 15] {
     ]
 }
 
-/// One CSV line. Cells a spreadsheet would run as a formula are prefixed with `'`.
+/// One CSV line. Cells a spreadsheet would run as a formula (OWASP's list: `=`, `+`, `-`, `@`,
+/// tab, carriage return) are prefixed with `'`.
 fn csv_row(fields: &[String]) -> Vec<u8> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     let safe = fields.iter().map(|f| {
-        if f.starts_with(['=', '+', '-', '@']) {
+        if f.starts_with(['=', '+', '-', '@', '\t', '\r']) {
             format!("'{f}")
         } else {
             f.clone()
@@ -466,4 +467,23 @@ pub async fn changes(
         crate::live::feed::after(&portal.pool, after, Some(scope_of(&user, partner)), limit)
             .await?;
     Ok(Json(messages.into_iter().map(|m| (*m.value).clone()).collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_row;
+
+    #[test]
+    fn every_formula_prefix_is_defused() {
+        for prefix in ["=", "+", "-", "@", "\t", "\r"] {
+            let row = csv_row(&[format!("{prefix}cmd"), "plain".into()]);
+            let cells: Vec<String> = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .from_reader(row.as_slice())
+                .records()
+                .flat_map(|r| r.unwrap().iter().map(str::to_string).collect::<Vec<_>>())
+                .collect();
+            assert_eq!(cells, [format!("'{prefix}cmd"), "plain".to_string()], "{prefix:?}");
+        }
+    }
 }
