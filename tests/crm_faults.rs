@@ -30,7 +30,8 @@ async fn every_lead_reaches_the_crm_exactly_once_through_faults_and_crashes() {
     let mut dice = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
     let smtp = SmtpSink::start().await;
     let (sim, _sim_task) = seeded_simulator("http://127.0.0.1:9", seed).await;
-    let (options, db_url) = common::fresh_database_options().await;
+    let database = common::fresh_database_options().await;
+    let (options, db_url) = (database.options.clone(), database.url.clone());
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("portal.log");
     let smtp_url = smtp.url();

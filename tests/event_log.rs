@@ -37,8 +37,8 @@ impl Projection for Seen {
     }
 }
 
-async fn setup() -> PgPool {
-    let pool = common::fresh_database().await;
+async fn setup() -> (PgPool, common::TestDatabase) {
+    let (pool, database) = common::fresh_database().await;
     sqlx::query(
         "CREATE TABLE test_seen (applied bigint GENERATED ALWAYS AS IDENTITY, \
          global_position bigint PRIMARY KEY, aggregate_id text NOT NULL)",
@@ -46,7 +46,7 @@ async fn setup() -> PgPool {
     .execute(&pool)
     .await
     .unwrap();
-    pool
+    (pool, database)
 }
 
 fn reader(pool: &PgPool) -> CatchUpReader {
@@ -88,7 +88,7 @@ async fn seen(pool: &PgPool) -> Vec<String> {
 
 #[tokio::test]
 async fn an_event_that_commits_late_is_not_skipped() {
-    let pool = setup().await;
+    let (pool, _database) = setup().await;
     let reader = reader(&pool);
     reader.register().await.unwrap();
 
@@ -131,7 +131,7 @@ async fn an_event_that_commits_late_is_not_skipped() {
 
 #[tokio::test]
 async fn a_rolled_back_event_leaves_no_hole_that_stalls_the_reader() {
-    let pool = setup().await;
+    let (pool, _database) = setup().await;
     let reader = reader(&pool);
     reader.register().await.unwrap();
     let mut conn = pool.acquire().await.unwrap();
@@ -145,7 +145,7 @@ async fn a_rolled_back_event_leaves_no_hole_that_stalls_the_reader() {
 
 #[tokio::test]
 async fn no_event_is_delivered_twice_across_a_restart() {
-    let pool = setup().await;
+    let (pool, _database) = setup().await;
     let mut conn = pool.acquire().await.unwrap();
     for i in 0..120 {
         append(&mut conn, &format!("a{i:03}")).await;
@@ -171,7 +171,7 @@ async fn no_event_is_delivered_twice_across_a_restart() {
 
 #[tokio::test]
 async fn two_readers_on_one_database_apply_each_event_once() {
-    let pool = setup().await;
+    let (pool, _database) = setup().await;
     // Two readers with their own pools: two sessions, as two server processes would have.
     let (options, _) = (pool.connect_options().as_ref().clone(), ());
     let other_pool = sqlx::postgres::PgPoolOptions::new().connect_with(options).await.unwrap();
@@ -227,7 +227,7 @@ async fn two_readers_on_one_database_apply_each_event_once() {
 
 #[tokio::test]
 async fn a_command_can_wait_until_the_projections_have_its_events() {
-    let pool = setup().await;
+    let (pool, _database) = setup().await;
     let checkpoints = Checkpoints::default();
     let reader = Arc::new(
         CatchUpReader::new(pool.clone(), vec![Arc::new(Seen)], checkpoints.clone())

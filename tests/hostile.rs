@@ -80,7 +80,8 @@ const LOGIN_FLOOD_PEAK_MIB: u64 = 120;
 
 #[tokio::test]
 async fn floods_of_huge_and_concurrent_logins_keep_memory_bounded() {
-    let (_, db_url) = common::fresh_database_options().await;
+    let database = common::fresh_database_options().await;
+    let db_url = database.url.clone();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("portal.log");
     let mut envs = vec![
@@ -220,7 +221,8 @@ async fn the_crm_approval_takes_back_an_owner_email_squatted_by_another_partner(
 
 #[tokio::test]
 async fn outside_dev_mode_the_server_refuses_to_start_without_the_real_outside_world() {
-    let (_, db_url) = common::fresh_database_options().await;
+    let database = common::fresh_database_options().await;
+    let db_url = database.url.clone();
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_soho-portal"))
         .arg("serve")
         .env_clear()
@@ -243,7 +245,8 @@ async fn outside_dev_mode_the_server_refuses_to_start_without_the_real_outside_w
 
 #[tokio::test]
 async fn no_registration_link_reaches_the_log() {
-    let (options, db_url) = common::fresh_database_options().await;
+    let database = common::fresh_database_options().await;
+    let (options, db_url) = (database.options.clone(), database.url.clone());
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("portal.log");
     let envs = [

@@ -40,7 +40,8 @@ async fn an_invitation_sent_while_smtp_is_down_arrives_once_when_it_is_back() {
 
 #[tokio::test]
 async fn an_invitation_pending_when_the_server_is_killed_arrives_once_after_a_restart() {
-    let (_, db_url) = common::fresh_database_options().await;
+    let database = common::fresh_database_options().await;
+    let db_url = database.url.clone();
     let port = free_port().await;
     let smtp_url = format!("smtp://127.0.0.1:{port}");
     let dir = tempfile::tempdir().unwrap();

@@ -12,15 +12,15 @@ use soho_portal::commands::{CommandContext, CommandError, Commands};
 use soho_projections::{replay, CatchUpReader, Checkpoints};
 use sqlx::PgPool;
 
-async fn portal() -> (PgPool, Commands, Vec<tokio::task::JoinHandle<()>>) {
-    let pool = common::fresh_database().await;
+async fn portal() -> (PgPool, Commands, Vec<tokio::task::JoinHandle<()>>, common::TestDatabase) {
+    let (pool, database) = common::fresh_database().await;
     let checkpoints = Checkpoints::default();
     let reader =
         Arc::new(CatchUpReader::new(pool.clone(), soho_projections::all(), checkpoints.clone()));
     reader.register().await.unwrap();
     let names = soho_portal::commands::read_models(&soho_projections::all());
     let tasks = reader.spawn();
-    (pool.clone(), Commands::new(pool, checkpoints, names), tasks)
+    (pool.clone(), Commands::new(pool, checkpoints, names), tasks, database)
 }
 
 fn context() -> CommandContext {
@@ -73,7 +73,7 @@ async fn check_all(pool: &PgPool) -> Vec<replay::Difference> {
 
 #[tokio::test]
 async fn a_replayed_read_model_equals_the_live_one() {
-    let (pool, commands, tasks) = portal().await;
+    let (pool, commands, tasks, _database) = portal().await;
     let mut partners = Vec::new();
     for n in 0..6 {
         partners.push(partner(&commands, n, n % 3 != 0).await);
@@ -160,7 +160,7 @@ async fn a_replayed_read_model_equals_the_live_one() {
 
 #[tokio::test]
 async fn an_email_belongs_to_one_user_whatever_its_case() {
-    let (_pool, commands, tasks) = portal().await;
+    let (_pool, commands, tasks, _database) = portal().await;
     let partner = partner(&commands, 1, true).await;
     let (first, command) = invite(partner, "Ada@Example.com");
     commands.execute(&commands.users, &first.to_string(), command, &context()).await.unwrap();
@@ -180,7 +180,7 @@ async fn an_email_belongs_to_one_user_whatever_its_case() {
 
 #[tokio::test]
 async fn a_soho_partner_id_belongs_to_one_partner() {
-    let (_pool, commands, tasks) = portal().await;
+    let (_pool, commands, tasks, _database) = portal().await;
     partner(&commands, 7, true).await;
     let other = PartnerId::new();
     let command = PartnerCommand::ApplyCrmState {

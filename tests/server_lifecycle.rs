@@ -16,6 +16,28 @@ async fn healthy(portal: &PortalProcess) {
     }
 }
 
+/// Stops the embedded PostgreSQL left running in `data` when a test ends early (a panic kills
+/// the portal with SIGKILL, which leaves its cluster behind, holding a port and memory).
+struct ClusterGuard(std::path::PathBuf);
+
+impl Drop for ClusterGuard {
+    fn drop(&mut self) {
+        let Ok(pid_file) = std::fs::read_to_string(self.0.join("pg/postmaster.pid")) else {
+            return;
+        };
+        let Some(pid) = pid_file.lines().next().and_then(|l| l.trim().parse::<i32>().ok()) else {
+            return;
+        };
+        // Only if that process is still a PostgreSQL (the file may be stale, its pid reused).
+        let is_postgres = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains("postgres"));
+        if is_postgres {
+            // SIGQUIT: immediate shutdown; the postmaster takes its children with it.
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGQUIT);
+        }
+    }
+}
+
 fn database(dir: &std::path::Path) -> PgConnectOptions {
     PgConnectOptions::new()
         .socket(dir.join("run"))
@@ -47,6 +69,7 @@ async fn the_server_survives_restarts_and_sigkill_with_its_data() {
     let data = dir.path().join("data");
     let log = dir.path().join("portal.log");
     let envs = [("DATA_DIR", data.to_str().unwrap())];
+    let _cluster = ClusterGuard(data.clone());
 
     // First start: an empty data directory is initialised.
     let mut portal = PortalProcess::start(&envs, &log).await;
@@ -81,6 +104,7 @@ async fn a_stale_postmaster_pid_does_not_stop_a_start() {
     let data = dir.path().join("data");
     let log = dir.path().join("portal.log");
     let envs = [("DATA_DIR", data.to_str().unwrap())];
+    let _cluster = ClusterGuard(data.clone());
     let mut portal = PortalProcess::start(&envs, &log).await;
     portal.signal(Signal::SIGTERM);
     portal.wait().await;

@@ -59,17 +59,52 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
-/// A new, migrated, empty database for one test.
-pub async fn fresh_database() -> PgPool {
-    let (options, _) = fresh_database_options().await;
-    let pool =
-        PgPoolOptions::new().max_connections(16).connect_with(options).await.expect("connect");
+/// A new, migrated, empty database for one test, dropped with the returned guard.
+pub async fn fresh_database() -> (PgPool, TestDatabase) {
+    let database = fresh_database_options().await;
+    let pool = PgPoolOptions::new()
+        .max_connections(16)
+        .connect_with(database.options.clone())
+        .await
+        .expect("connect");
     soho_portal::db::migrate(&pool).await.expect("migrate");
-    pool
+    (pool, database)
+}
+
+/// One test's database: dropped (its connections cut) when this is, so a run does not pile
+/// up databases, whether the test passed or panicked.
+pub struct TestDatabase {
+    pub options: PgConnectOptions,
+    /// For child processes.
+    pub url: String,
+    name: String,
+    admin: PgConnectOptions,
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        // Drop runs inside the test's runtime, which cannot be blocked on: a thread of its own,
+        // with a runtime of its own, does the work.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            runtime.expect("a runtime").block_on(async {
+                let mut conn = admin.connect().await?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .join();
+        if let Ok(Err(error)) = dropped {
+            eprintln!("could not drop the test database {}: {error}", self.name);
+        }
+    }
 }
 
 /// A new empty database (not migrated), as connection options and a URL for child processes.
-pub async fn fresh_database_options() -> (PgConnectOptions, String) {
+pub async fn fresh_database_options() -> TestDatabase {
     let (admin, url) = admin_options().await;
     let name = format!("test_{}", uuid::Uuid::new_v4().simple());
     let mut conn = admin.connect().await.expect("connect to the test cluster");
@@ -77,7 +112,8 @@ pub async fn fresh_database_options() -> (PgConnectOptions, String) {
         .execute(&mut conn)
         .await
         .expect("create database");
-    (admin.database(&name), url.replace("{db}", &name))
+    let options = admin.clone().database(&name);
+    TestDatabase { options, url: url.replace("{db}", &name), name, admin }
 }
 
 /// The portal binary running as a child process, as people and scripts run it.
@@ -160,16 +196,23 @@ pub struct TestPortal {
     pub db_url: String,
     pub running: Option<soho_portal::app::RunningPortal>,
     pub http: reqwest::Client,
+    /// The database this portal made (a second server on it has none), dropped last.
+    database: Option<TestDatabase>,
 }
 
 impl TestPortal {
     /// Starts on a fresh database with `settings` on top of the test defaults.
     pub async fn start(smtp: &smtp::SmtpSink, settings: &[(&str, &str)]) -> Self {
-        let (options, db_url) = fresh_database_options().await;
-        let pool =
-            PgPoolOptions::new().max_connections(32).connect_with(options).await.expect("connect");
+        let database = fresh_database_options().await;
+        let pool = PgPoolOptions::new()
+            .max_connections(32)
+            .connect_with(database.options.clone())
+            .await
+            .expect("connect");
         soho_portal::db::migrate(&pool).await.expect("migrate");
-        Self::start_on(pool, db_url, smtp, settings).await
+        let mut portal = Self::start_on(pool, database.url.clone(), smtp, settings).await;
+        portal.database = Some(database);
+        portal
     }
 
     pub async fn start_on(
@@ -205,6 +248,7 @@ impl TestPortal {
             db_url,
             running: Some(running),
             http: client(),
+            database: None,
         }
     }
 

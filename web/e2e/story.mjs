@@ -22,6 +22,10 @@ const PASSWORD = "correct horse battery staple";
 
 let passed = 0;
 let failed = 0;
+/// Every `step` below; a run that does not reach them all has failed, whatever threw.
+const STEPS = 8;
+/// Set when a step has reported its own failure (so the outer catch does not count it twice).
+let reported = false;
 const failures = [];
 
 function startPortal() {
@@ -67,6 +71,7 @@ async function step(name, run) {
     failed += 1;
     failures.push(name);
     console.log(`not ok - ${name}\n  ${String(error?.stack ?? error).split("\n").slice(0, 6).join("\n  ")}`);
+    reported = true;
     throw error;
   }
 }
@@ -214,13 +219,22 @@ try {
     await admin.waitForSelector("td:has-text('Babbage')");
     await check(admin, "14-leads-phone");
   });
-} catch {
-  // Reported by `step`.
+} catch (error) {
+  // A step's failure was reported by `step`; anything else (a browser context that would not
+  // open, say) is a failure of its own.
+  if (!reported) {
+    failed += 1;
+    console.log(`not ok - outside any step\n  ${String(error?.stack ?? error).split("\n").slice(0, 6).join("\n  ")}`);
+  }
 } finally {
   await browser.close();
   child.kill("SIGTERM");
   await new Promise((r) => child.on("exit", r));
   rmSync(data, { recursive: true, force: true });
+}
+if (passed + failures.length < STEPS) {
+  failed += 1;
+  console.log(`not ok - ${STEPS - passed - failures.length} of ${STEPS} steps never ran`);
 }
 console.log(`screenshots: ${artifacts}`);
 console.log(`browser: ${passed} passed, ${failed} failed`);
