@@ -50,6 +50,8 @@ pub struct Settings {
     pub soho_api_key: Option<SecretString>,
     pub soho_webhook_secret: Option<SecretString>,
     pub smtp_url: Option<SecretString>,
+    /// How long the SMTP server may take to answer before a send counts as failed (and is retried).
+    pub smtp_timeout: std::time::Duration,
     pub email_api_key: Option<SecretString>,
     pub mail_from: String,
     pub log_format: LogFormat,
@@ -189,6 +191,7 @@ impl Settings {
             soho_api_key,
             soho_webhook_secret,
             smtp_url,
+            smtp_timeout: seconds(&lookup, "SMTP_TIMEOUT_SECONDS", 15)?,
             email_api_key: secret("EMAIL_API_KEY"),
             mail_from: lookup("MAIL_FROM")
                 .unwrap_or_else(|| "Soho Partner Portal <portal@localhost>".into()),

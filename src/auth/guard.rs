@@ -81,10 +81,15 @@ impl CurrentUser {
         if let Some(why) = standing.refusal() {
             return Err(ApiError::Unauthorized(why.into()));
         }
+        // An unknown stored role is our error, never a default: the auditor's role reads every
+        // lead, so guessing would fail open.
         let role = match standing.role.as_str() {
             "admin" => Role::Admin,
             "sub" => Role::Sub,
-            _ => Role::Auditor,
+            "auditor" => Role::Auditor,
+            other => {
+                return Err(ApiError::internal(anyhow::anyhow!("unknown role {other:?} stored")))
+            }
         };
         Ok(Self {
             id: UserId(claims.sub),

@@ -141,9 +141,11 @@ impl CrmClient {
                 }
                 return Ok(answer);
             }
+            // LIMIT_REACHED (429 or 403): the org's API budget is spent for now; it comes back.
             if status == reqwest::StatusCode::TOO_MANY_REQUESTS
                 || status.is_server_error()
                 || status == reqwest::StatusCode::UNAUTHORIZED
+                || code == "LIMIT_REACHED"
             {
                 return Err(CrmError::Retry {
                     reason: format!("{status} {code}").trim().to_string(),

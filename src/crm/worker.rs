@@ -291,7 +291,14 @@ impl CrmSync {
                     after: None,
                 })?;
                 let crm_status = task.crm_status.clone().unwrap_or_else(|| lead.crm_status.clone());
-                self.client.update_status(&soho_lead_id, &crm_status).await
+                self.client.update_status(&soho_lead_id, &crm_status).await?;
+                // A lead failed by an earlier refusal (this call, retried by an operator) is in
+                // step with the CRM again.
+                if lead.sync_state == soho_aggregates::lead::SyncState::Failed {
+                    let command = LeadCommand::RecordCrmSync { soho_lead_id, at: Utc::now() };
+                    self.record(task.lead_id, command).await.map_err(unavailable)?;
+                }
+                Ok(())
             }
             other => Err(CrmError::Permanent {
                 code: "UNKNOWN_TASK".into(),

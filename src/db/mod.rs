@@ -62,7 +62,9 @@ impl Database {
 pub async fn pool(options: PgConnectOptions) -> Result<PgPool, DbError> {
     PgPoolOptions::new()
         .max_connections(48)
-        .acquire_timeout(Duration::from_secs(10))
+        // A request waits at most this for a connection: when the database is away, it is told
+        // so (500, and 503 on /readyz) in seconds, not left to hang.
+        .acquire_timeout(Duration::from_secs(5))
         .connect_with(options)
         .await
         .map_err(DbError::Connect)

@@ -5,8 +5,6 @@
 pub mod invitation;
 pub mod sender;
 
-use std::time::Duration;
-
 use anyhow::Context;
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
@@ -38,8 +36,16 @@ pub enum SendError {
 }
 
 pub enum Mailer {
-    Smtp { transport: AsyncSmtpTransport<Tokio1Executor>, from: Mailbox },
-    DevMailbox { pool: PgPool, from: Mailbox },
+    Smtp {
+        transport: AsyncSmtpTransport<Tokio1Executor>,
+        from: Mailbox,
+        /// The whole send's limit: lettre's own timeout does not cover every wait.
+        timeout: std::time::Duration,
+    },
+    DevMailbox {
+        pool: PgPool,
+        from: Mailbox,
+    },
 }
 
 impl Mailer {
@@ -52,7 +58,7 @@ impl Mailer {
         let url = url.expose_secret();
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
             .context("setting SMTP_URL is not an SMTP URL (smtp://host:port or smtps://user@host)")?
-            .timeout(Some(Duration::from_secs(15)));
+            .timeout(Some(settings.smtp_timeout));
         if let Some(key) = &settings.email_api_key {
             let user = reqwest::Url::parse(url)
                 .ok()
@@ -61,15 +67,18 @@ impl Mailer {
                 .unwrap_or_else(|| "apikey".to_string());
             builder = builder.credentials(Credentials::new(user, key.expose_secret().to_string()));
         }
-        Ok(Self::Smtp { transport: builder.build(), from })
+        Ok(Self::Smtp { transport: builder.build(), from, timeout: settings.smtp_timeout })
     }
 
     #[tracing::instrument(skip_all, fields(to = %email.to, message_id = %email.message_id), err)]
     pub async fn send(&self, email: &Email) -> Result<(), SendError> {
         match self {
-            Self::Smtp { transport, from } => {
+            Self::Smtp { transport, from, timeout } => {
                 let message = build(from, email)?;
-                transport.send(message).await.map(|_| ()).map_err(|e| {
+                let sent = tokio::time::timeout(*timeout, transport.send(message)).await.map_err(
+                    |_| SendError::Transient(format!("no answer within {} s", timeout.as_secs())),
+                )?;
+                sent.map(|_| ()).map_err(|e| {
                     if e.is_permanent() {
                         SendError::Permanent(e.to_string())
                     } else {

@@ -135,11 +135,15 @@ async fn serve(portal: Arc<Portal>, socket: WebSocket, token: String, scope: Lea
                     break None;
                 }
             }
-            _ = standing.tick() => {
-                if CurrentUser::from_token(&portal, &token).await.is_err() {
-                    break Some((UNAUTHORISED, "no longer authorised"));
+            _ = standing.tick() => match CurrentUser::from_token(&portal, &token).await {
+                Ok(_) => {}
+                // The database is away for a moment: that says nothing about the user. The
+                // socket stays; the next tick checks again.
+                Err(crate::http::problem::ApiError::Internal(error)) => {
+                    tracing::warn!(error = format!("{error:#}"), "cannot check a live socket's user now");
                 }
-            }
+                Err(_) => break Some((UNAUTHORISED, "no longer authorised")),
+            },
         }
     };
     if let Some((code, reason)) = outcome {

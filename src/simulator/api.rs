@@ -76,6 +76,14 @@ fn decide(sim: &Simulator) -> Option<Fault> {
             "outage",
         ));
     }
+    if faults.limit_reached {
+        return Some(Fault::Answer(
+            StatusCode::FORBIDDEN,
+            json!({"code": "LIMIT_REACHED", "message": "the API limit has been reached", "status": "error"}),
+            None,
+            "limit reached",
+        ));
+    }
     if state.faults.rate_limit_burst > 0 {
         state.faults.rate_limit_burst -= 1;
         return Some(Fault::Answer(
@@ -246,11 +254,17 @@ async fn update(
     let mut changed = None;
     let response = with_faults(&sim, &headers, call, |sim| {
         let mut state = sim.lock();
-        let Some(lead) = state.leads.get_mut(&id) else {
+        if !state.leads.contains_key(&id) {
             return (StatusCode::NOT_FOUND, zoho_error("INVALID_DATA", "the related id given seems to be invalid", json!({"id": id})));
-        };
+        }
         let Some(status) = status else {
             return (StatusCode::BAD_REQUEST, zoho_error("MANDATORY_NOT_FOUND", "required field not found", json!({"api_name": "Lead_Status"})));
+        };
+        if state.faults.reject_status.as_deref() == Some(status.as_str()) {
+            return (StatusCode::BAD_REQUEST, zoho_error("INVALID_DATA", "invalid data", json!({"api_name": "Lead_Status"})));
+        }
+        let Some(lead) = state.leads.get_mut(&id) else {
+            return (StatusCode::NOT_FOUND, zoho_error("INVALID_DATA", "the related id given seems to be invalid", json!({"id": id})));
         };
         let previous = std::mem::replace(&mut lead.lead_status, status.clone());
         lead.fields.insert("Lead_Status".into(), Value::String(status.clone()));

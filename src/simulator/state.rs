@@ -31,6 +31,10 @@ pub struct Faults {
     pub reject_last_name: Option<String>,
     /// The token endpoint refuses the portal's client (400 `invalid_client`).
     pub refuse_tokens: bool,
+    /// The org's API budget is spent: every call is 403 `LIMIT_REACHED`.
+    pub limit_reached: bool,
+    /// Refuse, for good (400 INVALID_DATA), status updates to this `Lead_Status`.
+    pub reject_status: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
