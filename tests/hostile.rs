@@ -364,6 +364,19 @@ async fn nul_bytes_anywhere_are_a_422_naming_the_field() {
     let login = portal.login("ada\u{0}@example.com", PASSWORD).await;
     assert_eq!(login.status(), 422);
     assert_eq!(problem_fields(&login.json().await.unwrap()), vec!["email"]);
+    let change = json!({"event": "lead.status_changed", "occurredAt": chrono::Utc::now().to_rfc3339(),
+        "lead": {"sohoLeadId": "57\u{0}", "status": "Contacted"}});
+    let webhook = portal.webhook("/webhooks/soho/lead-status", "msg_nul", &change).await;
+    assert_eq!(webhook.status(), 422);
+    assert_eq!(problem_fields(&webhook.json().await.unwrap()), vec!["lead.sohoLeadId"]);
+    let partner = common::partner_webhook("soho\u{0}nul", "nul@example.com", true);
+    let webhook = portal.webhook("/webhooks/soho/partner", "msg_nul_partner", &partner).await;
+    assert_eq!(webhook.status(), 422);
+    // (The test's partner name repeats the id, NUL included.)
+    assert_eq!(
+        problem_fields(&webhook.json().await.unwrap()),
+        vec!["partner.sohoPartnerId", "partner.name"]
+    );
     let search = portal.get("/leads?q=a%00b", Some(&a.admin)).await;
     assert_eq!(search.status(), 422);
     assert_eq!(problem_fields(&search.json().await.unwrap()), vec!["q"]);

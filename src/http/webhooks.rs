@@ -244,7 +244,13 @@ async fn find_lead(portal: &Portal, lead: &CrmLeadStatus) -> Result<uuid::Uuid, 
                 .await?;
         return if exists { Ok(id) } else { Err(ApiError::NotFound) };
     }
-    let soho_id = lead.soho_lead_id.as_deref().map(str::trim).filter(|id| !id.is_empty());
+    // Checked before the database sees it: a NUL byte there would be its error, not a 422.
+    let mut errors = vec![];
+    let soho_id =
+        fields::single_line("lead.sohoLeadId", lead.soho_lead_id.clone(), 64, &mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid(errors));
+    }
     let soho_id = soho_id.ok_or_else(|| {
         ApiError::invalid("lead.sohoLeadId", "sohoLeadId or portalLeadId is required")
     })?;
