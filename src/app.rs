@@ -93,13 +93,13 @@ pub async fn start(settings: Settings, pool: PgPool) -> anyhow::Result<RunningPo
     ));
     let workers = settings.soho_concurrency;
     let checkpoints = Checkpoints::default();
+    retire_inline_subscribers(&pool, &checkpoints).await?;
     let mut portal = Portal::new(pool.clone(), settings, keys, checkpoints.clone());
     portal.simulator_url = simulator.as_ref().map(|(address, _)| format!("http://{address}/sim"));
     let portal = Arc::new(portal);
 
-    let mut subscribers: Vec<Arc<dyn Projection>> = soho_projections::all();
+    let mut subscribers: Vec<Arc<dyn Projection>> = soho_projections::followed();
     subscribers.push(Arc::new(InvitationSender { portal: Arc::clone(&portal), mailer }));
-    subscribers.push(Arc::new(CrmOutbox));
     let reader = Arc::new(CatchUpReader::new(pool, subscribers, checkpoints));
     reader.register().await.context("registering the subscribers")?;
     background.extend(reader.spawn());
@@ -118,6 +118,24 @@ pub async fn start(settings: Settings, pool: PgPool) -> anyhow::Result<RunningPo
     }));
     tracing::info!(%address, "listening");
     Ok(RunningPortal { address, open_at, portal, simulator, shutdown, server, subscribers })
+}
+
+/// The read models the lead writer now writes with its events were once written by catch-up
+/// subscribers. Whatever those had not applied yet (events of an earlier version of the portal)
+/// is applied now, once, and their checkpoints are retired, before any writer runs.
+async fn retire_inline_subscribers(pool: &PgPool, checkpoints: &Checkpoints) -> anyhow::Result<()> {
+    let inline: Vec<Arc<dyn Projection>> = soho_projections::all()
+        .into_iter()
+        .filter(|p| p.written_inline())
+        .chain([Arc::new(CrmOutbox) as Arc<dyn Projection>])
+        .collect();
+    let names: Vec<&'static str> = inline.iter().map(|p| p.name()).collect();
+    let catch_up = CatchUpReader::new(pool.clone(), inline, checkpoints.clone());
+    catch_up.register().await.context("registering the inline read models")?;
+    catch_up.catch_up().await.context("catching up the inline read models")?;
+    soho_projections::reader::retire(pool, &names).await.context("retiring their checkpoints")?;
+    checkpoints.refresh(pool).await?;
+    Ok(())
 }
 
 /// The Soho CRM simulator, in this process, sending its webhooks to this portal.

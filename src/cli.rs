@@ -263,8 +263,11 @@ async fn create_auditor(
     let checkpoints = soho_projections::Checkpoints::default();
     let portal = crate::portal::Portal::new(pool.clone(), settings, keys, checkpoints.clone());
     // The command waits for the read models; run them here, as no server may be running.
-    let reader =
-        soho_projections::CatchUpReader::new(pool.clone(), soho_projections::all(), checkpoints);
+    let reader = soho_projections::CatchUpReader::new(
+        pool.clone(),
+        soho_projections::followed(),
+        checkpoints,
+    );
     reader.register().await?;
     let reader = Arc::new(reader);
     let tasks = Arc::clone(&reader).spawn();

@@ -1,14 +1,15 @@
-//! Running commands against the aggregates: cqrs-es over postgres-es's event store, with the
-//! portal's metadata on every event, retries on optimistic-lock conflicts, set-based rules
-//! reported by name, and read-your-writes (the call returns once the read models have applied
-//! the command's events).
+//! Running Partner and User commands: cqrs-es over postgres-es's event store, with the portal's
+//! metadata on every event, retries on optimistic-lock conflicts, set-based rules reported by
+//! name, and read-your-writes (the call returns once the read models have applied the command's
+//! events). Their commands are rare. Lead commands, which are not, go through the lead writer
+//! (`crate::leads::writer`), which writes their read models in the same transaction.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use cqrs_es::{Aggregate, AggregateError};
 use postgres_es::{postgres_cqrs, PostgresCqrs};
-use soho_aggregates::{Actor, Lead, Partner, User};
+use soho_aggregates::{Actor, Partner, User};
 use soho_projections::{Checkpoints, LogPosition};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -32,7 +33,7 @@ impl CommandContext {
         self
     }
 
-    fn metadata(&self) -> HashMap<String, String> {
+    pub(crate) fn metadata(&self) -> HashMap<String, String> {
         let mut metadata = HashMap::new();
         metadata.insert("actorType".into(), self.actor.kind.as_str().into());
         if let Some(id) = &self.actor.id {
@@ -72,7 +73,6 @@ pub struct Commands {
     read_models: HashMap<&'static str, Vec<&'static str>>,
     pub partners: PostgresCqrs<Partner>,
     pub users: PostgresCqrs<User>,
-    pub leads: PostgresCqrs<Lead>,
 }
 
 impl Commands {
@@ -84,7 +84,6 @@ impl Commands {
         Self {
             partners: postgres_cqrs(pool.clone(), vec![], ()),
             users: postgres_cqrs(pool.clone(), vec![], ()),
-            leads: postgres_cqrs(pool.clone(), vec![], ()),
             pool,
             checkpoints,
             read_models,

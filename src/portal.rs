@@ -24,10 +24,8 @@ pub struct Portal {
     /// Lead submissions per user and per partner (both per minute).
     pub lead_limits: (Limiter, Limiter),
     pub metrics: crate::metrics::Metrics,
-    /// Submissions in flight at once. Each holds one connection for its duplicate lock while its
-    /// command takes another: unbounded, they could take every connection of the pool and wait
-    /// for one another.
-    pub submission_slots: tokio::sync::Semaphore,
+    /// Every lead command goes through this server's writer (group commit).
+    pub writer: crate::leads::writer::LeadWriter,
     /// Live updates for this server's WebSockets.
     pub live: crate::live::LiveHub,
     /// The in-process Soho CRM simulator's operator page, in dev setups.
@@ -36,10 +34,10 @@ pub struct Portal {
 
 impl Portal {
     pub fn new(pool: PgPool, settings: Settings, keys: Keys, checkpoints: Checkpoints) -> Self {
-        let read_models = crate::commands::read_models(&soho_projections::all());
-        // A quarter of the pool: each submission holds one connection and its command takes
-        // another for a moment; the rest stays for reads, webhooks and the subscribers.
-        let submission_slots = (pool.options().get_max_connections() as usize / 4).max(1);
+        let read_models = crate::commands::read_models(&soho_projections::followed());
+        let (writer, writer_task) = crate::leads::writer::LeadWriter::new();
+        // It lives as long as a `LeadWriter` does: this portal's.
+        writer_task.spawn(pool.clone());
         let commands = Commands::new(pool.clone(), checkpoints.clone(), read_models);
         let auth_limits = AuthLimits::new(
             settings.auth_limit_per_address,
@@ -66,7 +64,7 @@ impl Portal {
             invite_limits,
             lead_limits,
             metrics: Default::default(),
-            submission_slots: tokio::sync::Semaphore::new(submission_slots),
+            writer,
             live: Default::default(),
             simulator_url: None,
         }

@@ -59,13 +59,23 @@ async fn the_database_going_away_and_coming_back_loses_nothing_acknowledged() {
         .await
         .unwrap();
     let soho_id = synced["sohoLeadId"].as_str().unwrap().to_string();
-    let (mut socket, _) = tokio_tungstenite::connect_async(format!(
+    let (socket, _) = tokio_tungstenite::connect_async(format!(
         "{}/ws?access_token={}",
         portal.base_url.replace("http://", "ws://"),
         a.admin
     ))
     .await
     .unwrap();
+    // Read all along, as a browser does (it answers the server's pings meanwhile).
+    let (received, mut messages) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut socket = socket;
+        while let Some(Ok(message)) = socket.next().await {
+            if received.send(message.to_text().unwrap_or("").to_string()).is_err() {
+                break;
+            }
+        }
+    });
 
     cluster.stop().await;
     assert_eq!(portal.get("/healthz", None).await.status(), 200, "alive");
@@ -91,8 +101,8 @@ async fn the_database_going_away_and_coming_back_loses_nothing_acknowledged() {
     assert_eq!(retried.status(), 200, "the CRM's retry is taken");
     // The live hub listens again: the change reaches the socket opened before the outage.
     let pushed = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Some(Ok(message)) = socket.next().await {
-            if message.to_text().unwrap_or("").contains("\"newStatus\":\"qualified\"") {
+        while let Some(message) = messages.recv().await {
+            if message.contains("\"newStatus\":\"qualified\"") {
                 return true;
             }
         }
@@ -309,6 +319,8 @@ async fn an_export_that_breaks_off_ends_in_an_error_not_a_short_file() {
         let body = json!({"lastName": format!("Row{n}"), "email": format!("row{n}@example.com")});
         assert_eq!(portal.post("/leads", Some(&a.admin), &body).await.status(), 201);
     }
+    // Nothing else reads leads meanwhile (the CRM sync records its outcomes through them).
+    portal.crm_synced().await;
     // Hold the leads table, so the export's read waits; then cut that read off.
     let mut holder = portal.pool.begin().await.unwrap();
     sqlx::query("LOCK TABLE leads IN ACCESS EXCLUSIVE MODE").execute(&mut *holder).await.unwrap();

@@ -180,6 +180,8 @@ async fn resume_replays_exactly_what_was_missed_then_continues_live() {
     let portal = TestPortal::start(&smtp, &[]).await;
     let a = portal.partner_with_team(&smtp, "resume").await;
     let lead = lead_of(&portal, &a.admin, "resume@example.com").await;
+    // Synced first: its `lead.synced` message cannot then come in the middle of what follows.
+    portal.crm_synced().await;
     let mut socket = connect(&portal, Some(&a.admin)).await;
     crm_change(&portal, &lead, "Contacted", 1).await;
     let seen = until(&mut socket, "lead.status_changed", &lead).await.unwrap();

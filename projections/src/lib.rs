@@ -39,6 +39,13 @@ pub trait Projection: Send + Sync + 'static {
         self.follows()
     }
 
+    /// Written by the commands themselves, in the transaction that appends the events, under
+    /// the lock `replay` takes: not followed by a catch-up reader (its checkpoint is retired,
+    /// see [`reader::retire`]), only replayed.
+    fn written_inline(&self) -> bool {
+        false
+    }
+
     /// Applies a batch of events, in log order, inside the reader's transaction.
     async fn apply(
         &self,
@@ -61,6 +68,11 @@ pub enum ProjectionError {
     /// back and tried again later.
     #[error("{0}")]
     Effect(String),
+}
+
+/// The read models a catch-up reader follows (the others are written inline).
+pub fn followed() -> Vec<Arc<dyn Projection>> {
+    all().into_iter().filter(|p| !p.written_inline()).collect()
 }
 
 /// Every read model the portal keeps, in the order they are replayed.

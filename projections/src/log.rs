@@ -133,6 +133,62 @@ pub async fn read_stream(
     .await
 }
 
+/// All events of several aggregates of one type, each stream in sequence order.
+pub async fn read_streams(
+    conn: &mut PgConnection,
+    aggregate_type: &str,
+    aggregate_ids: &[String],
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    sqlx::query_as::<_, StoredEvent>(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE aggregate_type = $1 AND aggregate_id = ANY($2) \
+         ORDER BY aggregate_id, sequence"
+    ))
+    .bind(aggregate_type)
+    .bind(aggregate_ids)
+    .fetch_all(conn)
+    .await
+}
+
+/// An event to append: what postgres-es stores for it (its statements read the same columns).
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub aggregate_type: &'static str,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub payload: serde_json::Value,
+    pub metadata: serde_json::Value,
+}
+
+/// Appends `events` in one statement and returns them as stored, in log order. A stream's next
+/// sequence taken meanwhile by another writer fails the whole statement (the primary key).
+pub async fn append(
+    conn: &mut PgConnection,
+    events: &[NewEvent],
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    let column = |f: fn(&NewEvent) -> String| events.iter().map(f).collect::<Vec<_>>();
+    let sequences: Vec<i64> = events.iter().map(|e| e.sequence).collect();
+    let payloads: Vec<serde_json::Value> = events.iter().map(|e| e.payload.clone()).collect();
+    let metadata: Vec<serde_json::Value> = events.iter().map(|e| e.metadata.clone()).collect();
+    let mut stored = sqlx::query_as::<_, StoredEvent>(&format!(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+         SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[]) \
+         RETURNING {EVENT_COLUMNS}"
+    ))
+    .bind(column(|e| e.aggregate_type.to_string()))
+    .bind(column(|e| e.aggregate_id.clone()))
+    .bind(sequences)
+    .bind(column(|e| e.event_type.clone()))
+    .bind(column(|e| e.event_version.clone()))
+    .bind(payloads)
+    .bind(metadata)
+    .fetch_all(conn)
+    .await?;
+    stored.sort_by_key(|e| e.global_position);
+    Ok(stored)
+}
+
 /// Where the latest event of one aggregate stands in the log: what a command's caller waits for
 /// the projections to pass before it reads (read your writes, DESIGN.md 4).
 pub async fn stream_head(

@@ -326,7 +326,8 @@ pub(crate) async fn try_lock(conn: &mut PgConnection, name: &str) -> Result<bool
     .await
 }
 
-pub(crate) async fn lock(conn: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
+/// Takes a subscriber's lock for the transaction (also what writers of an inline read model take).
+pub async fn lock(conn: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('soho-subscriber'), hashtext($1))")
         .bind(name)
         .execute(conn)
@@ -345,6 +346,37 @@ pub(crate) async fn checkpoint(
     .fetch_one(conn)
     .await?;
     Ok(LogPosition { tx_id, global_position })
+}
+
+/// The position a retired checkpoint stands at: past every event there will ever be.
+pub const RETIRED: LogPosition = LogPosition { tx_id: i64::MAX, global_position: i64::MAX };
+
+/// Retires the checkpoints of subscribers whose read models are now written inline, once
+/// they have caught up with what was appended before (by an earlier version of the portal):
+/// no reader applies anything for them again, and a restart does not either.
+pub async fn retire(pool: &PgPool, names: &[&str]) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    for name in names {
+        lock(&mut tx, name).await?;
+        save_checkpoint(&mut tx, name, RETIRED).await?;
+    }
+    tx.commit().await
+}
+
+/// Tells every server's readers that `name` has moved to `position` (at commit), without
+/// saving it: how an inline writer wakes what waits on a subscriber it stands in for.
+pub async fn announce(
+    conn: &mut PgConnection,
+    name: &str,
+    position: LogPosition,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify('checkpoint_advanced', $1 || ' ' || $2 || ' ' || $3)")
+        .bind(name)
+        .bind(position.tx_id.to_string())
+        .bind(position.global_position.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 pub(crate) async fn save_checkpoint(

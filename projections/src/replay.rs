@@ -79,7 +79,11 @@ pub async fn rebuild_all(
         sqlx::query(definition).execute(&mut *tx).await?;
     }
     for projection in projections {
-        save_checkpoint(&mut tx, projection.name(), rebuilt.checkpoint).await?;
+        // Rebuilt under the lock its writers take: up to the head, and retired again if written
+        // inline (the writers apply what comes next).
+        let checkpoint =
+            if projection.written_inline() { crate::reader::RETIRED } else { rebuilt.checkpoint };
+        save_checkpoint(&mut tx, projection.name(), checkpoint).await?;
     }
     tx.commit().await?;
     Ok(rebuilt)

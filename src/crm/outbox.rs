@@ -7,12 +7,16 @@ use soho_projections::{Projection, ProjectionError, StoredEvent};
 use sqlx::PgConnection;
 /// Workers wake when this subscriber's checkpoint advances (after its commit), here or on
 /// another server (through the checkpoint `NOTIFY`).
+/// The subscriber name this once ran under (its checkpoint wakes the CRM workers).
+pub const NAME: &str = "crm_outbox";
+
+/// Written inline by the lead writer; run as a subscriber only to catch up at start.
 pub struct CrmOutbox;
 
 #[async_trait::async_trait]
 impl Projection for CrmOutbox {
     fn name(&self) -> &'static str {
-        "crm_outbox"
+        NAME
     }
 
     fn tables(&self) -> &'static [&'static str] {

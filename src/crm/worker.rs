@@ -54,8 +54,8 @@ async fn watch_outbox(
     }
 }
 
-/// The subscriber that writes the tasks (`super::outbox::CrmOutbox`).
-const OUTBOX: &str = "crm_outbox";
+/// Whose checkpoint news means new tasks (the lead writer announces it with each batch).
+const OUTBOX: &str = super::outbox::NAME;
 
 pub struct CrmSync {
     pub portal: Arc<Portal>,
@@ -308,11 +308,12 @@ impl CrmSync {
     }
 
     async fn record(&self, lead: uuid::Uuid, command: LeadCommand) -> anyhow::Result<()> {
-        let commands = &self.portal.commands;
         let context = CommandContext::new(Actor::system());
-        commands
-            .record(&commands.leads, &lead.to_string(), command, &context)
+        self.portal
+            .writer
+            .execute(soho_aggregates::LeadId(lead), command, &context)
             .await
+            .map(|_| ())
             .map_err(|e| anyhow::anyhow!("{e}"))
     }
 }

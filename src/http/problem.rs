@@ -115,6 +115,19 @@ impl From<crate::auth::rate_limit::RateLimited> for ApiError {
     }
 }
 
+impl From<crate::leads::writer::WriteError> for ApiError {
+    fn from(error: crate::leads::writer::WriteError) -> Self {
+        use crate::leads::writer::WriteError;
+        match error {
+            WriteError::Refused(soho_aggregates::LeadError::NotFound) => Self::NotFound,
+            WriteError::Refused(refused) => Self::Conflict(refused.to_string()),
+            WriteError::Taken(rule) => Self::Conflict(format!("{rule} is already taken")),
+            WriteError::Busy => Self::Overloaded { retry_after_seconds: 1 },
+            WriteError::Store(why) => Self::Internal(anyhow::anyhow!(why)),
+        }
+    }
+}
+
 impl From<crate::auth::password::Busy> for ApiError {
     fn from(_: crate::auth::password::Busy) -> Self {
         Self::Overloaded { retry_after_seconds: 1 }

@@ -5,3 +5,4 @@ pub mod queries;
 pub mod status;
 pub mod status_mapping;
 pub mod submission;
+pub mod writer;

@@ -172,11 +172,14 @@ pub async fn lead(
 }
 
 /// Several leads by id, in no particular order (for rendering live messages).
-pub async fn leads_by_id(pool: &PgPool, ids: &[uuid::Uuid]) -> Result<Vec<LeadView>, sqlx::Error> {
+pub async fn leads_by_id(
+    executor: impl sqlx::PgExecutor<'_>,
+    ids: &[uuid::Uuid],
+) -> Result<Vec<LeadView>, sqlx::Error> {
     let rows: Vec<LeadRow> =
         sqlx::query_as(&format!("SELECT {LEAD_COLUMNS} FROM leads WHERE lead_id = ANY($1)"))
             .bind(ids)
-            .fetch_all(pool)
+            .fetch_all(executor)
             .await?;
     Ok(rows.into_iter().map(LeadView::from).collect())
 }

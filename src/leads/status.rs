@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use soho_aggregates::lead::{LeadCommand, StatusChange, StatusSource};
 use soho_aggregates::{Actor, LeadStatus};
 
-use super::queries::{self, LeadView};
-use crate::commands::{CommandContext, CommandError};
+use super::queries::LeadView;
+use crate::commands::CommandContext;
 use crate::http::problem::ApiError;
 use crate::portal::Portal;
 
@@ -30,15 +30,7 @@ pub async fn change(
         occurred_at,
     };
     let command = LeadCommand::ChangeStatus { change, at: Utc::now() };
-    let commands = &portal.commands;
-    commands.execute(&commands.leads, &lead.to_string(), command, context).await.map_err(|e| {
-        match e {
-            CommandError::Rule(soho_aggregates::LeadError::NotFound) => ApiError::NotFound,
-            CommandError::Conflict => ApiError::Conflict(e.to_string()),
-            other => ApiError::internal(anyhow::anyhow!(other.to_string())),
-        }
-    })?;
-    queries::lead(&portal.pool, lead, None).await?.ok_or(ApiError::NotFound)
+    Ok(portal.writer.execute(soho_aggregates::LeadId(lead), command, context).await?)
 }
 
 /// A partner's user changed the status in the portal; Soho CRM gets the mapped value.

@@ -3,18 +3,19 @@
 //! The same person (email, case-insensitive, or phone, by its digits) submitted again by one
 //! partner within 24 hours gets the existing lead back instead of a second one; submitted by
 //! another partner within 90 days, the new lead is flagged `channelConflict` (which partner is
-//! never said). Both checks and the submission run under a lock on the person, so two
-//! submissions racing for the same person cannot both miss each other.
+//! never said). Both rules are applied by the lead writer (`super::writer`), in the transaction
+//! that writes the lead, so two submissions racing for the same person cannot both miss each
+//! other.
 
 use std::collections::BTreeMap;
 
-use chrono::Utc;
 use serde::Deserialize;
-use soho_aggregates::lead::{LeadCommand, LeadDetails, Submitter};
-use soho_aggregates::{LeadId, PartnerId};
+use soho_aggregates::lead::{LeadDetails, Submitter};
+use soho_aggregates::PartnerId;
 use utoipa::ToSchema;
 
-use super::queries::{self, LeadView};
+use super::queries::LeadView;
+use super::writer::{Submission, Written};
 use crate::commands::CommandContext;
 use crate::http::fields;
 use crate::http::problem::{ApiError, FieldError};
@@ -93,7 +94,8 @@ pub enum Submitted {
     Existing(LeadView),
 }
 
-/// Submits a lead for `partner` (already checked to be approved), by `submitter`.
+/// Submits a lead for `partner` (already checked to be approved), by `submitter`, through the
+/// lead writer, which applies the duplicate rules in its transaction.
 #[tracing::instrument(skip_all, fields(partner = %partner), err)]
 pub async fn submit(
     portal: &Portal,
@@ -102,61 +104,9 @@ pub async fn submit(
     details: LeadDetails,
     context: &CommandContext,
 ) -> Result<Submitted, ApiError> {
-    let email = details.email_key();
-    let phone = details.phone_key();
-    let _slot = portal.submission_slots.acquire().await.map_err(ApiError::internal)?;
-    let mut tx = portal.pool.begin().await?;
-    let mut keys: Vec<String> = email.iter().chain(phone.iter()).cloned().collect();
-    keys.sort();
-    // Locked in sorted order (unnest keeps the array's), so two submissions cannot deadlock.
-    sqlx::query(
-        "SELECT pg_advisory_xact_lock(hashtext('soho-lead-person'), hashtext(key)) FROM unnest($1::text[]) AS key",
-    )
-    .bind(&keys)
-    .execute(&mut *tx)
-    .await?;
-    // A separate statement from the lock: it must see what the lock's previous holder committed.
-    // Only the keys the lead has: a `phone_key = NULL` arm would keep the planner's generic plan
-    // off the email and phone indexes (it then scanned all of the partner's leads).
-    let same_person = match (&email, &phone) {
-        (Some(_), Some(_)) => "(lower(email) = $2 OR phone_key = $3)",
-        (Some(_), None) => "(lower(email) = $2 AND $3::text IS NULL)",
-        (None, _) => "($2::text IS NULL AND phone_key = $3)",
-    };
-    let (existing, channel_conflict): (Option<uuid::Uuid>, bool) = sqlx::query_as(&format!(
-        "SELECT (SELECT lead_id FROM leads WHERE partner_id = $1 AND {same_person} \
-                 AND created_at > now() - interval '24 hours' ORDER BY created_at DESC LIMIT 1), \
-                EXISTS (SELECT 1 FROM leads WHERE partner_id <> $1 AND {same_person} \
-                 AND created_at > now() - interval '90 days')"
-    ))
-    .bind(partner.as_uuid())
-    .bind(&email)
-    .bind(&phone)
-    .fetch_one(&mut *tx)
-    .await?;
-    if let Some(existing) = existing {
-        let lead = queries::lead(&portal.pool, existing, None).await?.ok_or(ApiError::NotFound)?;
-        return Ok(Submitted::Existing(lead));
+    let submission = Submission { partner, submitter, details };
+    match portal.writer.submit(submission, context).await? {
+        Written::Existing(lead) => Ok(Submitted::Existing(lead)),
+        Written::Created(lead) | Written::Changed(lead) => Ok(Submitted::Created(lead)),
     }
-    let lead_id = LeadId::new();
-    let command = LeadCommand::Submit {
-        lead_id,
-        partner_id: partner,
-        submitted_by: submitter,
-        details,
-        channel_conflict,
-        at: Utc::now(),
-    };
-    let commands = &portal.commands;
-    commands.execute(&commands.leads, &lead_id.to_string(), command, context).await.map_err(
-        |e| match e {
-            crate::commands::CommandError::Rule(rule) => ApiError::Conflict(rule.to_string()),
-            other => ApiError::internal(anyhow::anyhow!(other.to_string())),
-        },
-    )?;
-    // The lock is held until the lead is in the read model, so the next submission sees it.
-    let lead =
-        queries::lead(&portal.pool, lead_id.as_uuid(), None).await?.ok_or(ApiError::NotFound)?;
-    tx.commit().await?;
-    Ok(Submitted::Created(lead))
 }

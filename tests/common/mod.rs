@@ -465,6 +465,29 @@ pub async fn refuses_bad_signatures(portal: &TestPortal, path: &str, id: &str, b
     }
 }
 
+/// Waits until `leads` leads are synced with Soho CRM and no call is pending (whichever process
+/// makes the calls).
+pub async fn wait_for_crm(pool: &PgPool, leads: usize, seconds: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        let (synced, pending): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM leads WHERE sync_state = 'synced'), \
+                    (SELECT count(*) FROM crm_outbox WHERE state <> 'done')",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if synced as usize == leads && pending == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{synced} of {leads} synced, {pending} calls pending after {seconds} s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 pub fn sign(secret: &str, webhook_id: &str, timestamp: i64, body: &str) -> String {
     standardwebhooks::Webhook::new(secret)
         .unwrap()

@@ -19,12 +19,20 @@ use uuid::Uuid;
 
 use crate::{Projection, ProjectionError, StoredEvent};
 
+/// The subscriber name, and the lock every writer of these tables takes.
+pub const NAME: &str = "leads";
+
 pub struct LeadsProjection;
 
 #[async_trait::async_trait]
 impl Projection for LeadsProjection {
     fn name(&self) -> &'static str {
-        "leads"
+        NAME
+    }
+
+    /// Lead commands write these tables with their events (`soho_portal::leads::writer`).
+    fn written_inline(&self) -> bool {
+        true
     }
 
     fn tables(&self) -> &'static [&'static str] {

@@ -1,0 +1,393 @@
+//! One batch of lead commands, in one transaction.
+//!
+//! The transaction first takes the leads read model's lock (the one its replay takes), so lead
+//! writes, from every server, commit one batch at a time: the live feed's positions then grow
+//! in commit order (a reader that follows them never skips a late commit), the log's order is
+//! the order the read models were written in (so a replay writes them the same), and the
+//! duplicate rules see every earlier submission without a lock per person.
+
+use std::collections::HashMap;
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use soho_aggregates::lead::LeadCommand;
+use soho_aggregates::{Lead, LeadId};
+use soho_projections::log::{self, NewEvent, StoredEvent};
+use soho_projections::Projection;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::{Job, Request, Submission, WriteError, Written};
+use crate::leads::queries;
+
+/// How often a batch is tried after a deadlock before its requests are told it failed.
+const ATTEMPTS: usize = 3;
+
+/// Writes `requests` and answers each.
+pub(super) async fn write(pool: &PgPool, requests: Vec<Request>) {
+    let mut attempt = 1;
+    let answers = loop {
+        match try_write(pool, &requests).await {
+            Ok(answers) => break answers,
+            Err(error) if attempt < ATTEMPTS && transient(&error) => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    attempt,
+                    "lead batch failed; trying again"
+                );
+                attempt += 1;
+            }
+            Err(error) => {
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    requests = requests.len(),
+                    "lead batch failed"
+                );
+                let message = "the database failed".to_string();
+                break requests.iter().map(|_| Err(WriteError::Store(message.clone()))).collect();
+            }
+        }
+    };
+    for (request, answer) in requests.into_iter().zip(answers) {
+        // The caller may have gone (a closed connection): its write stands all the same.
+        let _ = request.reply.send(answer);
+    }
+}
+
+/// A deadlock or a serialization failure: the same batch may well pass on a second try. (A
+/// database that is away is not retried here: its callers are told at once.)
+fn transient(error: &anyhow::Error) -> bool {
+    match error.downcast_ref::<sqlx::Error>() {
+        Some(sqlx::Error::Database(db)) => {
+            matches!(db.code().as_deref(), Some("40P01" | "40001"))
+        }
+        _ => false,
+    }
+}
+
+/// What one request decided, before the batch is written.
+enum Decided {
+    /// Events to append, for this lead; answered `Created` or `Changed`.
+    Write {
+        lead: Uuid,
+        created: bool,
+    },
+    /// The same person's lead of this partner, from the last 24 hours.
+    Existing(Uuid),
+    Refused(WriteError),
+}
+
+#[tracing::instrument(skip_all, fields(requests = requests.len()), err)]
+async fn try_write(
+    pool: &PgPool,
+    requests: &[Request],
+) -> anyhow::Result<Vec<Result<Written, WriteError>>> {
+    let mut tx = pool.begin().await?;
+    soho_projections::reader::lock(&mut tx, soho_projections::leads::NAME).await?;
+    let people = People::look_up(&mut tx, requests).await?;
+    let mut leads = Streams::load(&mut tx, requests).await?;
+    let mut soho_ids = SohoIds::look_up(&mut tx, requests).await?;
+    let mut events = Vec::new();
+    let mut decided = Vec::with_capacity(requests.len());
+    let mut submitted = InBatch::default();
+    for (n, request) in requests.iter().enumerate() {
+        let metadata = serde_json::to_value(request.context.metadata())?;
+        let (lead, command, created) = match &request.job {
+            Job::Submit(submission) => {
+                let found = people.decide(n, submission, &submitted);
+                if let Some(existing) = found.existing {
+                    decided.push(Decided::Existing(existing));
+                    continue;
+                }
+                let lead = LeadId::new();
+                submitted.add(submission, lead.as_uuid());
+                let command = LeadCommand::Submit {
+                    lead_id: lead,
+                    partner_id: submission.partner,
+                    submitted_by: submission.submitter.clone(),
+                    details: submission.details.clone(),
+                    channel_conflict: found.conflict,
+                    at: request.at,
+                };
+                (lead.as_uuid(), command, true)
+            }
+            Job::Command { lead, command } => {
+                if let LeadCommand::RecordCrmSync { soho_lead_id, .. } = command {
+                    if !soho_ids.may_hold(soho_lead_id, lead.as_uuid()) {
+                        decided.push(Decided::Refused(WriteError::Taken(SohoIds::RULE)));
+                        continue;
+                    }
+                }
+                (lead.as_uuid(), command.clone(), false)
+            }
+        };
+        let stream = leads.entry(lead).or_default();
+        let sink = EventSink::default();
+        match stream.aggregate.handle(command, &(), &sink).await {
+            Ok(()) => {
+                if let Job::Command {
+                    command: LeadCommand::RecordCrmSync { soho_lead_id, .. },
+                    ..
+                } = &request.job
+                {
+                    soho_ids.claim(soho_lead_id, lead);
+                }
+                for event in sink.collect().await {
+                    stream.sequence += 1;
+                    events.push(NewEvent {
+                        aggregate_type: Lead::TYPE,
+                        aggregate_id: lead.to_string(),
+                        sequence: stream.sequence,
+                        event_type: event.event_type(),
+                        event_version: event.event_version(),
+                        payload: serde_json::to_value(&event)?,
+                        metadata: metadata.clone(),
+                    });
+                }
+                decided.push(Decided::Write { lead, created });
+            }
+            Err(refused) => decided.push(Decided::Refused(refused.into())),
+        }
+    }
+    let stored = if events.is_empty() { Vec::new() } else { log::append(&mut tx, &events).await? };
+    apply_read_models(&mut tx, &stored).await?;
+    soho_ids.save(&mut tx).await?;
+    let ids: Vec<Uuid> = decided
+        .iter()
+        .filter_map(|d| match d {
+            Decided::Write { lead, .. } | Decided::Existing(lead) => Some(*lead),
+            Decided::Refused(_) => None,
+        })
+        .collect();
+    let views: HashMap<Uuid, queries::LeadView> =
+        queries::leads_by_id(&mut *tx, &ids).await?.into_iter().map(|v| (v.id, v)).collect();
+    if let Some(last) = stored.last() {
+        // Soho CRM workers on every server look for the new tasks.
+        soho_projections::reader::announce(&mut tx, crate::crm::outbox::NAME, last.position())
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(decided
+        .into_iter()
+        .map(|decided| {
+            let view = |lead: Uuid| {
+                views
+                    .get(&lead)
+                    .cloned()
+                    .ok_or(WriteError::Refused(soho_aggregates::LeadError::NotFound))
+            };
+            match decided {
+                Decided::Write { lead, created: true } => view(lead).map(Written::Created),
+                Decided::Write { lead, created: false } => view(lead).map(Written::Changed),
+                Decided::Existing(lead) => view(lead).map(Written::Existing),
+                Decided::Refused(error) => Err(error),
+            }
+        })
+        .collect())
+}
+
+/// The read models that follow leads, written with the events that change them.
+async fn apply_read_models(tx: &mut PgConnection, stored: &[StoredEvent]) -> anyhow::Result<()> {
+    if stored.is_empty() {
+        return Ok(());
+    }
+    soho_projections::leads::LeadsProjection.apply(&mut *tx, stored).await?;
+    crate::crm::outbox::CrmOutbox.apply(&mut *tx, stored).await?;
+    Ok(())
+}
+
+/// One lead per Soho CRM id (`lead_soho_ids`): the rule is checked here, so a command that
+/// breaks it fails alone, and the table is written in the batch's transaction.
+struct SohoIds {
+    /// Each Soho CRM id the batch is about, and the lead holding it (stored, or claimed here).
+    holders: HashMap<String, Uuid>,
+    claimed: Vec<(String, Uuid)>,
+}
+
+impl SohoIds {
+    const RULE: &'static str = "lead_soho_id_unique";
+
+    async fn look_up(tx: &mut PgConnection, requests: &[Request]) -> anyhow::Result<Self> {
+        let wanted: Vec<&str> = requests
+            .iter()
+            .filter_map(|r| match &r.job {
+                Job::Command {
+                    command: LeadCommand::RecordCrmSync { soho_lead_id, .. }, ..
+                } => Some(soho_lead_id.as_str()),
+                _ => None,
+            })
+            .collect();
+        let holders = if wanted.is_empty() {
+            HashMap::new()
+        } else {
+            sqlx::query_as::<_, (String, Uuid)>(
+                "SELECT soho_lead_id, lead_id FROM lead_soho_ids WHERE soho_lead_id = ANY($1)",
+            )
+            .bind(&wanted)
+            .fetch_all(tx)
+            .await?
+            .into_iter()
+            .collect()
+        };
+        Ok(Self { holders, claimed: Vec::new() })
+    }
+
+    /// Whether `lead` may hold `soho_lead_id`: it already does, or nobody does.
+    fn may_hold(&self, soho_lead_id: &str, lead: Uuid) -> bool {
+        self.holders.get(soho_lead_id).is_none_or(|holder| *holder == lead)
+    }
+
+    /// `lead` holds `soho_lead_id` from this batch on (its command was taken).
+    fn claim(&mut self, soho_lead_id: &str, lead: Uuid) {
+        if self.holders.insert(soho_lead_id.to_string(), lead).is_none() {
+            self.claimed.push((soho_lead_id.to_string(), lead));
+        }
+    }
+
+    /// The claims, written; a lead whose CRM record was recreated moves to its new id.
+    async fn save(&self, tx: &mut PgConnection) -> anyhow::Result<()> {
+        if self.claimed.is_empty() {
+            return Ok(());
+        }
+        let (ids, leads): (Vec<&str>, Vec<Uuid>) =
+            self.claimed.iter().map(|(id, lead)| (id.as_str(), *lead)).unzip();
+        sqlx::query(
+            "WITH moved AS (DELETE FROM lead_soho_ids WHERE lead_id = ANY($2)) \
+             INSERT INTO lead_soho_ids (soho_lead_id, lead_id) SELECT * FROM unnest($1::text[], $2::uuid[])",
+        )
+        .bind(ids)
+        .bind(leads)
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
+}
+
+/// A lead's state and its last sequence, as the log has them (or as this batch left them).
+#[derive(Default)]
+struct Stream {
+    aggregate: Lead,
+    sequence: i64,
+}
+
+struct Streams;
+
+impl Streams {
+    /// The existing leads the batch's commands are about, folded from the log.
+    async fn load(
+        tx: &mut PgConnection,
+        requests: &[Request],
+    ) -> anyhow::Result<HashMap<Uuid, Stream>> {
+        let ids: Vec<String> = requests
+            .iter()
+            .filter_map(|r| match &r.job {
+                Job::Command { lead, .. } => Some(lead.to_string()),
+                Job::Submit(_) => None,
+            })
+            .collect();
+        let mut streams: HashMap<Uuid, Stream> = HashMap::new();
+        if ids.is_empty() {
+            return Ok(streams);
+        }
+        for stored in log::read_streams(tx, Lead::TYPE, &ids).await? {
+            let stream = streams.entry(stored.aggregate_uuid()?).or_default();
+            stream.aggregate.apply(stored.decode()?);
+            stream.sequence = stored.sequence;
+        }
+        Ok(streams)
+    }
+}
+
+/// What the duplicate rules found for one submission.
+struct Found {
+    /// This partner's lead for the same person from the last 24 hours.
+    existing: Option<Uuid>,
+    /// Another partner has the person from the last 90 days.
+    conflict: bool,
+}
+
+/// The duplicate rules' answers from the read model, for each submission of the batch.
+struct People {
+    found: Vec<(Option<Uuid>, bool)>,
+    /// Which answer is whose: the index of each submission among the requests.
+    index: HashMap<usize, usize>,
+}
+
+impl People {
+    async fn look_up(tx: &mut PgConnection, requests: &[Request]) -> anyhow::Result<Self> {
+        let submissions: Vec<(usize, &Submission)> = requests
+            .iter()
+            .enumerate()
+            .filter_map(|(n, r)| match &r.job {
+                Job::Submit(s) => Some((n, s)),
+                Job::Command { .. } => None,
+            })
+            .collect();
+        let index = submissions.iter().enumerate().map(|(at, (n, _))| (*n, at)).collect();
+        if submissions.is_empty() {
+            return Ok(Self { found: Vec::new(), index });
+        }
+        let partners: Vec<Uuid> = submissions.iter().map(|(_, s)| s.partner.as_uuid()).collect();
+        let emails: Vec<Option<String>> =
+            submissions.iter().map(|(_, s)| s.details.email_key()).collect();
+        let phones: Vec<Option<String>> =
+            submissions.iter().map(|(_, s)| s.details.phone_key()).collect();
+        let found: Vec<(i64, Option<Uuid>, bool)> = sqlx::query_as(
+            "SELECT t.n, \
+               (SELECT l.lead_id FROM leads l WHERE l.partner_id = t.partner \
+                  AND (lower(l.email) = t.email OR l.phone_key = t.phone) \
+                  AND l.created_at > now() - interval '24 hours' ORDER BY l.created_at DESC LIMIT 1), \
+               EXISTS (SELECT 1 FROM leads l WHERE l.partner_id <> t.partner \
+                  AND (lower(l.email) = t.email OR l.phone_key = t.phone) \
+                  AND l.created_at > now() - interval '90 days') \
+             FROM unnest($1::uuid[], $2::text[], $3::text[]) WITH ORDINALITY AS t(partner, email, phone, n) \
+             ORDER BY t.n",
+        )
+        .bind(partners)
+        .bind(emails)
+        .bind(phones)
+        .fetch_all(tx)
+        .await?;
+        Ok(Self { found: found.into_iter().map(|(_, e, c)| (e, c)).collect(), index })
+    }
+
+    /// The rules for the `n`th request, `submission`: the read model's answer, and what this
+    /// batch submitted before it (newer, so it comes first).
+    fn decide(&self, n: usize, submission: &Submission, batch: &InBatch) -> Found {
+        let (stored, stored_conflict) =
+            self.index.get(&n).and_then(|at| self.found.get(*at)).copied().unwrap_or((None, false));
+        let (batched, batched_conflict) = batch.found(submission);
+        Found { existing: batched.or(stored), conflict: stored_conflict || batched_conflict }
+    }
+}
+
+/// The submissions of this batch so far, by person.
+#[derive(Default)]
+struct InBatch {
+    people: Vec<(Uuid, Vec<String>, Uuid)>,
+}
+
+impl InBatch {
+    fn keys(submission: &Submission) -> Vec<String> {
+        let details = &submission.details;
+        details.email_key().into_iter().chain(details.phone_key()).collect()
+    }
+
+    fn add(&mut self, submission: &Submission, lead: Uuid) {
+        self.people.push((submission.partner.as_uuid(), Self::keys(submission), lead));
+    }
+
+    fn found(&self, submission: &Submission) -> (Option<Uuid>, bool) {
+        let keys = Self::keys(submission);
+        let partner = submission.partner.as_uuid();
+        let same = |other: &Vec<String>| other.iter().any(|k| keys.contains(k));
+        let existing = self
+            .people
+            .iter()
+            .rev()
+            .find(|(p, other, _)| *p == partner && same(other))
+            .map(|(_, _, lead)| *lead);
+        let conflict = self.people.iter().any(|(p, other, _)| *p != partner && same(other));
+        (existing, conflict)
+    }
+}
