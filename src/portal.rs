@@ -24,6 +24,8 @@ pub struct Portal {
     /// Lead submissions per user and per partner (both per minute).
     pub lead_limits: (Limiter, Limiter),
     pub metrics: crate::metrics::Metrics,
+    /// Users' standing, read at most a second ago.
+    pub standings: crate::auth::guard::Standings,
     /// Every lead command goes through this server's writer (group commit).
     pub writer: crate::leads::writer::LeadWriter,
     /// Live updates for this server's WebSockets.
@@ -65,6 +67,7 @@ impl Portal {
             lead_limits,
             metrics: Default::default(),
             writer,
+            standings: Default::default(),
             live: Default::default(),
             simulator_url: None,
         }

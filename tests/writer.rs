@@ -118,8 +118,10 @@ async fn a_user_disabled_on_one_server_is_refused_on_another_at_once() {
     let a = one.partner_with_team(&smtp, "standing").await;
     assert_eq!(two.get("/leads", Some(&a.sub)).await.status(), 200);
     let path = format!("/partners/{}/sub-accounts/{}", a.id, a.sub_id);
+    assert_eq!(one.get("/leads", Some(&a.sub)).await.status(), 200, "standing cached on one");
     let disabled = one.patch(&path, Some(&a.admin), &json!({"disabled": true})).await;
     assert_eq!(disabled.status(), 200);
+    assert_eq!(one.get("/leads", Some(&a.sub)).await.status(), 401, "at once where it was made");
     let started = std::time::Instant::now();
     loop {
         if two.get("/leads", Some(&a.sub)).await.status() == 401 {

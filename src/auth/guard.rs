@@ -1,7 +1,9 @@
 //! Who is calling, as extractors: a handler states the role it needs in its signature.
 //!
-//! The token only says who the caller claims to be; the user and its partner are read again on
-//! every request, so disabling a user or suspending a partner takes effect at once. A wrong role
+//! The token only says who the caller claims to be; the user and its partner are read again
+//! (through a cache of at most a second, see [`Standings`]), so disabling a user or suspending
+//! a partner takes effect at once on the server that made the change, and within a second on
+//! the others. A wrong role
 //! for a route is 403; a resource outside the caller's scope is 404 (checked by the handler with
 //! `in_scope`), so ids cannot be probed.
 
@@ -63,6 +65,63 @@ impl Standing {
     }
 }
 
+/// Standings read in the last second, per server. A request reads its caller's standing, and
+/// under load that was one query per request; a second is how long another server may go on
+/// accepting a user that was just disabled, and the server that disables it forgets it at once.
+#[derive(Default)]
+pub struct Standings {
+    entries: std::sync::Mutex<
+        std::collections::HashMap<uuid::Uuid, (std::time::Instant, std::sync::Arc<Standing>)>,
+    >,
+}
+
+/// How long a standing is taken as read.
+const STANDING_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Standings {
+    fn entries(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        std::collections::HashMap<uuid::Uuid, (std::time::Instant, std::sync::Arc<Standing>)>,
+    > {
+        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `user`'s standing, read at most a second ago.
+    pub async fn of(
+        &self,
+        pool: &sqlx::PgPool,
+        user: uuid::Uuid,
+    ) -> Result<Option<std::sync::Arc<Standing>>, sqlx::Error> {
+        if let Some((read, standing)) = self.entries().get(&user) {
+            if read.elapsed() < STANDING_FOR {
+                return Ok(Some(std::sync::Arc::clone(standing)));
+            }
+        }
+        let Some(standing) = Standing::of(pool, user).await?.map(std::sync::Arc::new) else {
+            return Ok(None);
+        };
+        let mut entries = self.entries();
+        // Bounded: the entries of users not seen for a second go first.
+        if entries.len() > 10_000 {
+            entries.retain(|_, (read, _)| read.elapsed() < STANDING_FOR);
+        }
+        entries.insert(user, (std::time::Instant::now(), std::sync::Arc::clone(&standing)));
+        Ok(Some(standing))
+    }
+
+    /// Forgets a user whose account this server just changed.
+    pub fn forget_user(&self, user: uuid::Uuid) {
+        self.entries().remove(&user);
+    }
+
+    /// Forgets every user of a partner this server just changed.
+    pub fn forget_partner(&self, partner: uuid::Uuid) {
+        self.entries().retain(|_, (_, standing)| standing.partner_id != Some(partner));
+    }
+}
+
 fn bearer(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
@@ -75,7 +134,7 @@ impl CurrentUser {
         let claims = session::verify(&state.keys, token).ok_or_else(|| {
             ApiError::Unauthorized("the access token is invalid or has expired".into())
         })?;
-        let standing = Standing::of(&state.pool, claims.sub).await?.ok_or_else(|| {
+        let standing = state.standings.of(&state.pool, claims.sub).await?.ok_or_else(|| {
             ApiError::Unauthorized("the access token is invalid or has expired".into())
         })?;
         if let Some(why) = standing.refusal() {
@@ -95,7 +154,7 @@ impl CurrentUser {
             id: UserId(claims.sub),
             partner_id: standing.partner_id.map(PartnerId),
             role,
-            email: standing.email,
+            email: standing.email.clone(),
         })
     }
 }
