@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::smtp::SmtpSink;
 use common::{
-    crm_settings, partner_webhook, seeded_simulator, sign, sim_post, sim_state, PortalProcess,
-    JWT_SECRET, WEBHOOK_SECRET,
+    crm_settings, seeded_simulator, sim_post, sim_state, PortalProcess, JWT_SECRET, WEBHOOK_SECRET,
 };
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
@@ -54,30 +53,7 @@ async fn every_lead_reaches_the_crm_exactly_once_through_faults_and_crashes() {
     let http = common::client();
 
     // A partner and its admin.
-    let body = partner_webhook("soho-faults", "faults@example.com", true).to_string();
-    let now = chrono::Utc::now().timestamp();
-    let approved = http
-        .post(format!("{}/webhooks/soho/partner", portal.base_url))
-        .header("content-type", "application/json")
-        .header("webhook-id", "msg_faults")
-        .header("webhook-timestamp", now.to_string())
-        .header("webhook-signature", sign(WEBHOOK_SECRET, "msg_faults", now, &body))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(approved.status(), 200);
-    let token = smtp.wait_for_mail_to("faults@example.com", 20).await.token();
-    let session: Value = http
-        .post(format!("{}/auth/register", portal.base_url))
-        .json(&json!({"token": token, "password": common::PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let admin = session["accessToken"].as_str().unwrap().to_string();
+    let admin = portal.partner_admin(&smtp, "soho-faults", "faults@example.com").await;
 
     // Faults on, then 1,000 leads from 16 concurrent clients.
     sim_post(

@@ -169,13 +169,9 @@ async fn the_server_applies_pending_migrations_at_start_and_refuses_a_database_a
     .await
     .unwrap();
     pool.close().await;
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_soho-portal"))
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
+    let output = common::portal_command(&["serve"])
         .envs(envs)
         .env("LISTEN_ADDR", "127.0.0.1:0")
-        .current_dir(std::env::temp_dir())
         .output()
         .await
         .unwrap();

@@ -223,16 +223,12 @@ async fn the_crm_approval_takes_back_an_owner_email_squatted_by_another_partner(
 async fn outside_dev_mode_the_server_refuses_to_start_without_the_real_outside_world() {
     let database = common::fresh_database_options().await;
     let db_url = database.url.clone();
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_soho-portal"))
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
+    let output = common::portal_command(&["serve"])
         .env("DEV_MODE", "false")
         .env("DB_URL", &db_url)
         .env("LISTEN_ADDR", "127.0.0.1:0")
         .env("JWT_SECRET", common::JWT_SECRET)
         .env("SOHO_WEBHOOK_SECRET", common::WEBHOOK_SECRET)
-        .current_dir(std::env::temp_dir())
         .output()
         .await
         .unwrap();
@@ -257,18 +253,8 @@ async fn no_registration_link_reaches_the_log() {
         ("RUST_LOG", "debug"),
     ];
     let portal = common::PortalProcess::start(&envs, &log).await;
-    let body = common::partner_webhook("soho-logs", "logs@example.com", true).to_string();
-    let now = chrono::Utc::now().timestamp();
-    let approved = common::client()
-        .post(format!("{}/webhooks/soho/partner", portal.base_url))
-        .header("content-type", "application/json")
-        .header("webhook-id", "msg_logs")
-        .header("webhook-timestamp", now.to_string())
-        .header("webhook-signature", common::sign(common::WEBHOOK_SECRET, "msg_logs", now, &body))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let approval = common::partner_webhook("soho-logs", "logs@example.com", true);
+    let approved = portal.webhook("/webhooks/soho/partner", "msg_logs", &approval).await;
     assert_eq!(approved.status(), 200);
     let pool = sqlx::PgPool::connect_with(options).await.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);

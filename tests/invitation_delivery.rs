@@ -3,7 +3,7 @@
 mod common;
 
 use common::smtp::{Reply, SmtpSink};
-use common::{partner_webhook, sign, PortalProcess, TestPortal, JWT_SECRET, WEBHOOK_SECRET};
+use common::{partner_webhook, PortalProcess, TestPortal, JWT_SECRET, WEBHOOK_SECRET};
 use nix::sys::signal::Signal;
 
 /// A port nothing listens on (yet).
@@ -54,18 +54,8 @@ async fn an_invitation_pending_when_the_server_is_killed_arrives_once_after_a_re
         ("DEV_MODE", "true"),
     ];
     let mut portal = PortalProcess::start(&envs, &log).await;
-    let body = partner_webhook("2002", "crash@example.com", true).to_string();
-    let now = chrono::Utc::now().timestamp();
-    let response = common::client()
-        .post(format!("{}/webhooks/soho/partner", portal.base_url))
-        .header("content-type", "application/json")
-        .header("webhook-id", "msg_crash")
-        .header("webhook-timestamp", now.to_string())
-        .header("webhook-signature", sign(WEBHOOK_SECRET, "msg_crash", now, &body))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let approval = partner_webhook("2002", "crash@example.com", true);
+    let response = portal.webhook("/webhooks/soho/partner", "msg_crash", &approval).await;
     assert_eq!(response.status(), 200);
     // Killed with the invitation accepted but not yet sent (the SMTP server is down).
     portal.signal(Signal::SIGKILL);

@@ -118,12 +118,8 @@ async fn a_stale_postmaster_pid_does_not_stop_a_start() {
 
 #[tokio::test]
 async fn a_malformed_setting_stops_start_up_naming_it() {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_soho-portal"))
-        .env("LISTEN_ADDR", "not-an-address")
-        .current_dir(std::env::temp_dir())
-        .output()
-        .await
-        .unwrap();
+    let output =
+        common::portal_command(&[]).env("LISTEN_ADDR", "not-an-address").output().await.unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("LISTEN_ADDR"), "{stderr}");

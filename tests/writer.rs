@@ -159,30 +159,7 @@ async fn a_server_killed_mid_batch_leaves_no_lead_half_written() {
     let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let mut portal = common::PortalProcess::start(&envs, &log).await;
     let http = common::client();
-    let body = common::partner_webhook("soho-kill", "kill@example.com", true).to_string();
-    let now = chrono::Utc::now().timestamp();
-    let approved = http
-        .post(format!("{}/webhooks/soho/partner", portal.base_url))
-        .header("content-type", "application/json")
-        .header("webhook-id", "msg_kill")
-        .header("webhook-timestamp", now.to_string())
-        .header("webhook-signature", common::sign(common::WEBHOOK_SECRET, "msg_kill", now, &body))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(approved.status(), 200);
-    let token = smtp.wait_for_mail_to("kill@example.com", 20).await.token();
-    let session: Value = http
-        .post(format!("{}/auth/register", portal.base_url))
-        .json(&json!({"token": token, "password": common::PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let admin = session["accessToken"].as_str().unwrap().to_string();
+    let admin = portal.partner_admin(&smtp, "soho-kill", "kill@example.com").await;
 
     // Submissions keep coming while the server is killed.
     let base = portal.base_url.clone();

@@ -116,6 +116,19 @@ pub async fn fresh_database_options() -> TestDatabase {
     TestDatabase { options, url: url.replace("{db}", &name), name, admin }
 }
 
+/// The portal binary with `args`, run as a person would from an empty directory (no `.env`
+/// leaks in) with nothing from this process's environment but PATH and HOME.
+pub fn portal_command(args: &[&str]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_soho-portal"));
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", std::env::var("HOME").unwrap_or_default())
+        .current_dir(std::env::temp_dir());
+    command
+}
+
 /// The portal binary running as a child process, as people and scripts run it.
 pub struct PortalProcess {
     child: tokio::process::Child,
@@ -123,22 +136,16 @@ pub struct PortalProcess {
 }
 
 impl PortalProcess {
-    /// Starts `soho-portal serve` on a free port with `envs` (and nothing from this process's
-    /// environment but PATH and HOME), and waits for the line saying where it listens.
+    /// Starts `soho-portal serve` on a free port with `envs` (see [`portal_command`]), and waits
+    /// for the line saying where it listens.
     pub async fn start(envs: &[(&str, &str)], log: &std::path::Path) -> Self {
         use tokio::io::AsyncBufReadExt;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_soho-portal"));
+        let mut command = portal_command(&["serve"]);
         command
-            .arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", std::env::var("HOME").unwrap_or_default())
             .env("LISTEN_ADDR", "127.0.0.1:0")
             .env("RUST_LOG", "info")
             .envs(envs.iter().copied())
-            // A directory with no .env in it, so a developer's .env cannot leak in.
-            .current_dir(std::env::temp_dir())
             .stdout(std::process::Stdio::piped())
             .stderr(log)
             .kill_on_drop(true);
@@ -164,6 +171,47 @@ impl PortalProcess {
 
     pub fn signal(&self, signal: nix::sys::signal::Signal) {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal).unwrap();
+    }
+
+    /// Sends a correctly signed Soho CRM webhook.
+    pub async fn webhook(
+        &self,
+        path: &str,
+        id: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        let body = body.to_string();
+        let now = chrono::Utc::now().timestamp();
+        client()
+            .post(format!("{}{path}", self.base_url))
+            .header("content-type", "application/json")
+            .header("webhook-id", id)
+            .header("webhook-timestamp", now.to_string())
+            .header("webhook-signature", sign(WEBHOOK_SECRET, id, now, &body))
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Approves a partner owned by `email` and registers the owner with the link mailed to
+    /// `smtp`; returns the owner's access token.
+    pub async fn partner_admin(&self, smtp: &smtp::SmtpSink, soho_id: &str, email: &str) -> String {
+        let approval = partner_webhook(soho_id, email, true);
+        let approved =
+            self.webhook("/webhooks/soho/partner", &format!("msg_{soho_id}"), &approval).await;
+        assert_eq!(approved.status(), 200);
+        let token = smtp.wait_for_mail_to(email, 20).await.token();
+        let session: serde_json::Value = client()
+            .post(format!("{}/auth/register", self.base_url))
+            .json(&serde_json::json!({"token": token, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        session["accessToken"].as_str().unwrap().to_string()
     }
 
     pub async fn wait(&mut self) -> std::process::ExitStatus {
@@ -692,15 +740,11 @@ impl TestPortal {
     /// Runs the portal's command line against this portal's database; panics unless it
     /// succeeds, and returns what it printed.
     pub async fn cli(&self, args: &[&str]) -> String {
-        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_soho-portal"))
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
+        let output = portal_command(args)
             .env("DB_URL", &self.db_url)
             .env("JWT_SECRET", JWT_SECRET)
             .env("SOHO_WEBHOOK_SECRET", WEBHOOK_SECRET)
             .env("PUBLIC_BASE_URL", "https://partners.example.com")
-            .current_dir(std::env::temp_dir())
             .output()
             .await
             .unwrap();
