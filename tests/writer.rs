@@ -45,12 +45,17 @@ async fn a_refused_command_fails_alone_and_its_batch_commits() {
         at: chrono::Utc::now(),
     };
     // Queued together before the writer runs (this test's runtime has one thread): one batch.
-    let (first, unknown, second, again) = tokio::join!(
+    let (first, unknown, incomplete, second, again, after_refusal) = tokio::join!(
         submit("First", "first@example.com"),
         writer.execute(LeadId::new(), change, &context),
+        submit("", "third@example.com"),
         submit("Second", "second@example.com"),
         submit("First again", "FIRST@example.com"),
+        submit("Third", "third@example.com"),
     );
+    assert!(matches!(incomplete, Err(WriteError::Refused(soho_aggregates::LeadError::Incomplete))));
+    // The refused submission claimed nobody: the same person later in the batch is a new lead.
+    let Ok(Written::Created(third)) = after_refusal else { panic!("{after_refusal:?}") };
     let Ok(Written::Created(first)) = first else { panic!("first: {first:?}") };
     assert!(matches!(unknown, Err(WriteError::Refused(soho_aggregates::LeadError::NotFound))));
     let Ok(Written::Created(second)) = second else { panic!("second: {second:?}") };
@@ -61,9 +66,10 @@ async fn a_refused_command_fails_alone_and_its_batch_commits() {
         .count("SELECT count(DISTINCT tx_id) FROM events WHERE event_type = 'LeadSubmitted'")
         .await;
     assert_eq!(transactions, 1, "one commit for the batch");
-    assert_eq!(portal.count("SELECT count(*) FROM leads").await, 2);
+    assert_eq!(third.last_name, "Third");
+    assert_eq!(portal.count("SELECT count(*) FROM leads").await, 3);
     let stats: Value = portal.get("/dashboard/stats", Some(&a.admin)).await.json().await.unwrap();
-    assert_eq!(stats["totalLeads"], 2);
+    assert_eq!(stats["totalLeads"], 3);
     portal.stop().await;
 }
 

@@ -100,7 +100,6 @@ async fn try_write(
                     continue;
                 }
                 let lead = LeadId::new();
-                submitted.add(submission, lead.as_uuid());
                 let command = LeadCommand::Submit {
                     lead_id: lead,
                     partner_id: submission.partner,
@@ -125,12 +124,14 @@ async fn try_write(
         let sink = EventSink::default();
         match stream.aggregate.handle(command, &(), &sink).await {
             Ok(()) => {
-                if let Job::Command {
-                    command: LeadCommand::RecordCrmSync { soho_lead_id, .. },
-                    ..
-                } = &request.job
-                {
-                    soho_ids.claim(soho_lead_id, lead);
+                // Taken: what it claims counts for the rest of the batch.
+                match &request.job {
+                    Job::Submit(submission) => submitted.add(submission, lead),
+                    Job::Command {
+                        command: LeadCommand::RecordCrmSync { soho_lead_id, .. },
+                        ..
+                    } => soho_ids.claim(soho_lead_id, lead),
+                    Job::Command { .. } => {}
                 }
                 for event in sink.collect().await {
                     stream.sequence += 1;
