@@ -59,6 +59,7 @@ pub async fn rebuild_all(
     for projection in projections {
         lock(&mut tx, projection.name()).await?;
     }
+    await_inline_writes(&mut tx, projections).await?;
     let tables = tables_of(projections);
     let indexes: Vec<(String, String)> = sqlx::query_as(
         "SELECT i.indexname, i.indexdef FROM pg_indexes i \
@@ -99,6 +100,7 @@ pub async fn check(
     register(pool, projection.name()).await?;
     let mut tx = pool.begin().await?;
     lock(&mut tx, projection.name()).await?;
+    await_inline_writes(&mut tx, &[projection]).await?;
     let live_checkpoint = checkpoint(&mut tx, projection.name()).await?;
     for table in projection.tables() {
         sqlx::query(&format!("CREATE TEMP TABLE live_{table} ON COMMIT DROP AS TABLE {table}"))
@@ -120,6 +122,37 @@ pub async fn check(
     }
     tx.rollback().await?;
     Ok(differences)
+}
+
+/// A read model written inline has every committed event of its types applied, while the log
+/// is read in the order that holds back events committed behind an older open transaction (of
+/// any database of the cluster). With its writers held off by the lock taken, this waits until
+/// none of its events is held back, so the rebuild reads all that the live tables have.
+async fn await_inline_writes(
+    conn: &mut PgConnection,
+    projections: &[&dyn Projection],
+) -> Result<(), ProjectionError> {
+    let types: Vec<&str> = projections
+        .iter()
+        .filter(|p| p.written_inline())
+        .flat_map(|p| p.follows().iter().copied())
+        .collect();
+    if types.is_empty() {
+        return Ok(());
+    }
+    loop {
+        let held: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE aggregate_type = ANY($1) \
+             AND tx_id >= pg_snapshot_xmin(pg_current_snapshot()))",
+        )
+        .bind(&types)
+        .fetch_one(&mut *conn)
+        .await?;
+        if !held {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 /// Every table the projections own, children first within each projection.
