@@ -32,17 +32,6 @@ impl Projection for CrmOutbox {
         tx: &mut PgConnection,
         events: &[StoredEvent],
     ) -> Result<(), ProjectionError> {
-        self.write(tx, events).await.map(|_| ())
-    }
-}
-
-impl CrmOutbox {
-    /// Writes the tasks `events` owe Soho CRM; returns how many.
-    pub async fn write(
-        &self,
-        tx: &mut PgConnection,
-        events: &[StoredEvent],
-    ) -> Result<usize, ProjectionError> {
         let mut leads = Vec::new();
         let mut kinds = Vec::new();
         let mut crm_statuses = Vec::new();
@@ -61,9 +50,8 @@ impl CrmOutbox {
             crm_statuses.push(crm_status);
         }
         if leads.is_empty() {
-            return Ok(0);
+            return Ok(());
         }
-        let tasks = leads.len();
         // One statement for the batch; WITH ORDINALITY keeps the tasks in log order.
         sqlx::query(
             "INSERT INTO crm_outbox (lead_id, kind, crm_status) \
@@ -76,6 +64,6 @@ impl CrmOutbox {
         .bind(crm_statuses)
         .execute(&mut *tx)
         .await?;
-        Ok(tasks)
+        Ok(())
     }
 }

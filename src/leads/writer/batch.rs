@@ -151,7 +151,7 @@ async fn try_write(
         }
     }
     let stored = if events.is_empty() { Vec::new() } else { log::append(&mut tx, &events).await? };
-    let tasks = apply_read_models(&mut tx, &stored).await?;
+    apply_read_models(&mut tx, &stored).await?;
     soho_ids.save(&mut tx).await?;
     let ids: Vec<Uuid> = decided
         .iter()
@@ -162,9 +162,8 @@ async fn try_write(
         .collect();
     let views: HashMap<Uuid, queries::LeadView> =
         queries::leads_by_id(&mut *tx, &ids).await?.into_iter().map(|v| (v.id, v)).collect();
-    if let (Some(last), true) = (stored.last(), tasks > 0) {
-        // Soho CRM workers on every server look for the new tasks (only when there are some:
-        // a batch of sync outcomes wakes nobody).
+    if let Some(last) = stored.last() {
+        // Soho CRM workers on every server look for the new tasks.
         soho_projections::reader::announce(&mut tx, crate::crm::outbox::NAME, last.position())
             .await?;
     }
@@ -188,14 +187,14 @@ async fn try_write(
         .collect())
 }
 
-/// The read models that follow leads, written with the events that change them; returns how
-/// many Soho CRM tasks they owe.
-async fn apply_read_models(tx: &mut PgConnection, stored: &[StoredEvent]) -> anyhow::Result<usize> {
+/// The read models that follow leads, written with the events that change them.
+async fn apply_read_models(tx: &mut PgConnection, stored: &[StoredEvent]) -> anyhow::Result<()> {
     if stored.is_empty() {
-        return Ok(0);
+        return Ok(());
     }
     soho_projections::leads::LeadsProjection.apply(&mut *tx, stored).await?;
-    Ok(crate::crm::outbox::CrmOutbox.write(&mut *tx, stored).await?)
+    crate::crm::outbox::CrmOutbox.apply(&mut *tx, stored).await?;
+    Ok(())
 }
 
 /// One lead per Soho CRM id (`lead_soho_ids`): the rule is checked here, so a command that
