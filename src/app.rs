@@ -91,7 +91,6 @@ pub async fn start(settings: Settings, pool: PgPool) -> anyhow::Result<RunningPo
         &settings,
         simulator.as_ref().map(|(a, _)| format!("http://{a}")).as_deref(),
     ));
-    let workers = settings.soho_concurrency;
     let checkpoints = Checkpoints::default();
     retire_inline_subscribers(&pool, &checkpoints).await?;
     let mut portal = Portal::new(pool.clone(), settings, keys, checkpoints.clone());
@@ -104,7 +103,7 @@ pub async fn start(settings: Settings, pool: PgPool) -> anyhow::Result<RunningPo
     reader.register().await.context("registering the subscribers")?;
     background.extend(reader.spawn());
     background.push(portal.live.spawn(portal.pool.clone()));
-    background.extend(Arc::new(CrmSync::new(Arc::clone(&portal), crm)).spawn(workers));
+    background.extend(Arc::new(CrmSync::new(Arc::clone(&portal), crm)).spawn());
     let subscribers = background;
 
     let (shutdown, stopped) = oneshot::channel::<()>();

@@ -139,10 +139,31 @@ async fn run_tool(command: Command, settings: Settings, database: &Database) -> 
         Command::Audit { command: AuditCommand::Lead { id, at } } => audit_lead(pool, id, at).await,
         Command::Crm { command: CrmCommand::Status } => {
             let backlog = crate::metrics::crm_backlog(pool).await?;
+            let usage = crate::crm::limits::usage(
+                pool,
+                settings.soho_concurrency,
+                settings.soho_daily_credits,
+            )
+            .await?;
             println!("pending calls:        {}", backlog.pending);
             println!("failed calls:         {}", backlog.failed);
             println!("oldest pending (s):   {:.1}", backlog.oldest_pending_seconds);
             println!("last error:           {}", backlog.last_error.as_deref().unwrap_or("-"));
+            println!("calls in flight:      {} of {}", usage.calls_in_flight, usage.concurrency);
+            println!("credits used (24 h):  {} of {}", usage.credits_used, usage.daily_credits);
+            println!("records per call:     {:.1}", usage.records_per_call);
+            match usage.hours_to_budget {
+                Some(hours) => {
+                    println!("budget lasts:         {hours:.1} h at the last 15 min's rate")
+                }
+                None => println!("budget lasts:         - (no calls in the last 15 min)"),
+            }
+            match &usage.paused {
+                Some((until, reason)) => {
+                    println!("sync:                 paused until {until}: {reason}")
+                }
+                None => println!("sync:                 running"),
+            }
             Ok(())
         }
         Command::Crm { command: CrmCommand::Retry { lead, all_failed } } => {

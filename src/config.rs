@@ -79,8 +79,12 @@ pub struct Settings {
     pub http_max_connections: usize,
     /// Public-form submissions allowed a minute per client address.
     pub public_form_limit_per_address: u32,
-    /// How many Soho CRM calls run at once (different leads; one lead's calls are in order).
+    /// The org's cap on Soho CRM calls at once, across every server on this database (Zoho: 5
+    /// on Free to 25 on Ultimate).
     pub soho_concurrency: usize,
+    /// The org's Soho CRM API credits per rolling 24 hours (one per call of up to 100 records;
+    /// Zoho Enterprise: 50,000 + 1,000 per user license).
+    pub soho_daily_credits: u64,
     /// Where the in-process Soho CRM simulator listens (when `SOHO_API_BASE` is not set).
     pub simulator_listen_addr: Option<SocketAddr>,
     /// The built browser portal (`web/dist`).
@@ -212,7 +216,8 @@ impl Settings {
                 "PUBLIC_FORM_RATE_LIMIT_PER_ADDRESS",
                 10,
             )?,
-            soho_concurrency: number(&lookup, "SOHO_CONCURRENCY", 8)? as usize,
+            soho_concurrency: number(&lookup, "SOHO_CONCURRENCY", 10)?.max(1) as usize,
+            soho_daily_credits: number(&lookup, "SOHO_DAILY_CREDITS", 60_000)?.into(),
             web_dir: PathBuf::from(
                 lookup("WEB_DIR").unwrap_or_else(|| {
                     concat!(env!("CARGO_MANIFEST_DIR"), "/web/dist").to_string()

@@ -108,13 +108,19 @@ async fn a_lead_round_trips_through_soho_crm_without_an_echo() {
         webhooks_before + 1,
         "only the operator's change sent a webhook"
     );
-    let calls: Vec<&Value> = state["calls"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["portalLeadId"] == id.as_str())
+    let records: Vec<Value> = common::sim_records(&state)
+        .into_iter()
+        .filter(|r| r["portalLeadId"] == id.as_str())
         .collect();
-    assert_eq!(calls.len(), 2, "one upsert and one status update, and no echo: {calls:?}");
+    let calls: Vec<(&str, &str)> = records
+        .iter()
+        .map(|r| (r["path"].as_str().unwrap(), r["code"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        calls,
+        [("/Leads/upsert", "SUCCESS"), ("/Leads", "SUCCESS")],
+        "one upsert and one status update, and no echo"
+    );
     let history: Value =
         portal.get(&format!("/leads/{id}/history"), Some(&a.admin)).await.json().await.unwrap();
     let sources: Vec<&str> =
@@ -193,9 +199,11 @@ async fn two_servers_on_one_database_never_make_a_call_twice() {
     })
     .await;
     let state = sim_state(&sim).await;
-    let upserts =
-        state["calls"].as_array().unwrap().iter().filter(|c| c["path"] == "/Leads/upsert").count();
-    assert_eq!(upserts, 150, "one upsert call per lead, across both servers");
+    let upserts = common::sim_records(&state)
+        .into_iter()
+        .filter(|r| r["path"] == "/Leads/upsert" && r["code"] == "SUCCESS")
+        .count();
+    assert_eq!(upserts, 150, "one upsert per lead, across both servers");
     assert!(state["leads"]
         .as_array()
         .unwrap()
@@ -203,4 +211,39 @@ async fn two_servers_on_one_database_never_make_a_call_twice() {
         .all(|l| l["inserts"] == 1 && l["updates"] == 0));
     one.stop().await;
     two.stop().await;
+}
+
+/// The fault run's "refreshes overlapped" check counts refreshes the simulator is answering: two
+/// made at once overlap, but one whose caller went away (a portal killed mid-refresh) ends there.
+#[tokio::test]
+async fn the_simulator_counts_overlapping_refreshes_and_forgets_abandoned_ones() {
+    let (sim, _task) = common::seeded_simulator("http://127.0.0.1:9", 1).await;
+    sim_post(&sim, "/sim/faults", json!({"latencyMs": 800})).await;
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", "r"),
+        ("client_id", "c"),
+        ("client_secret", "s"),
+    ];
+    let refresh = |timeout_ms: u64| {
+        let sim = sim.clone();
+        async move {
+            reqwest::Client::new()
+                .post(format!("{sim}/oauth/v2/token"))
+                .form(&form)
+                .timeout(Duration::from_millis(timeout_ms))
+                .send()
+                .await
+                .is_ok()
+        }
+    };
+    // Abandoned after 100 ms, then a full one: never two at once.
+    assert!(!refresh(100).await);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(refresh(5_000).await);
+    assert_eq!(sim_state(&sim).await["mostTokenRefreshesInFlight"], 1);
+    // Two at once: counted.
+    let (a, b) = tokio::join!(refresh(5_000), refresh(5_000));
+    assert!(a && b);
+    assert_eq!(sim_state(&sim).await["mostTokenRefreshesInFlight"], 2);
 }

@@ -2,10 +2,11 @@
 //!
 //! One access token is shared by every caller and refreshed a few minutes before it expires, by
 //! one caller at a time, and never more than 10 times in 10 minutes (Zoho's limit). Every call
-//! has a timeout. Failures come back classified: retry later (429, 5xx, timeouts, refused or
-//! dropped connections; with the server's `Retry-After` when it gave one) or permanent (other
-//! 4xx, with the CRM's code and message). A 401 `INVALID_TOKEN` refreshes the token once and
-//! retries.
+//! has a timeout. Calls carry up to 100 records and are answered record by record; a failure of
+//! the call as a whole comes back classified: retry later (429, 5xx, timeouts, refused or dropped
+//! connections; with the server's `Retry-After` when it gave one), credits spent
+//! (`LIMIT_REACHED`), or permanent (other 4xx, with the CRM's code and message). A 401
+//! `INVALID_TOKEN` refreshes the token once and retries.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -23,6 +24,9 @@ const REFRESHES_PER_WINDOW: usize = 10;
 pub enum CrmError {
     #[error("Soho CRM is unavailable: {reason}")]
     Retry { reason: String, after: Option<Duration> },
+    /// The org's API credits are spent (`LIMIT_REACHED`): no call succeeds until they return.
+    #[error("Soho CRM's API credits are spent (LIMIT_REACHED)")]
+    LimitReached { after: Option<Duration> },
     #[error("Soho CRM refused the call: {code}: {message}")]
     Permanent { code: String, message: String },
 }
@@ -71,33 +75,40 @@ impl CrmClient {
         }
     }
 
-    /// Creates or updates the lead whose `Portal_Lead_Id` is in `record`; returns the CRM's id.
-    #[tracing::instrument(skip_all, err)]
-    pub async fn upsert_lead(&self, record: Value) -> Result<String, CrmError> {
+    /// Creates or updates the leads in `records` (up to 100), matched on `Portal_Lead_Id`;
+    /// answers each record, in order: its CRM id, or why the CRM refused it.
+    #[tracing::instrument(skip_all, fields(records = records.len()), err)]
+    pub async fn upsert_leads(&self, records: Vec<Value>) -> Result<Vec<RecordAnswer>, CrmError> {
+        let count = records.len();
         let body =
-            json!({"data": [record], "duplicate_check_fields": ["Portal_Lead_Id"], "trigger": []});
-        let answer = self.call(reqwest::Method::POST, "/Leads/upsert", &body).await?;
-        answer["data"][0]["details"]["id"].as_str().map(str::to_string).ok_or_else(|| {
-            CrmError::Retry { reason: "the upsert answer has no record id".into(), after: None }
-        })
+            json!({"data": records, "duplicate_check_fields": ["Portal_Lead_Id"], "trigger": []});
+        let answer = self.call(reqwest::Method::POST, "/Leads/upsert", &body, count).await?;
+        Ok(per_record(&answer, count))
     }
 
-    /// Sets a lead's `Lead_Status`, without triggering the CRM's workflows (so no webhook echo).
-    #[tracing::instrument(skip_all, fields(soho_lead_id), err)]
-    pub async fn update_status(
+    /// Sets the `Lead_Status` of up to 100 leads, `(soho lead id, CRM status)`, without
+    /// triggering the CRM's workflows (so no webhook echo); answers each, in order.
+    #[tracing::instrument(skip_all, fields(records = updates.len()), err)]
+    pub async fn update_statuses(
         &self,
-        soho_lead_id: &str,
-        crm_status: &str,
-    ) -> Result<(), CrmError> {
-        let body = json!({"data": [{"Lead_Status": crm_status}], "trigger": []});
-        self.call(reqwest::Method::PUT, &format!("/Leads/{soho_lead_id}"), &body).await.map(|_| ())
+        updates: &[(String, String)],
+    ) -> Result<Vec<RecordAnswer>, CrmError> {
+        let data: Vec<Value> =
+            updates.iter().map(|(id, status)| json!({"id": id, "Lead_Status": status})).collect();
+        let body = json!({"data": data, "trigger": []});
+        let answer = self.call(reqwest::Method::PUT, "/Leads", &body, updates.len()).await?;
+        Ok(per_record(&answer, updates.len()))
     }
 
+    /// Makes a call carrying `records` records. Its answer is returned when the CRM carried it
+    /// out, wholly or record by record (200, or 207/400 with one `data` entry per record); a
+    /// failure of the call as a whole comes back as an error.
     async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
         body: &Value,
+        records: usize,
     ) -> Result<Value, CrmError> {
         let mut refreshed = false;
         loop {
@@ -119,40 +130,35 @@ impl CrmClient {
                 .map(Duration::from_secs);
             let text = response.text().await.map_err(transport)?;
             let answer: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-            let code = answer["code"]
-                .as_str()
-                .or(answer["data"][0]["code"].as_str())
-                .unwrap_or("")
-                .to_string();
-            let message = answer["message"]
-                .as_str()
-                .or(answer["data"][0]["message"].as_str())
-                .unwrap_or("")
-                .to_string();
+            let code = answer["code"].as_str().unwrap_or("").to_string();
+            let by_record = code.is_empty()
+                && answer["data"].as_array().is_some_and(|entries| entries.len() == records);
+            if by_record && (status.is_success() || status == reqwest::StatusCode::BAD_REQUEST) {
+                return Ok(answer);
+            }
             if status == reqwest::StatusCode::UNAUTHORIZED && code == "INVALID_TOKEN" && !refreshed
             {
                 refreshed = true;
                 self.invalidate(&token).await;
                 continue;
             }
-            if status.is_success() {
-                if answer["data"][0]["status"].as_str() == Some("error") {
-                    return Err(CrmError::Permanent { code, message });
-                }
-                return Ok(answer);
+            // LIMIT_REACHED (429 or 403): the org's credits are spent for now; they come back.
+            if code == "LIMIT_REACHED" {
+                return Err(CrmError::LimitReached { after: retry_after });
             }
-            // LIMIT_REACHED (429 or 403): the org's API budget is spent for now; it comes back.
             if status == reqwest::StatusCode::TOO_MANY_REQUESTS
                 || status.is_server_error()
                 || status == reqwest::StatusCode::UNAUTHORIZED
-                || code == "LIMIT_REACHED"
+                || status.is_success()
             {
+                // A 2xx without an answer per record is the CRM's slip, not the leads': retry.
                 return Err(CrmError::Retry {
                     reason: format!("{status} {code}").trim().to_string(),
                     after: retry_after,
                 });
             }
             let code = if code.is_empty() { status.as_u16().to_string() } else { code };
+            let message = answer["message"].as_str().unwrap_or("").to_string();
             return Err(CrmError::Permanent { code, message });
         }
     }
@@ -226,6 +232,36 @@ impl CrmClient {
         });
         Ok(value.to_string())
     }
+}
+
+/// One record's answer in a batch call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordAnswer {
+    /// Done; the record's CRM id.
+    Done(String),
+    /// Refused for good, with the CRM's code and its message naming the field.
+    Refused { code: String, message: String },
+}
+
+/// The answers to a call's `records` records, from its `data` (checked to have one each).
+fn per_record(answer: &Value, records: usize) -> Vec<RecordAnswer> {
+    (0..records)
+        .map(|n| {
+            let entry = &answer["data"][n];
+            match (entry["status"].as_str(), entry["details"]["id"].as_str()) {
+                (Some("success"), Some(id)) => RecordAnswer::Done(id.to_string()),
+                _ => {
+                    let code = entry["code"].as_str().unwrap_or("UNKNOWN").to_string();
+                    let mut message = entry["message"].as_str().unwrap_or("").to_string();
+                    let details = &entry["details"];
+                    if let Some(field) = details["api_name"].as_str().or(details["id"].as_str()) {
+                        message = format!("{message} ({field})");
+                    }
+                    RecordAnswer::Refused { code, message }
+                }
+            }
+        })
+        .collect()
 }
 
 fn transport(error: reqwest::Error) -> CrmError {

@@ -1,7 +1,9 @@
-//! Soho CRM: the API client, the outbox of calls owed to it, the workers that make them, and the
-//! operator's view of the backlog.
+//! Soho CRM: the API client, the outbox of calls owed to it, the workers that make them in
+//! batches within the org's limits, and the operator's view of the backlog.
 
+mod batch;
 pub mod client;
+pub mod limits;
 pub mod outbox;
 pub mod worker;
 

@@ -37,13 +37,20 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
     }
 }
 
-/// Prometheus metrics: webhook and CRM counters, and the CRM backlog.
+/// Prometheus metrics: webhook and CRM counters, the CRM backlog and its limits.
 pub async fn metrics(
     State(state): State<AppState>,
 ) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
     let backlog = crate::metrics::crm_backlog(&state.pool).await?;
+    let settings = &state.settings;
+    let usage = crate::crm::limits::usage(
+        &state.pool,
+        settings.soho_concurrency,
+        settings.soho_daily_credits,
+    )
+    .await?;
     Ok((
         [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::metrics::render(&state.metrics, &backlog),
+        crate::metrics::render(&state.metrics, &backlog, &usage),
     ))
 }

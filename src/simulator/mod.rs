@@ -3,10 +3,12 @@
 //! `Portal_Lead_Id`), lets an operator create and approve partners and change lead statuses
 //! (each sending a signed webhook to the portal, retried on the Standard Webhooks schedule), and
 //! injects faults set at run time: latency, a share of 500s, 429 bursts, timeouts, dropped
-//! connections, an outage, expired tokens.
+//! connections, an outage, expired tokens, refused records. Like a real org it takes up to 100
+//! records a call and meters calls at once and credits a day (`Limits`).
 
 mod api;
 mod operator;
+mod records;
 mod state;
 mod webhooks;
 
@@ -16,7 +18,7 @@ use std::sync::Arc;
 use axum::Router;
 use tokio::net::TcpListener;
 
-pub use state::{Faults, SimLead, SimPartner, Simulator};
+pub use state::{Faults, Limits, SimLead, SimPartner, Simulator};
 
 /// Where the simulator sends its webhooks, and with which key.
 #[derive(Clone, Debug)]

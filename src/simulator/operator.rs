@@ -12,7 +12,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::state::{Faults, SimPartner};
+use super::state::{Faults, Limits, SimPartner};
 use super::webhooks::deliver;
 use super::Simulator;
 
@@ -23,6 +23,7 @@ pub fn routes() -> Router<Arc<Simulator>> {
         .route("/sim/state", get(state))
         .route("/sim/faults", post(set_faults))
         .route("/sim/tokens/expire", post(expire_tokens))
+        .route("/sim/limits", post(set_limits))
         .route("/sim/partners", post(upsert_partner))
         .route("/sim/partners/{id}/approve", post(approve))
         .route("/sim/partners/{id}/suspend", post(suspend))
@@ -31,7 +32,8 @@ pub fn routes() -> Router<Arc<Simulator>> {
 
 async fn state(State(sim): State<Arc<Simulator>>) -> Json<Value> {
     let most_in_ten_minutes = sim.most_refreshes_in_ten_minutes();
-    let state = sim.lock();
+    let mut state = sim.lock();
+    let credits_used = state.credits_used();
     let mut leads: Vec<_> = state.leads.values().cloned().collect();
     leads.sort_by(|a, b| a.id.cmp(&b.id));
     Json(json!({
@@ -44,7 +46,18 @@ async fn state(State(sim): State<Arc<Simulator>>) -> Json<Value> {
         "mostTokenRefreshesInTenMinutes": most_in_ten_minutes,
         "webhooksSent": state.webhooks_sent,
         "webhooksFailed": state.webhooks_failed,
+        "limits": state.limits,
+        "callsInFlight": state.calls_in_flight,
+        "mostCallsInFlight": state.most_calls_in_flight,
+        "creditsUsed": credits_used,
     }))
+}
+
+/// Sets the org's limits (calls at once, credits a day); credits already spent stay spent.
+async fn set_limits(State(sim): State<Arc<Simulator>>, Json(limits): Json<Limits>) -> Json<Limits> {
+    let mut state = sim.lock();
+    state.limits = limits;
+    Json(state.limits.clone())
 }
 
 async fn set_faults(State(sim): State<Arc<Simulator>>, Json(faults): Json<Faults>) -> Json<Faults> {
@@ -175,6 +188,7 @@ Emails the portal sends in dev mode are at <a href="{portal}/dev/mailbox">{porta
 <h2>New partner</h2><form id="partner"><label>Name <input name="name" required value="Acme Referrals Ltd"></label>
 <label>Email <input name="email" type="email" required value="owner@acme.example"></label>
 <label><input name="approved" type="checkbox" checked> Approved</label><button>Create</button></form>
+<h2>Org limits</h2><p id="limits"></p>
 <h2>Partners</h2><table id="partners"><thead><tr><th>Soho id</th><th>Name</th><th>Email</th><th>Approved</th><th></th></tr></thead><tbody></tbody></table>
 <h2>Leads</h2><table id="leads"><thead><tr><th>Soho id</th><th>Name</th><th>Lead_Status</th><th>Change to</th></tr></thead><tbody></tbody></table>
 <script>
@@ -183,6 +197,9 @@ const post = (url, body) => fetch(url, {{method: "POST", headers: {{"content-typ
 function cell(text) {{ const td = document.createElement("td"); td.textContent = text; return td; }}
 async function load() {{
   const s = await (await fetch("/sim/state")).json();
+  document.querySelector("#limits").textContent =
+    `API calls in flight: ${{s.callsInFlight}} of ${{s.limits.concurrency}} (most so far: ${{s.mostCallsInFlight}}). ` +
+    `Credits used in the last 24 h: ${{s.creditsUsed}} of ${{s.limits.dailyCredits}}.`;
   const pt = document.querySelector("#partners tbody"); pt.replaceChildren();
   for (const p of s.partners) {{
     const tr = document.createElement("tr"); tr.append(cell(p.sohoPartnerId), cell(p.name), cell(p.email), cell(p.approved ? "yes" : "no"));

@@ -1,6 +1,6 @@
 //! The simulator's state: partners, leads, tokens, faults, and a log of API calls for tests.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -27,7 +27,8 @@ pub struct Faults {
     pub outage_seconds: u64,
     /// Revoke every token issued so far (calls answer 401 INVALID_TOKEN until refreshed).
     pub expire_tokens: bool,
-    /// Refuse, for good (400 INVALID_DATA), leads with this last name: a permanent failure.
+    /// Refuse, for good (`INVALID_DATA` for that record), leads whose last name starts with
+    /// this: a permanent failure of some records of a batch.
     pub reject_last_name: Option<String>,
     /// The token endpoint refuses the portal's client (400 `invalid_client`).
     pub refuse_tokens: bool,
@@ -60,17 +61,43 @@ pub struct SimPartner {
     pub commission_rate: Option<f64>,
 }
 
+/// The org's limits, as Zoho meters them (CONTRACT.md 4). The defaults are an Enterprise org of
+/// 10 users: 20 calls at once, 50,000 + 10 × 1,000 credits a day.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Limits {
+    /// Calls in flight at once; one more is answered 429 `TOO_MANY_REQUESTS`, no `Retry-After`.
+    pub concurrency: u32,
+    /// Credits per rolling 24 hours, one per call; past them, 429 `LIMIT_REACHED`.
+    pub daily_credits: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { concurrency: 20, daily_credits: 60_000 }
+    }
+}
+
 /// One API call as the simulator saw it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Call {
     pub method: String,
     pub path: String,
-    pub portal_lead_id: Option<String>,
-    pub lead_status: Option<String>,
+    /// The records it carried, in order, each with the code it was answered.
+    pub records: Vec<CallRecord>,
     /// The answer's status, or 0 for a dropped connection.
     pub status: u16,
     pub fault: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallRecord {
+    pub portal_lead_id: Option<String>,
+    pub lead_status: Option<String>,
+    /// `SUCCESS`, `INVALID_DATA`, ...; none when the call as a whole was not carried out.
+    pub code: Option<String>,
 }
 
 #[derive(Default)]
@@ -90,11 +117,35 @@ pub struct State {
     pub most_refreshes_in_flight: u32,
     pub webhooks_sent: u32,
     pub webhooks_failed: u32,
+    pub limits: Limits,
+    pub calls_in_flight: u32,
+    pub most_calls_in_flight: u32,
+    /// When each credit of the last 24 hours was spent.
+    pub credits_spent: VecDeque<Instant>,
 }
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
 
 impl State {
     pub fn faults_reject(&self, last_name: &str) -> bool {
-        self.faults.reject_last_name.as_deref() == Some(last_name)
+        self.faults.reject_last_name.as_deref().is_some_and(|prefix| last_name.starts_with(prefix))
+    }
+
+    /// Credits spent in the last 24 hours.
+    pub fn credits_used(&mut self) -> u64 {
+        while self.credits_spent.front().is_some_and(|at| at.elapsed() > DAY) {
+            self.credits_spent.pop_front();
+        }
+        self.credits_spent.len() as u64
+    }
+
+    /// Spends one credit, if the day's budget has one left.
+    pub fn spend_credit(&mut self) -> bool {
+        if self.credits_used() >= self.limits.daily_credits {
+            return false;
+        }
+        self.credits_spent.push_back(Instant::now());
+        true
     }
 }
 

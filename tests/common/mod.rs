@@ -714,6 +714,24 @@ pub async fn sim_state(sim_url: &str) -> serde_json::Value {
     client().get(format!("{sim_url}/sim/state")).send().await.unwrap().json().await.unwrap()
 }
 
+/// The simulator's call log, one entry per record a call carried: the call's `method`, `path`,
+/// `status` and `fault`, the record's `portalLeadId`, `leadStatus` and answer `code`, and `call`,
+/// the call's place in the log.
+pub fn sim_records(state: &serde_json::Value) -> Vec<serde_json::Value> {
+    let mut records = Vec::new();
+    for (n, call) in state["calls"].as_array().unwrap().iter().enumerate() {
+        for record in call["records"].as_array().unwrap() {
+            let mut entry = record.clone();
+            for field in ["method", "path", "status", "fault"] {
+                entry[field] = call[field].clone();
+            }
+            entry["call"] = n.into();
+            records.push(entry);
+        }
+    }
+    records
+}
+
 pub async fn sim_post(sim_url: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
     client()
         .post(format!("{sim_url}{path}"))
@@ -740,7 +758,13 @@ impl TestPortal {
     /// Runs the portal's command line against this portal's database; panics unless it
     /// succeeds, and returns what it printed.
     pub async fn cli(&self, args: &[&str]) -> String {
+        self.cli_with(&[], args).await
+    }
+
+    /// `cli` with settings of its own (the ones the servers run with, such as their limits).
+    pub async fn cli_with(&self, envs: &[(&str, &str)], args: &[&str]) -> String {
         let output = portal_command(args)
+            .envs(envs.iter().copied())
             .env("DB_URL", &self.db_url)
             .env("JWT_SECRET", JWT_SECRET)
             .env("SOHO_WEBHOOK_SECRET", WEBHOOK_SECRET)
