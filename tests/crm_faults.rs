@@ -55,15 +55,20 @@ async fn every_lead_reaches_the_crm_exactly_once_through_faults_and_crashes() {
     // A partner and its admin.
     let admin = portal.partner_admin(&smtp, "soho-faults", "faults@example.com").await;
 
-    // Faults on, then 1,000 leads from 16 concurrent clients.
+    // Faults on, a 60 s outage and revoked tokens first (so the whole load is a backlog when the
+    // chaos begins: batched, the portal would otherwise sync it as fast as it is submitted), then
+    // 1,000 leads from 16 concurrent clients. Each kind of fault is made to happen at least once
+    // (the `*Next` ones), the rest by the dice.
     sim_post(
         &sim,
         "/sim/faults",
-        json!({"errorRate": 0.3, "latencyMs": 2000, "rateLimitBurst": 40,
-        "retryAfterSeconds": 1, "timeoutRate": 0.01, "dropRate": 0.02}),
+        json!({"errorRate": 0.3, "latencyMs": 2000, "rateLimitBurst": 10, "retryAfterSeconds": 1,
+        "timeoutRate": 0.01, "dropRate": 0.02, "hangNext": 2, "dropNext": 2, "outageSeconds": 60,
+        "expireTokens": true}),
     )
     .await;
-    let started = Instant::now();
+    let chaos = Instant::now();
+    let started = chaos;
     let base = portal.base_url.clone();
     let ids: Vec<String> = futures::StreamExt::collect(futures::StreamExt::buffered(
         futures::StreamExt::map(futures::stream::iter(0..LEADS), |n| {
@@ -93,16 +98,8 @@ async fn every_lead_reaches_the_crm_exactly_once_through_faults_and_crashes() {
     }
     let submitted = started.elapsed();
 
-    // Chaos while the backlog drains: a 60 s outage, revoked tokens (now and after the outage),
-    // and a SIGKILL at a random moment in each of three windows.
-    sim_post(
-        &sim,
-        "/sim/faults",
-        json!({"errorRate": 0.3, "latencyMs": 2000, "rateLimitBurst": 40, "retryAfterSeconds": 1,
-        "timeoutRate": 0.01, "dropRate": 0.02, "outageSeconds": 60, "expireTokens": true}),
-    )
-    .await;
-    let chaos = Instant::now();
+    // Chaos while the backlog drains: the outage, revoked tokens (at the start and after the
+    // outage), and a SIGKILL at a random moment in each of three windows.
     let kill_at: Vec<Duration> = [10, 40, 70]
         .iter()
         .map(|start| Duration::from_secs(start + rand::Rng::random_range(&mut dice, 0..20)))
@@ -141,7 +138,7 @@ async fn every_lead_reaches_the_crm_exactly_once_through_faults_and_crashes() {
     sim_post(&sim, "/sim/tokens/expire", json!({})).await;
     let last = &ids[STATUS_CHANGED];
     let response = http
-        .patch(format!("{base}/leads/{last}/status"))
+        .patch(format!("{}/leads/{last}/status", portal.base_url))
         .bearer_auth(&admin)
         .json(&json!({"status": "contacted"}))
         .send()

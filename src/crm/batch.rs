@@ -291,6 +291,9 @@ async fn finish(conn: &mut PgConnection, tasks: &[Task], outcomes: &[Outcome]) -
     let mut states = Vec::with_capacity(tasks.len());
     let mut errors: Vec<Option<String>> = Vec::with_capacity(tasks.len());
     let mut delays = Vec::with_capacity(tasks.len());
+    // One backoff for the batch: its tasks failed together and come back together, as a batch
+    // (a jitter each would scatter them over small calls).
+    let backoff = backoff(tasks.iter().map(|t| t.attempts).max().unwrap_or(0));
     for (task, outcome) in tasks.iter().zip(outcomes) {
         ids.push(task.task_id);
         let (state, error, delay) = match outcome {
@@ -299,7 +302,7 @@ async fn finish(conn: &mut PgConnection, tasks: &[Task], outcomes: &[Outcome]) -
                 ("failed", Some(format!("{code}: {message}")), 0.0)
             }
             Outcome::Retry { reason, after } => {
-                let delay = after.unwrap_or_else(|| backoff(task.attempts));
+                let delay = after.unwrap_or(backoff);
                 ("pending", Some(reason.clone()), delay.as_secs_f64())
             }
         };

@@ -106,6 +106,14 @@ fn decide(sim: &Simulator) -> Option<Fault> {
             "limit reached",
         ));
     }
+    if state.faults.hang_next > 0 {
+        state.faults.hang_next -= 1;
+        return Some(Fault::Hang);
+    }
+    if state.faults.drop_next > 0 {
+        state.faults.drop_next -= 1;
+        return Some(Fault::Drop);
+    }
     if state.faults.rate_limit_burst > 0 {
         state.faults.rate_limit_burst -= 1;
         return Some(Fault::Answer(

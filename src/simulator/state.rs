@@ -23,6 +23,10 @@ pub struct Faults {
     pub timeout_rate: f64,
     /// Share of calls whose connection is dropped before an answer.
     pub drop_rate: f64,
+    /// The next this-many calls are carried out and never answered (whatever the dice say).
+    pub hang_next: u32,
+    /// The next this-many calls are carried out and their connection dropped.
+    pub drop_next: u32,
     /// For this many seconds from now, every call is answered 503.
     pub outage_seconds: u64,
     /// Revoke every token issued so far (calls answer 401 INVALID_TOKEN until refreshed).

@@ -151,6 +151,8 @@ async fn run(stack: &mut Stack, sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
     );
     rows.push(row);
     rows.push(synced);
+    step("CRM credits per 1,000 leads and status changes");
+    rows.push(writes::credits_per_thousand(stack).await?);
 
     step("lead-status webhooks");
     stack.reset_peaks();

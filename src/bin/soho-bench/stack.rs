@@ -102,9 +102,20 @@ impl Stack {
             partner: uuid::Uuid::nil(),
             user: uuid::Uuid::nil(),
         };
+        // The CRM as a real org serves it: a second a call, 10 calls at once (issue 14's row).
+        stack
+            .sim_post("/sim/limits", json!({"concurrency": 10, "dailyCredits": 1_000_000}))
+            .await?;
+        stack.sim_post("/sim/faults", json!({"latencyMs": 1000})).await?;
         stack.add_server().await?;
         stack.register_partner().await?;
         Ok(stack)
+    }
+
+    async fn sim_post(&self, path: &str, body: Value) -> anyhow::Result<()> {
+        let response = self.http.post(format!("{}{path}", self.sim_url)).json(&body).send().await?;
+        anyhow::ensure!(response.status().is_success(), "{path}: {}", response.status());
+        Ok(())
     }
 
     fn environment(&self, port: u16) -> HashMap<&'static str, String> {
@@ -119,6 +130,8 @@ impl Stack {
             ("SOHO_CLIENT_ID", "portal-dev".into()),
             ("SOHO_CLIENT_SECRET", "portal-dev".into()),
             ("SOHO_REFRESH_TOKEN", "portal-dev".into()),
+            ("SOHO_CONCURRENCY", "10".into()),
+            ("SOHO_DAILY_CREDITS", "1000000".into()),
             ("DATA_DIR", self.dir.path().join("data").display().to_string()),
             ("RUST_LOG", "warn".into()),
             // No SMTP: invitations go to the dev mailbox. The load comes from one user.
