@@ -43,9 +43,14 @@ impl<'a> Batch<'a> {
         Self { sync, task_ids }
     }
 
-    /// With the tasks' locks held: checks they are still due (another worker may have just done
-    /// them), makes the call if the limits allow, and records the outcomes.
-    pub async fn work(self, conn: &mut PgConnection) -> anyhow::Result<Worked> {
+    /// With the tasks' locks and a slot held: checks they are still due (another worker may have
+    /// just done them), makes the call if the limits allow, gives the slot back, and records the
+    /// outcomes.
+    pub async fn work(
+        self,
+        conn: &mut PgConnection,
+        slot: &mut Option<i32>,
+    ) -> anyhow::Result<Worked> {
         let tasks: Vec<Task> = sqlx::query_as(&format!(
             "SELECT task_id, lead_id, kind, crm_status, attempts FROM crm_outbox o \
              WHERE task_id = ANY($1) AND {ELIGIBLE} ORDER BY task_id"
@@ -116,6 +121,9 @@ impl<'a> Batch<'a> {
                 span,
             )
             .await;
+            if let Some(slot) = slot.take() {
+                limits::release_slot(conn, slot).await?;
+            }
             if let Err(CrmError::LimitReached { after }) = &answers {
                 let after = after.unwrap_or(limits::LIMIT_REACHED_PAUSE);
                 let reason = "Soho CRM answered LIMIT_REACHED: the org's API credits are spent";

@@ -2,7 +2,7 @@
 //! calls at once and its rolling 24 h credit budget.
 //!
 //! The cap is `SOHO_CONCURRENCY` slots, each a session advisory lock a worker holds on its own
-//! connection while it makes a call: whichever server it runs on, no more than that many calls
+//! connection while it makes a call (from before the batch is chosen until the answer is in): whichever server it runs on, no more than that many calls
 //! are in flight, and a server that dies lets go of its slots as its connections close.
 //!
 //! Credits are counted one per call (Zoho charges one per upsert or update of up to 100 records)
@@ -35,10 +35,14 @@ pub async fn take_slot(conn: &mut PgConnection, concurrency: usize) -> sqlx::Res
     .await
 }
 
-/// Gives `slot` back, with the task locks `tasks` taken under it.
-pub async fn release(conn: &mut PgConnection, slot: i32, tasks: &[i64]) -> sqlx::Result<()> {
+/// Gives `slot` back (unless it went back already) with the task locks `tasks`.
+pub async fn release(
+    conn: &mut PgConnection,
+    slot: Option<i32>,
+    tasks: &[i64],
+) -> sqlx::Result<()> {
     sqlx::query(
-        "SELECT pg_advisory_unlock($1, $2), \
+        "SELECT CASE WHEN $2::int IS NOT NULL THEN pg_advisory_unlock($1, $2) END, \
                 (SELECT count(*) FROM unnest($3::bigint[]) AS task WHERE pg_advisory_unlock(task))",
     )
     .bind(SLOT_CLASS)
@@ -47,6 +51,17 @@ pub async fn release(conn: &mut PgConnection, slot: i32, tasks: &[i64]) -> sqlx:
     .execute(conn)
     .await
     .map(|_| ())
+}
+
+/// Gives `slot` back as soon as its call is answered: the cap is on calls at once, and the
+/// outcomes are recorded without one.
+pub async fn release_slot(conn: &mut PgConnection, slot: i32) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_advisory_unlock($1, $2)")
+        .bind(SLOT_CLASS)
+        .bind(slot)
+        .execute(conn)
+        .await
+        .map(|_| ())
 }
 
 /// Whether a call may be made now.

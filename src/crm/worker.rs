@@ -41,6 +41,11 @@ const FAIRNESS_WINDOW: usize = 4096;
 /// The most records Soho CRM takes in one call.
 pub(super) const BATCH: usize = 100;
 
+/// How long ready tasks may wait for a fuller call while another call of this server is in
+/// flight. Each call costs a credit whatever it carries, so a steady trickle goes in calls of many
+/// records; a lone lead, with nothing in flight, goes at once.
+const LINGER: Duration = Duration::from_secs(2);
+
 /// Whose checkpoint news means new tasks (the lead writer announces it with each batch).
 const OUTBOX: &str = super::outbox::NAME;
 
@@ -64,6 +69,8 @@ pub struct CrmSync {
     pub client: Arc<CrmClient>,
     pub(super) partner_soho_ids: std::sync::Mutex<HashMap<uuid::Uuid, String>>,
     turns: Turns,
+    /// Batches this server is working now.
+    in_flight: std::sync::atomic::AtomicUsize,
 }
 
 /// What one turn of a worker came to.
@@ -72,6 +79,8 @@ pub(super) enum Worked {
     Batch,
     /// Nothing this worker could take.
     Idle,
+    /// A partial batch is ready: look again after this long, when it may be fuller.
+    Linger(Duration),
     /// Every slot of the org's cap is taken.
     NoSlot,
     /// The credits are spent, or the CRM asked to hold off: for this long.
@@ -110,10 +119,17 @@ impl Turns {
 
 impl CrmSync {
     pub fn new(portal: Arc<Portal>, client: Arc<CrmClient>) -> Self {
-        Self { portal, client, partner_soho_ids: Default::default(), turns: Turns::default() }
+        Self {
+            portal,
+            client,
+            partner_soho_ids: Default::default(),
+            turns: Turns::default(),
+            in_flight: Default::default(),
+        }
     }
 
-    /// The workers (one per slot of the org's cap: more could never call at once), and a
+    /// The workers (half as many again as the org's cap has slots: a worker gives its slot back
+    /// when its call is answered, and another calls while it records the outcomes), and a
     /// watcher that hands them a baton when the outbox gains tasks: one idle worker looks, and
     /// passes the baton on as soon as it has a batch, so the number of workers looking follows
     /// the work instead of every worker scanning on every wake-up.
@@ -124,7 +140,8 @@ impl CrmSync {
             Arc::clone(&baton),
         ))];
         tasks.push(tokio::spawn(limits::watch(Arc::clone(&self.portal))));
-        let workers = self.portal.settings.soho_concurrency.max(1);
+        let slots = self.portal.settings.soho_concurrency.max(1);
+        let workers = slots + slots.div_ceil(2);
         tasks.extend((0..workers).map(|n| {
             let (sync, baton) = (Arc::clone(&self), Arc::clone(&baton));
             tokio::spawn(async move { sync.work(n, &baton).await })
@@ -149,6 +166,7 @@ impl CrmSync {
             let wait = match self.work_one(c, baton).await {
                 Ok(Worked::Batch) => continue,
                 Ok(Worked::Idle) => Duration::from_millis(500),
+                Ok(Worked::Linger(wait)) => wait,
                 // Another worker (maybe on another server) frees a slot within a call's time.
                 Ok(Worked::NoSlot) => Duration::from_millis(100 + rand::random_range(0..100)),
                 Ok(Worked::Paused(wait)) => wait.min(Duration::from_secs(30)),
@@ -172,14 +190,22 @@ impl CrmSync {
         else {
             return Ok(Worked::NoSlot);
         };
+        let mut slot = Some(slot);
         let locked = self.lock_batch(conn).await;
-        let tasks = locked.as_ref().map(|t| t.clone()).unwrap_or_default();
+        let tasks = locked.as_ref().map(|(t, _)| t.clone()).unwrap_or_default();
         let worked = match locked {
-            Ok(tasks) if tasks.is_empty() => Ok(Worked::Idle),
-            Ok(tasks) => {
+            Ok((_, Some(linger))) => Ok(Worked::Linger(linger)),
+            Ok((tasks, None)) if tasks.is_empty() => Ok(Worked::Idle),
+            Ok((tasks, None)) => {
                 // There may be more: another worker looks while this one makes its call.
                 baton.notify_one();
-                Batch::new(self, tasks).work(conn).await
+                use std::sync::atomic::Ordering::Relaxed;
+                self.in_flight.fetch_add(1, Relaxed);
+                let worked = Batch::new(self, tasks).work(conn, &mut slot).await;
+                self.in_flight.fetch_sub(1, Relaxed);
+                // A worker lingering over a partial batch may send it now.
+                baton.notify_one();
+                worked
             }
             Err(error) => Err(error),
         };
@@ -187,29 +213,43 @@ impl CrmSync {
         worked
     }
 
-    /// Locks up to a batch of eligible tasks of one kind. Fair across partners: the candidates
-    /// are each partner's oldest ready task, then each one's second, and so on (counted over the
-    /// oldest few thousand ready tasks, which bounds the scan); of those, the partners this
-    /// server served longest ago go first. So one partner's burst does not hold up the others.
-    async fn lock_batch(&self, conn: &mut PgConnection) -> anyhow::Result<Vec<i64>> {
-        let candidates: Vec<(i64, Option<uuid::Uuid>, String)> = sqlx::query_as(&format!(
-            "SELECT task_id, partner_id, kind FROM ( \
-               SELECT t.task_id, t.kind, t.next_attempt_at, l.partner_id, row_number() OVER ( \
+    /// Locks up to a batch of eligible tasks of one kind; with how long to linger instead (the
+    /// locks to be given back) when only a partial batch is free, it has not waited `LINGER`,
+    /// and this server has a call in flight. Fair across partners: the candidates are each partner's oldest ready task, then
+    /// each one's second, and so on (counted over the oldest few thousand ready tasks, which
+    /// bounds the scan); of those, the partners this server served longest ago go first. So one
+    /// partner's burst does not hold up the others. The candidates are enough for every slot to
+    /// lock a full batch past the ones other workers hold.
+    async fn lock_batch(
+        &self,
+        conn: &mut PgConnection,
+    ) -> anyhow::Result<(Vec<i64>, Option<Duration>)> {
+        let slots = self.portal.settings.soho_concurrency;
+        let candidates: Vec<(i64, Option<uuid::Uuid>, String, f64)> = sqlx::query_as(&format!(
+            "SELECT task_id, partner_id, kind, waited FROM ( \
+               SELECT t.task_id, t.kind, t.next_attempt_at, l.partner_id, \
+                 extract(epoch FROM now() - t.next_attempt_at)::float8 AS waited, row_number() OVER ( \
                  PARTITION BY l.partner_id ORDER BY t.next_attempt_at, t.task_id) AS turn \
                FROM (SELECT task_id, lead_id, kind, next_attempt_at FROM crm_outbox o WHERE {ELIGIBLE} \
                      ORDER BY next_attempt_at, task_id LIMIT {FAIRNESS_WINDOW}) t \
                LEFT JOIN leads l ON l.lead_id = t.lead_id) ready \
              ORDER BY turn, next_attempt_at, task_id LIMIT {}",
-            BATCH * 3
+            (BATCH * (slots + 1)).min(FAIRNESS_WINDOW)
         ))
         .fetch_all(&mut *conn)
         .await?;
         // One kind a call: the kind of the task that comes first.
-        let Some(kind) = candidates.first().map(|(_, _, kind)| kind.clone()) else {
-            return Ok(Vec::new());
+        let Some(kind) = candidates.first().map(|(_, _, kind, _)| kind.clone()) else {
+            return Ok((Vec::new(), None));
         };
+        let candidates: Vec<(i64, Option<uuid::Uuid>, f64)> = candidates
+            .into_iter()
+            .filter(|(_, _, k, _)| *k == kind)
+            .map(|(t, p, _, waited)| (t, p, waited))
+            .collect();
+        let waited: HashMap<i64, f64> = candidates.iter().map(|(t, _, w)| (*t, *w)).collect();
         let candidates: Vec<(i64, Option<uuid::Uuid>)> =
-            candidates.into_iter().filter(|(_, _, k)| *k == kind).map(|(t, p, _)| (t, p)).collect();
+            candidates.into_iter().map(|(t, p, _)| (t, p)).collect();
         let order = self.turns.order(&candidates);
         // One statement locks the first tasks free in that order: unnest yields the array in
         // order, and LIMIT stops the scan once a batch is locked.
@@ -221,8 +261,14 @@ impl CrmSync {
         .bind(BATCH as i64)
         .fetch_all(&mut *conn)
         .await?;
+        let busy = self.in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0;
+        let oldest = locked.iter().filter_map(|t| waited.get(t)).fold(0.0, |a: f64, b| a.max(*b));
+        if busy && locked.len() < BATCH && oldest < LINGER.as_secs_f64() {
+            let linger = LINGER.saturating_sub(Duration::from_secs_f64(oldest.max(0.0)));
+            return Ok((locked, Some(linger)));
+        }
         let partners = candidates.iter().filter(|(t, _)| locked.contains(t)).map(|(_, p)| *p);
         self.turns.served(partners);
-        Ok(locked)
+        Ok((locked, None))
     }
 }

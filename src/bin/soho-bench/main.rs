@@ -119,6 +119,7 @@ async fn run(stack: &mut Stack, sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
     let synced = writes::sync_backlog(stack, since, &submitted).await?;
     let per_lead =
         stack.statements(DATABASE).await? as f64 / submitted.latencies.len().max(1) as f64;
+    stack.print_top_statements(DATABASE, 8).await?;
     let lost = writes::lost_by_read_model(stack).await?;
     step("pgbench single-row insert");
     let pgbench = writes::pgbench_insert(stack, clients, duration).await?;

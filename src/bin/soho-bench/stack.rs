@@ -211,6 +211,24 @@ impl Stack {
         Ok(n.unwrap_or(0))
     }
 
+    /// The `n` statements of `database` that took the most time since the last reset, printed
+    /// to stderr (the profile behind a scenario's figure): total ms, calls, mean ms, query.
+    pub async fn print_top_statements(&self, database: &str, n: i64) -> anyhow::Result<()> {
+        let rows: Vec<(f64, i64, f64, String)> = sqlx::query_as(
+            "SELECT total_exec_time, calls, mean_exec_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 160) \
+             FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = $1) \
+             ORDER BY total_exec_time DESC LIMIT $2",
+        )
+        .bind(database)
+        .bind(n)
+        .fetch_all(&self.pool)
+        .await?;
+        for (total, calls, mean, query) in rows {
+            eprintln!("   {total:>9.0} ms {calls:>8} calls {mean:>7.2} ms  {query}");
+        }
+        Ok(())
+    }
+
     /// The base URLs of the first `n` servers, for round-robin.
     pub fn bases(&self, n: usize) -> Vec<String> {
         self.servers.iter().take(n).map(|s| s.base.clone()).collect()

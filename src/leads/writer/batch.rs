@@ -333,14 +333,21 @@ impl People {
             submissions.iter().map(|(_, s)| s.details.email_key()).collect();
         let phones: Vec<Option<String>> =
             submissions.iter().map(|(_, s)| s.details.phone_key()).collect();
+        // Email and phone are looked up apart, each on its own index (`leads_by_email`,
+        // `leads_by_phone`): an OR of the two would scan every lead of the partner.
         let found: Vec<(i64, Option<Uuid>, bool)> = sqlx::query_as(
             "SELECT t.n, \
-               (SELECT l.lead_id FROM leads l WHERE l.partner_id = t.partner \
-                  AND (lower(l.email) = t.email OR l.phone_key = t.phone) \
-                  AND l.created_at > now() - interval '24 hours' ORDER BY l.created_at DESC LIMIT 1), \
-               EXISTS (SELECT 1 FROM leads l WHERE l.partner_id <> t.partner \
-                  AND (lower(l.email) = t.email OR l.phone_key = t.phone) \
-                  AND l.created_at > now() - interval '90 days') \
+               (SELECT m.lead_id FROM ( \
+                  SELECT l.lead_id, l.created_at FROM leads l WHERE lower(l.email) = t.email \
+                    AND l.created_at > now() - interval '24 hours' AND l.partner_id = t.partner \
+                  UNION ALL \
+                  SELECT l.lead_id, l.created_at FROM leads l WHERE l.phone_key = t.phone \
+                    AND l.created_at > now() - interval '24 hours' AND l.partner_id = t.partner \
+                ) m ORDER BY m.created_at DESC LIMIT 1), \
+               EXISTS (SELECT 1 FROM leads l WHERE lower(l.email) = t.email \
+                  AND l.created_at > now() - interval '90 days' AND l.partner_id <> t.partner) \
+               OR EXISTS (SELECT 1 FROM leads l WHERE l.phone_key = t.phone \
+                  AND l.created_at > now() - interval '90 days' AND l.partner_id <> t.partner) \
              FROM unnest($1::uuid[], $2::text[], $3::text[]) WITH ORDINALITY AS t(partner, email, phone, n) \
              ORDER BY t.n",
         )
