@@ -208,6 +208,7 @@ async fn run(stack: &mut Stack, sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
         let synced = writes::sync_backlog(stack, since, &sample).await?;
         let per_lead_here =
             stack.statements(DATABASE).await? as f64 / sample.latencies.len().max(1) as f64;
+        stack.print_top_statements(DATABASE, 8).await?;
         let mut row = Row::from_sample(
             format!("lead submission, {servers} servers round-robin"),
             clients,
