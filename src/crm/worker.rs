@@ -169,7 +169,9 @@ impl CrmSync {
                 Ok(Worked::Linger(wait)) => wait,
                 // Another worker (maybe on another server) frees a slot within a call's time.
                 Ok(Worked::NoSlot) => Duration::from_millis(100 + rand::random_range(0..100)),
-                Ok(Worked::Paused(wait)) => wait.min(Duration::from_secs(30)),
+                Ok(Worked::Paused(wait)) => {
+                    wait.clamp(Duration::from_secs(1), Duration::from_secs(30))
+                }
                 Err(error) => {
                     tracing::warn!(error = format!("{error:#}"), worker = n, "CRM worker error");
                     conn = None;
