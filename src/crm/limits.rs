@@ -77,13 +77,15 @@ pub enum Spend {
 /// asked every server to hold off. One statement: the old minutes go, the window is summed, and
 /// the credit is spent only if one is left.
 pub async fn spend(conn: &mut PgConnection, budget: u64, records: usize) -> sqlx::Result<Spend> {
-    let (spent, used, oldest, paused_until, paused_for): (
-        bool,
-        i64,
-        Option<DateTime<Utc>>,
-        Option<DateTime<Utc>>,
-        Option<String>,
-    ) = sqlx::query_as(
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        spent: bool,
+        used: i64,
+        oldest: Option<DateTime<Utc>>,
+        paused_until: Option<DateTime<Utc>>,
+        paused_for: Option<String>,
+    }
+    let row: Row = sqlx::query_as(
         "WITH gone AS (DELETE FROM crm_credits WHERE minute < now() - interval '25 hours'), \
          window_ AS (SELECT COALESCE(sum(calls), 0)::bigint AS used, min(minute) AS oldest \
                      FROM crm_credits WHERE minute > now() - interval '24 hours'), \
@@ -94,14 +96,16 @@ pub async fn spend(conn: &mut PgConnection, budget: u64, records: usize) -> sqlx
                    ON CONFLICT (minute) DO UPDATE SET calls = crm_credits.calls + 1, \
                                                       records = crm_credits.records + excluded.records \
                    RETURNING 1) \
-         SELECT EXISTS (SELECT 1 FROM spend), (SELECT used FROM window_), (SELECT oldest FROM window_), \
-                (SELECT until FROM paused), (SELECT reason FROM paused)",
+         SELECT EXISTS (SELECT 1 FROM spend) AS spent, (SELECT used FROM window_) AS used, \
+                (SELECT oldest FROM window_) AS oldest, (SELECT until FROM paused) AS paused_until, \
+                (SELECT reason FROM paused) AS paused_for",
     )
     .bind(budget as i64)
     .bind(records as i32)
     .fetch_one(conn)
     .await?;
-    Ok(match (spent, paused_until, paused_for) {
+    let (used, oldest) = (row.used, row.oldest);
+    Ok(match (row.spent, row.paused_until, row.paused_for) {
         (true, _, _) => Spend::Spent,
         (false, Some(until), Some(reason)) => Spend::Paused { until, reason },
         _ => Spend::Paused {
@@ -145,26 +149,30 @@ pub struct Usage {
 }
 
 pub async fn usage(pool: &PgPool, concurrency: usize, budget: u64) -> sqlx::Result<Usage> {
-    let (in_flight, used, records, oldest, recent, paused_until, paused_for): (
-        i64,
-        i64,
-        i64,
-        Option<DateTime<Utc>>,
-        i64,
-        Option<DateTime<Utc>>,
-        Option<String>,
-    ) = sqlx::query_as(
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        in_flight: i64,
+        used: i64,
+        records: i64,
+        oldest: Option<DateTime<Utc>>,
+        recent: i64,
+        paused_until: Option<DateTime<Utc>>,
+        paused_for: Option<String>,
+    }
+    let row: Row = sqlx::query_as(
         "SELECT (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
-                   AND objsubid = 2 AND classid = $1::bigint::oid), \
-                COALESCE(sum(calls), 0)::bigint, COALESCE(sum(records), 0)::bigint, min(minute), \
-                COALESCE(sum(calls) FILTER (WHERE minute > now() - interval '15 minutes'), 0)::bigint, \
-                (SELECT until FROM crm_pause WHERE until > now()), \
-                (SELECT reason FROM crm_pause WHERE until > now()) \
+                   AND objsubid = 2 AND classid = $1::bigint::oid) AS in_flight, \
+                COALESCE(sum(calls), 0)::bigint AS used, COALESCE(sum(records), 0)::bigint AS records, \
+                min(minute) AS oldest, \
+                COALESCE(sum(calls) FILTER (WHERE minute > now() - interval '15 minutes'), 0)::bigint AS recent, \
+                (SELECT until FROM crm_pause WHERE until > now()) AS paused_until, \
+                (SELECT reason FROM crm_pause WHERE until > now()) AS paused_for \
          FROM crm_credits WHERE minute > now() - interval '24 hours'",
     )
     .bind(SLOT_CLASS)
     .fetch_one(pool)
     .await?;
+    let Row { in_flight, used, records, oldest, recent, paused_until, paused_for } = row;
     let left = (budget as i64 - used).max(0) as f64;
     let per_hour = recent as f64 * 4.0;
     let mut paused = paused_until.zip(paused_for);
