@@ -267,13 +267,18 @@ impl<'a> Batch<'a> {
         conn: &mut PgConnection,
         leads: impl Iterator<Item = &Lead>,
     ) -> sqlx::Result<HashMap<uuid::Uuid, String>> {
-        let wanted: Vec<uuid::Uuid> =
+        let mut wanted: Vec<uuid::Uuid> =
             leads.filter_map(|l| l.partner_id.map(|p| p.as_uuid())).collect();
-        let known = self.sync.partner_soho_ids.lock().map(|m| m.clone()).unwrap_or_default();
-        let mut missing: Vec<uuid::Uuid> =
-            wanted.iter().filter(|p| !known.contains_key(p)).copied().collect();
-        missing.sort();
-        missing.dedup();
+        wanted.sort();
+        wanted.dedup();
+        let mut known: HashMap<uuid::Uuid, String> = match self.sync.partner_soho_ids.lock() {
+            Ok(remembered) => {
+                wanted.iter().filter_map(|p| remembered.get(p).map(|id| (*p, id.clone()))).collect()
+            }
+            Err(_) => HashMap::new(),
+        };
+        let missing: Vec<uuid::Uuid> =
+            wanted.into_iter().filter(|p| !known.contains_key(p)).collect();
         if missing.is_empty() {
             return Ok(known);
         }
@@ -283,7 +288,6 @@ impl<'a> Batch<'a> {
         .bind(&missing)
         .fetch_all(conn)
         .await?;
-        let mut known = known;
         if let Ok(mut remembered) = self.sync.partner_soho_ids.lock() {
             remembered.extend(found.iter().cloned());
         }

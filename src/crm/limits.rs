@@ -108,13 +108,19 @@ pub async fn spend(conn: &mut PgConnection, budget: u64, records: usize) -> sqlx
     Ok(match (row.spent, row.paused_until, row.paused_for) {
         (true, _, _) => Spend::Spent,
         (false, Some(until), Some(reason)) => Spend::Paused { until, reason },
-        _ => Spend::Paused {
-            // Credits come back as the oldest minute of the window leaves it.
-            until: oldest.map_or_else(Utc::now, |o| o + chrono::Duration::hours(24))
-                + chrono::Duration::minutes(1),
-            reason: format!("the daily credit budget is spent ({used} of {budget} in 24 h)"),
-        },
+        _ => {
+            let (until, reason) = budget_spent(used, budget, oldest);
+            Spend::Paused { until, reason }
+        }
     })
+}
+
+/// Until when, and why, sync pauses with `used` of `budget` credits spent in the window whose
+/// oldest minute is `oldest`: credits come back as that minute leaves the window.
+fn budget_spent(used: i64, budget: u64, oldest: Option<DateTime<Utc>>) -> (DateTime<Utc>, String) {
+    let until = oldest.unwrap_or_else(Utc::now) + chrono::Duration::hours(24);
+    let reason = format!("the daily credit budget is spent ({used} of {budget} in 24 h)");
+    (until + chrono::Duration::minutes(1), reason)
 }
 
 /// Asks every server to hold off until `after` from now: the CRM answered `LIMIT_REACHED`.
@@ -177,9 +183,7 @@ pub async fn usage(pool: &PgPool, concurrency: usize, budget: u64) -> sqlx::Resu
     let per_hour = recent as f64 * 4.0;
     let mut paused = paused_until.zip(paused_for);
     if paused.is_none() && used >= budget as i64 {
-        let until = oldest.unwrap_or_else(Utc::now) + chrono::Duration::hours(24);
-        let reason = format!("the daily credit budget is spent ({used} of {budget} in 24 h)");
-        paused = Some((until + chrono::Duration::minutes(1), reason));
+        paused = Some(budget_spent(used, budget, oldest));
     }
     Ok(Usage {
         concurrency,
