@@ -184,6 +184,12 @@ impl<'a> Batch<'a> {
         };
         for (n, answer) in in_call.iter().zip(answers) {
             outcomes[*n] = Some(match answer {
+                RecordAnswer::Done(soho_id) if tasks[*n].kind == "upsert" && soho_id.is_empty() => {
+                    Outcome::Retry {
+                        reason: "the upsert answer has no record id".into(),
+                        after: None,
+                    }
+                }
                 RecordAnswer::Done(soho_id) => {
                     Outcome::Done { synced: (tasks[*n].kind == "upsert").then_some(soho_id) }
                 }

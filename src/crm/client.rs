@@ -237,7 +237,7 @@ impl CrmClient {
 /// One record's answer in a batch call.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RecordAnswer {
-    /// Done; the record's CRM id.
+    /// Done; the record's CRM id (empty if the answer did not name it).
     Done(String),
     /// Refused for good, with the CRM's code and its message naming the field.
     Refused { code: String, message: String },
@@ -249,7 +249,8 @@ fn per_record(answer: &Value, records: usize) -> Vec<RecordAnswer> {
         .map(|n| {
             let entry = &answer["data"][n];
             match (entry["status"].as_str(), entry["details"]["id"].as_str()) {
-                (Some("success"), Some(id)) => RecordAnswer::Done(id.to_string()),
+                // An update's answer need not name the record; an upsert's must (checked there).
+                (Some("success"), id) => RecordAnswer::Done(id.unwrap_or_default().to_string()),
                 _ => {
                     let code = entry["code"].as_str().unwrap_or("UNKNOWN").to_string();
                     let mut message = entry["message"].as_str().unwrap_or("").to_string();
