@@ -335,6 +335,25 @@ pub async fn lock(conn: &mut PgConnection, name: &str) -> Result<(), sqlx::Error
     Ok(())
 }
 
+/// `lock`'s statement as SQL text, to send with others in one round trip (one simple query).
+pub fn lock_statement(name: &str) -> String {
+    format!(
+        "SELECT pg_advisory_xact_lock(hashtext('soho-subscriber'), hashtext({}))",
+        literal(name)
+    )
+}
+
+/// `announce`'s statement as SQL text, to send with others in one round trip (one simple query).
+pub fn announce_statement(name: &str, position: LogPosition) -> String {
+    let message = format!("{name} {} {}", position.tx_id, position.global_position);
+    format!("SELECT pg_notify('checkpoint_advanced', {})", literal(&message))
+}
+
+/// `text` as a SQL string literal (standard_conforming_strings, on since PostgreSQL 9.1).
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
 pub(crate) async fn checkpoint(
     conn: &mut PgConnection,
     name: &str,

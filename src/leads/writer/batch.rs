@@ -14,9 +14,10 @@ use soho_aggregates::lead::LeadCommand;
 use soho_aggregates::{Lead, LeadId};
 use soho_projections::log::{self, NewEvent, StoredEvent};
 use soho_projections::Projection;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
+use super::connection::WriterConnection;
 use super::{Job, Request, Submission, WriteError, Written};
 use crate::leads::queries;
 
@@ -24,10 +25,10 @@ use crate::leads::queries;
 const ATTEMPTS: usize = 3;
 
 /// Writes `requests` and answers each.
-pub(super) async fn write(pool: &PgPool, requests: Vec<Request>) {
+pub(super) async fn write(conn: &mut WriterConnection, requests: Vec<Request>) {
     let mut attempt = 1;
     let answers = loop {
-        match try_write(pool, &requests).await {
+        match try_write(conn, &requests).await {
             Ok(answers) => break answers,
             Err(error) if attempt < ATTEMPTS && transient(&error) => {
                 tracing::warn!(
@@ -77,16 +78,33 @@ enum Decided {
     Refused(WriteError),
 }
 
+/// Answers to a batch's requests, and the NOTIFY to send with its COMMIT.
+type Outcome = (Vec<Result<Written, WriteError>>, Option<String>);
+
 #[tracing::instrument(skip_all, fields(requests = requests.len()), err)]
 async fn try_write(
-    pool: &PgPool,
+    conn: &mut WriterConnection,
     requests: &[Request],
 ) -> anyhow::Result<Vec<Result<Written, WriteError>>> {
-    let mut tx = pool.begin().await?;
-    soho_projections::reader::lock(&mut tx, soho_projections::leads::NAME).await?;
-    let people = People::look_up(&mut tx, requests).await?;
-    let mut leads = Streams::load(&mut tx, requests).await?;
-    let mut soho_ids = SohoIds::look_up(&mut tx, requests).await?;
+    let lock = soho_projections::reader::lock_statement(soho_projections::leads::NAME);
+    let tx = conn.begin(&lock).await?;
+    match decide_and_write(tx, requests).await {
+        Ok((answers, announce)) => {
+            conn.commit(announce).await?;
+            Ok(answers)
+        }
+        Err(error) => {
+            conn.roll_back().await;
+            Err(error)
+        }
+    }
+}
+
+/// Decides every request of the batch and writes the outcome, in the open transaction `tx`.
+async fn decide_and_write(tx: &mut PgConnection, requests: &[Request]) -> anyhow::Result<Outcome> {
+    let people = People::look_up(tx, requests).await?;
+    let mut leads = Streams::load(tx, requests).await?;
+    let mut soho_ids = SohoIds::look_up(tx, requests).await?;
     let mut events = Vec::new();
     let mut decided = Vec::with_capacity(requests.len());
     let mut submitted = InBatch::default();
@@ -150,9 +168,9 @@ async fn try_write(
             Err(refused) => decided.push(Decided::Refused(refused.into())),
         }
     }
-    let stored = if events.is_empty() { Vec::new() } else { log::append(&mut tx, &events).await? };
-    apply_read_models(&mut tx, &stored).await?;
-    soho_ids.save(&mut tx).await?;
+    let stored = if events.is_empty() { Vec::new() } else { log::append(tx, &events).await? };
+    apply_read_models(tx, &stored).await?;
+    soho_ids.save(tx).await?;
     let ids: Vec<Uuid> = decided
         .iter()
         .filter_map(|d| match d {
@@ -162,13 +180,11 @@ async fn try_write(
         .collect();
     let views: HashMap<Uuid, queries::LeadView> =
         queries::leads_by_id(&mut *tx, &ids).await?.into_iter().map(|v| (v.id, v)).collect();
-    if let Some(last) = stored.last() {
-        // Soho CRM workers on every server look for the new tasks.
-        soho_projections::reader::announce(&mut tx, crate::crm::outbox::NAME, last.position())
-            .await?;
-    }
-    tx.commit().await?;
-    Ok(decided
+    // Soho CRM workers on every server look for the new tasks.
+    let announce = stored.last().map(|last| {
+        soho_projections::reader::announce_statement(crate::crm::outbox::NAME, last.position())
+    });
+    let answers = decided
         .into_iter()
         .map(|decided| {
             let view = |lead: Uuid| {
@@ -184,7 +200,8 @@ async fn try_write(
                 Decided::Refused(error) => Err(error),
             }
         })
-        .collect())
+        .collect();
+    Ok((answers, announce))
 }
 
 /// The read models that follow leads, written with the events that change them.

@@ -10,6 +10,7 @@
 //! commit. A full queue is answered at once (`Busy`), never waited on.
 
 mod batch;
+mod connection;
 
 use chrono::{DateTime, Utc};
 use soho_aggregates::lead::{LeadCommand, LeadDetails, Submitter};
@@ -127,8 +128,9 @@ impl WriterTask {
     pub fn spawn(mut self, pool: PgPool) -> JoinHandle<()> {
         tokio::spawn(async move {
             let mut requests = Vec::with_capacity(BATCH);
+            let mut conn = connection::WriterConnection::new(&pool);
             while self.requests.recv_many(&mut requests, BATCH).await > 0 {
-                batch::write(&pool, std::mem::take(&mut requests)).await;
+                batch::write(&mut conn, std::mem::take(&mut requests)).await;
             }
         })
     }

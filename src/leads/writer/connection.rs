@@ -1,0 +1,90 @@
+//! The writer's own database connection, and its transaction in as few round trips as it takes.
+//!
+//! Every batch used to borrow a pooled connection (which the pool pings before lending it),
+//! then send BEGIN, the leads lock, …, the NOTIFY and COMMIT one round trip each. The writer
+//! is the one place every lead command of a server passes through one at a time, so each round
+//! trip there is paid by every request: here BEGIN and the lock go together, as do the NOTIFY
+//! and COMMIT, on a connection kept open between batches.
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, Executor, PgConnection, PgPool};
+
+/// The writer's connection: opened when first needed, and again after it failed.
+pub(super) struct WriterConnection {
+    options: PgConnectOptions,
+    open: Option<PgConnection>,
+}
+
+impl WriterConnection {
+    pub(super) fn new(pool: &PgPool) -> Self {
+        Self { options: (*pool.connect_options()).clone(), open: None }
+    }
+
+    /// Begins a transaction holding the leads read model's lock. A kept connection that fails
+    /// here (the database restarted since the last batch) is replaced once: nothing was
+    /// written on it, so trying again on a new one is safe.
+    pub(super) async fn begin(&mut self, lock: &str) -> Result<&mut PgConnection, sqlx::Error> {
+        let begin = format!("BEGIN; {lock}");
+        let kept = self.open.is_some();
+        match self.try_begin(&begin).await {
+            Ok(()) => {}
+            Err(error) if kept && lost(&error) => {
+                tracing::info!(error = %error, "the lead writer's connection was lost; opening another");
+                self.open = None;
+                self.try_begin(&begin).await?;
+            }
+            Err(error) => return Err(error),
+        }
+        self.open.as_mut().ok_or(sqlx::Error::PoolClosed)
+    }
+
+    async fn try_begin(&mut self, begin: &str) -> Result<(), sqlx::Error> {
+        if self.open.is_none() {
+            self.open = Some(self.options.connect().await?);
+        }
+        let conn = self.open.as_mut().ok_or(sqlx::Error::PoolClosed)?;
+        let begun = conn.execute(begin).await;
+        if begun.is_err() {
+            self.forget().await;
+        }
+        begun.map(|_| ())
+    }
+
+    /// Commits, with `also` (a NOTIFY) sent in the same round trip.
+    pub(super) async fn commit(&mut self, also: Option<String>) -> Result<(), sqlx::Error> {
+        let conn = self.open.as_mut().ok_or(sqlx::Error::PoolClosed)?;
+        let commit = match also {
+            Some(statement) => format!("{statement}; COMMIT"),
+            None => "COMMIT".to_string(),
+        };
+        let committed = conn.execute(commit.as_str()).await;
+        if committed.is_err() {
+            // A COMMIT that failed in the server ended the transaction; one whose answer was
+            // lost leaves the connection in doubt. Either way it is not used again.
+            self.forget().await;
+        }
+        committed.map(|_| ())
+    }
+
+    /// Rolls back after a failed batch; a connection that cannot is dropped.
+    pub(super) async fn roll_back(&mut self) {
+        if let Some(conn) = self.open.as_mut() {
+            if conn.execute("ROLLBACK").await.is_err() {
+                self.forget().await;
+            }
+        }
+    }
+
+    async fn forget(&mut self) {
+        if let Some(conn) = self.open.take() {
+            // Closing says goodbye to the server; a broken connection just goes.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), conn.close()).await;
+        }
+    }
+}
+
+/// The connection itself failed (not a statement on it).
+fn lost(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Io(_) | sqlx::Error::Protocol(_))
+        || matches!(error, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")))
+}
