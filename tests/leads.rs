@@ -97,9 +97,24 @@ async fn leads_are_submitted_by_users_and_the_public_form() {
     let public =
         json!({"lastName": "  Babbage ", "email": "charles@example.com", "partnerId": a.id});
     let (status, body) = submit(&portal, None, &public).await;
-    assert_eq!(status, 201, "{body}");
-    assert_eq!(body["submittedBy"], json!({"type": "public"}));
-    assert_eq!(body["lastName"], "Babbage");
+    assert_eq!(status, 202, "{body}");
+    let received = json!({"status": "received", "partnerName": "Partner soho-a"});
+    assert_eq!(body, received, "the public form learns nothing of what is stored");
+    let listed: Value =
+        portal.get("/leads?submittedBy=public", Some(&a.admin)).await.json().await.unwrap();
+    assert_eq!(listed["items"].as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed["items"][0]["submittedBy"], json!({"type": "public"}));
+    assert_eq!(listed["items"][0]["lastName"], "Babbage");
+    // The same person again, and a person the partner's own user submitted: the very same answer,
+    // and no second lead.
+    let (status, again) = submit(&portal, None, &public).await;
+    assert_eq!((status, &again), (202, &received));
+    let known = json!({"lastName": "Lovelace", "email": "ada@example.com", "partnerId": a.id});
+    let (status, known) = submit(&portal, None, &known).await;
+    assert_eq!((status, &known), (202, &received), "nothing of the stored lead is shown");
+    let listed: Value =
+        portal.get("/leads?submittedBy=public", Some(&a.admin)).await.json().await.unwrap();
+    assert_eq!(listed["items"].as_array().map(Vec::len), Some(1), "{listed}");
 
     // Unknown partner 404; suspended 409.
     let (status, _) = submit(
@@ -122,13 +137,13 @@ async fn leads_are_submitted_by_users_and_the_public_form() {
     .await;
     assert_eq!(status, 409);
 
-    // The honeypot: answered 201, kept nowhere.
+    // The honeypot: answered as any submission, kept nowhere.
     let (_, _, b, _) = (0, 0, portal.partner_with_team(&_smtp, "c").await, 0);
     let before = portal.count("SELECT count(*) FROM leads").await;
     let bot = json!({"lastName": "Bot", "email": "bot@example.com", "partnerId": b.id, "website": "http://spam.example"});
     let (status, body) = submit(&portal, None, &bot).await;
-    assert_eq!(status, 201);
-    assert!(body["id"].is_string());
+    assert_eq!(status, 202);
+    assert_eq!(body, json!({"status": "received", "partnerName": "Partner soho-c"}));
     assert_eq!(portal.count("SELECT count(*) FROM leads").await, before);
     assert_eq!(
         portal.count("SELECT count(*) FROM events WHERE event_type = 'LeadSubmitted'").await,
@@ -149,7 +164,7 @@ async fn the_public_form_is_rate_limited_per_address() {
             &json!({"lastName": "P", "email": format!("p{n}@example.com"), "partnerId": a.id}),
         )
         .await;
-        assert_eq!(status, 201);
+        assert_eq!(status, 202);
     }
     let response = portal
         .post(

@@ -27,7 +27,7 @@ use crate::leads::queries::{
 };
 use crate::leads::status;
 use crate::leads::submission::{self, LeadRequest, Submitted};
-use crate::onboarding::partners::partner_status;
+use crate::onboarding::partners::public_partner;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -53,8 +53,9 @@ pub fn scope_of(user: &CurrentUser, partner: PartnerId) -> LeadScope {
 #[utoipa::path(post, path = "/leads", tag = "leads", request_body = LeadRequest, responses(
     (status = 201, description = "submitted", body = LeadView),
     (status = 200, description = "the same person was submitted in the last 24 hours: the existing lead", body = LeadView),
+    (status = 202, description = "public form (no token): received, whether the person is new, already known or the submission was dropped", body = PublicReceipt),
     (status = 404, description = "no approved partner with that id", body = super::problem::Problem),
-    (status = 409, description = "the partner is suspended", body = super::problem::Problem),
+    (status = 409, description = "the partner is suspended; or the person was submitted by another sub-account of the company", body = super::problem::Problem),
     (status = 422, body = super::problem::Problem),
     (status = 429, description = "too many submissions from this address (public form), this user or this partner", body = super::problem::Problem),
 ))]
@@ -64,106 +65,80 @@ pub async fn submit(
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     ApiJson(request): ApiJson<LeadRequest>,
 ) -> Result<Response, ApiError> {
-    let (partner, submitter, context) = match &user {
-        Some(user) => {
-            let Some(partner) = user.partner_id.filter(|_| user.role != Role::Auditor) else {
-                return Err(ApiError::Forbidden("auditors cannot submit leads".into()));
-            };
-            if request.partner_id.is_some_and(|p| p != partner.as_uuid()) {
-                return Err(ApiError::invalid(
-                    "partnerId",
-                    "is only for the public form; leave it out when logged in",
-                ));
-            }
-            // One user (or one partner's team) must not fill the CRM sync queue for everyone.
-            portal.lead_limits.0.check(user.id)?;
-            portal.lead_limits.1.check(partner)?;
-            (partner, Submitter::User { id: user.id }, CommandContext::new(Actor::user(user.id)))
-        }
-        None => {
-            portal.public_form_limits.check(crate::auth::rate_limit::client_key(client.ip()))?;
-            let partner =
-                PartnerId(request.partner_id.ok_or_else(|| {
-                    ApiError::invalid("partnerId", "is required on the public form")
-                })?);
-            match partner_status(&portal, partner).await? {
-                Some(soho_aggregates::PartnerStatus::Approved) => {}
-                Some(soho_aggregates::PartnerStatus::Suspended) => {
-                    return Err(ApiError::Conflict(
-                        "this partner is not taking submissions at the moment".into(),
-                    ))
-                }
-                _ => return Err(ApiError::NotFound),
-            }
-            (partner, Submitter::Public, CommandContext::new(Actor::public()))
-        }
+    let Some(user) = user else {
+        return submit_public(&portal, client, request).await;
     };
-    let details = submission::parse(&request)?;
-    if user.is_none() && request.website.as_deref().is_some_and(|w| !w.trim().is_empty()) {
-        // A bot filled the honeypot: thank it and keep nothing.
-        tracing::info!(partner = %partner, "public submission with the honeypot filled: dropped");
-        return Ok((StatusCode::CREATED, Json(dropped(partner, details))).into_response());
+    let Some(partner) = user.partner_id.filter(|_| user.role != Role::Auditor) else {
+        return Err(ApiError::Forbidden("auditors cannot submit leads".into()));
+    };
+    if request.partner_id.is_some_and(|p| p != partner.as_uuid()) {
+        return Err(ApiError::invalid(
+            "partnerId",
+            "is only for the public form; leave it out when logged in",
+        ));
     }
+    // One user (or one partner's team) must not fill the CRM sync queue for everyone.
+    portal.lead_limits.0.check(user.id)?;
+    portal.lead_limits.1.check(partner)?;
+    let details = submission::parse(&request)?;
+    let submitter = Submitter::User { id: user.id };
+    let context = CommandContext::new(Actor::user(user.id));
     match submission::submit(&portal, partner, submitter, details, &context).await? {
         Submitted::Created(lead) => Ok((StatusCode::CREATED, Json(lead)).into_response()),
         Submitted::Existing(lead) => {
-            let visible = match &user {
-                Some(user) => {
-                    queries::lead(&portal.pool, lead.id, Some(scope_of(user, partner))).await?
-                }
-                None => None,
-            };
-            match (visible, &user) {
-                (Some(lead), _) => Ok((StatusCode::OK, Json(lead)).into_response()),
+            match queries::lead(&portal.pool, lead.id, Some(scope_of(&user, partner))).await? {
+                Some(lead) => Ok((StatusCode::OK, Json(lead)).into_response()),
                 // Another sub-account's lead: say it exists, show nothing of it.
-                (None, Some(_)) => Err(ApiError::Conflict(
+                None => Err(ApiError::Conflict(
                     "this person was already submitted by your company in the last 24 hours".into(),
                 )),
-                // The public form learns only that its submission is in.
-                (None, None) => Ok((StatusCode::OK, Json(public_receipt(lead))).into_response()),
             }
         }
     }
 }
 
-/// What a dropped (honeypot) submission is answered with: a lead that looks real.
-fn dropped(partner: PartnerId, details: soho_aggregates::lead::LeadDetails) -> LeadView {
-    let now = Utc::now();
-    LeadView {
-        id: uuid::Uuid::now_v7(),
-        partner_id: partner.as_uuid(),
-        submitted_by: queries::SubmittedBy { kind: "public", id: None },
-        first_name: details.first_name,
-        last_name: details.last_name,
-        email: details.email,
-        phone: details.phone,
-        company: details.company,
-        notes: details.notes,
-        metadata: details.metadata,
-        status: "new".into(),
-        crm_status: soho_aggregates::lead::INITIAL_CRM_STATUS.into(),
-        soho_lead_id: None,
-        sync_state: "pending".into(),
-        sync_error: None,
-        channel_conflict: false,
-        created_at: now,
-        updated_at: now,
-    }
+/// What the public form is told: the same answer whether the person is new, already submitted
+/// (the submission joins the existing lead) or the submission was dropped as a bot's, so that
+/// nobody learns from it what a partner has stored (contract 3).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PublicReceipt {
+    /// Always `received`.
+    status: &'static str,
+    /// The partner the lead was submitted to.
+    partner_name: String,
 }
 
-/// The existing lead as the public may see it: its id and the person, not what sales did since.
-fn public_receipt(lead: LeadView) -> LeadView {
-    LeadView {
-        notes: None,
-        metadata: Default::default(),
-        status: "new".into(),
-        crm_status: soho_aggregates::lead::INITIAL_CRM_STATUS.into(),
-        soho_lead_id: None,
-        sync_state: "pending".into(),
-        sync_error: None,
-        channel_conflict: false,
-        ..lead
+async fn submit_public(
+    portal: &AppState,
+    client: SocketAddr,
+    request: LeadRequest,
+) -> Result<Response, ApiError> {
+    portal.public_form_limits.check(crate::auth::rate_limit::client_key(client.ip()))?;
+    let partner = PartnerId(
+        request
+            .partner_id
+            .ok_or_else(|| ApiError::invalid("partnerId", "is required on the public form"))?,
+    );
+    let partner_name = match public_partner(portal, partner).await? {
+        Some((soho_aggregates::PartnerStatus::Approved, name)) => name,
+        Some((soho_aggregates::PartnerStatus::Suspended, _)) => {
+            return Err(ApiError::Conflict(
+                "this partner is not taking submissions at the moment".into(),
+            ))
+        }
+        _ => return Err(ApiError::NotFound),
+    };
+    let details = submission::parse(&request)?;
+    if request.website.as_deref().is_some_and(|w| !w.trim().is_empty()) {
+        // A bot filled the honeypot: thank it and keep nothing.
+        tracing::info!(partner = %partner, "public submission with the honeypot filled: dropped");
+    } else {
+        let context = CommandContext::new(Actor::public());
+        submission::submit(portal, partner, Submitter::Public, details, &context).await?;
     }
+    let receipt = PublicReceipt { status: "received", partner_name };
+    Ok((StatusCode::ACCEPTED, Json(receipt)).into_response())
 }
 
 #[derive(Serialize, ToSchema)]

@@ -32,7 +32,8 @@ const NEVER_APP: [&str; 7] =
     ["/dev/", "/openapi.json", "/metrics", "/healthz", "/readyz", "/ws", "/webhooks/"];
 
 /// A browser navigating (GET, asking for HTML) to a path the app routes on the client, such as
-/// `/leads`, gets the app, even where the API has a route of the same name for `fetch`.
+/// `/leads`, gets the app, even where the API has a route of the same name for `fetch`. Since one
+/// URL then has two answers, each says how it may be cached (see `caching`).
 pub async fn navigation(
     axum::extract::State(dir): axum::extract::State<PathBuf>,
     request: Request<axum::body::Body>,
@@ -43,15 +44,43 @@ pub async fn navigation(
         .get(axum::http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.starts_with("text/html"));
-    let path = request.uri().path();
-    if request.method() == axum::http::Method::GET
+    let path = request.uri().path().to_string();
+    let may_be_app = !NEVER_APP.iter().any(|p| path.starts_with(p));
+    let mut response = if request.method() == axum::http::Method::GET
         && wants_html
-        && !NEVER_APP.iter().any(|p| path.starts_with(p))
+        && may_be_app
         && dir.join("index.html").exists()
     {
-        return serve_files(dir, request).await;
+        serve_files(dir, request).await
+    } else {
+        next.run(request).await
+    };
+    caching(&path, may_be_app, &mut response);
+    response
+}
+
+/// Marks an answer that is a file of the built app (not an API answer).
+#[derive(Clone, Copy)]
+struct AppFile;
+
+/// API answers are never stored (a browser that kept `/leads` as JSON would show it for the
+/// page, or the page for the data: the reload bug); a path that is both varies by `Accept`.
+/// Vite's hashed assets never change; the app's `index.html` is checked each time.
+fn caching(path: &str, may_be_app: bool, response: &mut axum::response::Response) {
+    use axum::http::header::{CACHE_CONTROL, VARY};
+    let app_file = response.extensions().get::<AppFile>().is_some();
+    let headers = response.headers_mut();
+    if may_be_app {
+        headers.append(VARY, HeaderValue::from_static("accept"));
     }
-    next.run(request).await
+    let policy = if !app_file {
+        "no-store"
+    } else if path.starts_with("/assets/") {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static(policy));
 }
 
 pub fn app(settings: &Settings) -> MethodRouter {
@@ -88,5 +117,6 @@ async fn serve_files(dir: PathBuf, request: Request<axum::body::Body>) -> axum::
     if frame != "*" {
         response.headers_mut().insert("x-frame-options", HeaderValue::from_static("SAMEORIGIN"));
     }
+    response.extensions_mut().insert(AppFile);
     response
 }

@@ -114,14 +114,25 @@ pub async fn partner_status(
     portal: &Portal,
     partner: PartnerId,
 ) -> Result<Option<PartnerStatus>, OnboardingError> {
-    let status: Option<String> =
-        sqlx::query_scalar("SELECT status FROM partners WHERE partner_id = $1")
+    Ok(public_partner(portal, partner).await?.map(|(status, _)| status))
+}
+
+/// A partner as its public form knows it: its standing and its name.
+pub async fn public_partner(
+    portal: &Portal,
+    partner: PartnerId,
+) -> Result<Option<(PartnerStatus, String)>, OnboardingError> {
+    let row: Option<(String, String)> =
+        sqlx::query_as("SELECT status, name FROM partners WHERE partner_id = $1")
             .bind(partner.as_uuid())
             .fetch_optional(&portal.pool)
             .await?;
-    Ok(status.map(|s| match s.as_str() {
-        "approved" => PartnerStatus::Approved,
-        "suspended" => PartnerStatus::Suspended,
-        _ => PartnerStatus::Pending,
+    Ok(row.map(|(status, name)| {
+        let status = match status.as_str() {
+            "approved" => PartnerStatus::Approved,
+            "suspended" => PartnerStatus::Suspended,
+            _ => PartnerStatus::Pending,
+        };
+        (status, name)
     }))
 }
