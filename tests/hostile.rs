@@ -366,6 +366,18 @@ async fn nul_bytes_anywhere_are_a_422_naming_the_field() {
     let search = portal.get("/leads?q=a%00b", Some(&a.admin)).await;
     assert_eq!(search.status(), 422);
     assert_eq!(problem_fields(&search.json().await.unwrap()), vec!["q"]);
+    // Any query parameter or path of any route, read by its handler or not.
+    for (path, field) in [
+        ("/leads/export.csv?q=%00", "q"),
+        ("/leads?status=new&cursor=x%00", "cursor"),
+        ("/leads/changes?after=1%00", "after"),
+        ("/dashboard/stats?unused=%00", "unused"),
+        ("/leads/%00", "path"),
+    ] {
+        let refused = portal.get(path, Some(&a.admin)).await;
+        assert_eq!(refused.status(), 422, "{path}");
+        assert_eq!(problem_fields(&refused.json().await.unwrap()), vec![field], "{path}");
+    }
     assert_eq!(portal.count("SELECT count(*) FROM leads").await, 0);
     portal.stop().await;
 }

@@ -8,6 +8,7 @@ pub mod fields;
 pub mod health;
 pub mod json;
 pub mod leads;
+mod nul;
 pub mod partners;
 pub mod path;
 pub mod problem;
@@ -88,6 +89,7 @@ pub fn router(state: AppState) -> Router {
         .merge(leads::routes())
         .merge(audit::routes())
         .fallback_service(web::app(&state.settings))
+        .layer(axum::middleware::from_fn(nul::refuse_in_url))
         .layer(axum::middleware::from_fn_with_state(state.settings.web_dir.clone(), web::navigation))
         .layer(RequestBodyTimeoutLayer::new(state.settings.http_request_timeout))
         .layer(TimeoutLayer::with_status_code(
