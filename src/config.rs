@@ -57,6 +57,9 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Dev conveniences (mailbox page, simulator links): on when nothing external is configured.
     pub dev_mode: bool,
+    /// Whether partners' users may set `converted` themselves; off, only Soho CRM does (it
+    /// drives commission: contract 3).
+    pub partners_may_convert: bool,
     /// Login and registration attempts allowed a minute per client address (all attempts: each
     /// costs an Argon2 hash).
     pub auth_limit_per_address: u32,
@@ -179,7 +182,12 @@ impl Settings {
             Some(v) => parse_bool("DEV_MODE", &v)?,
             None => database_url.is_none() && soho_api_base.is_none() && smtp_url.is_none(),
         };
+        let partners_may_convert = match lookup("PARTNERS_MAY_CONVERT") {
+            Some(v) => parse_bool("PARTNERS_MAY_CONVERT", &v)?,
+            None => false,
+        };
         Ok(Self {
+            partners_may_convert,
             listen_addr,
             public_base_url,
             database_url,

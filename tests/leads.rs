@@ -318,13 +318,25 @@ async fn dashboard_stats_count_by_status_for_the_partner_or_the_user() {
         .await;
         ids.push(body["id"].as_str().unwrap().to_string());
     }
-    for (id, token, status) in [(&ids[1], &a.sub, "converted"), (&ids[0], &a.admin, "lost")] {
-        let changed = portal
-            .patch(&format!("/leads/{id}/status"), Some(token), &json!({"status": status}))
+    // `converted` is the vendor's to set (it drives commission): asked of the portal, 422.
+    for token in [&a.sub, &a.admin] {
+        let refused = portal
+            .patch(
+                &format!("/leads/{}/status", ids[1]),
+                Some(token),
+                &json!({"status": "converted"}),
+            )
             .await;
-        assert_eq!(changed.status(), 200);
-        assert_eq!(changed.json::<Value>().await.unwrap()["status"], status);
+        assert_eq!(refused.status(), 422);
+        assert_eq!(common::problem_fields(&refused.json().await.unwrap()), vec!["status"]);
     }
+    let converted = crm_status_webhook(&portal, "msg_converted", &ids[1], "Converted", 0).await;
+    assert_eq!(converted.json::<Value>().await.unwrap()["status"], "converted");
+    let changed = portal
+        .patch(&format!("/leads/{}/status", ids[0]), Some(&a.admin), &json!({"status": "lost"}))
+        .await;
+    assert_eq!(changed.status(), 200);
+    assert_eq!(changed.json::<Value>().await.unwrap()["status"], "lost");
     let partner: Value = portal.get("/dashboard/stats", Some(&a.admin)).await.json().await.unwrap();
     assert_eq!(partner["scope"], "partner");
     assert_eq!(partner["totalLeads"], 4);
@@ -340,6 +352,29 @@ async fn dashboard_stats_count_by_status_for_the_partner_or_the_user() {
     let empty: Value = portal.get("/dashboard/stats", Some(&_b.admin)).await.json().await.unwrap();
     assert_eq!(empty["totalLeads"], 0);
     assert_eq!(empty["conversionRate"], 0.0);
+    portal.stop().await;
+}
+
+#[tokio::test]
+async fn partners_convert_only_where_the_operator_lets_them() {
+    let smtp = SmtpSink::start().await;
+    let portal = TestPortal::start(&smtp, &[("PARTNERS_MAY_CONVERT", "true")]).await;
+    let a = portal.partner_with_team(&smtp, "convert").await;
+    let (_, lead) =
+        submit(&portal, Some(&a.sub), &json!({"lastName": "C", "email": "c@example.com"})).await;
+    let id = lead["id"].as_str().unwrap();
+    let changed = portal
+        .patch(&format!("/leads/{id}/status"), Some(&a.sub), &json!({"status": "converted"}))
+        .await;
+    assert_eq!(changed.status(), 200);
+    assert_eq!(changed.json::<Value>().await.unwrap()["status"], "converted");
+    portal.crm_synced().await;
+    let records = common::sim_records(&common::sim_state(&portal.simulator_url()).await);
+    let sent: Vec<&Value> = records.iter().filter(|r| r["portalLeadId"] == id).collect();
+    assert!(
+        sent.iter().any(|r| r["leadStatus"] == "Converted"),
+        "Soho CRM is told the lead converted: {sent:?}"
+    );
     portal.stop().await;
 }
 

@@ -351,7 +351,8 @@ pub async fn one(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatusRequest {
-    /// new, contacted, qualified, converted or lost.
+    /// new, contacted, qualified or lost (converted only where the operator lets partners
+    /// convert: `PARTNERS_MAY_CONVERT`).
     pub status: String,
     pub note: Option<String>,
 }
@@ -370,11 +371,18 @@ pub async fn change_status(
         .ok_or(ApiError::NotFound)?;
     let mut errors = vec![];
     let new_status = LeadStatus::parse(request.status.trim());
-    if new_status.is_none() {
-        errors.push(FieldError::new(
+    match new_status {
+        None => errors.push(FieldError::new(
             "status",
             "must be one of new, contacted, qualified, converted, lost",
-        ));
+        )),
+        Some(LeadStatus::Converted) if !portal.settings.partners_may_convert => {
+            errors.push(FieldError::new(
+                "status",
+                "converted is set by the vendor in Soho CRM; choose new, contacted, qualified or lost",
+            ))
+        }
+        Some(_) => {}
     }
     let note = super::fields::optional_text("note", request.note, 2000, &mut errors);
     let (Some(new_status), true) = (new_status, errors.is_empty()) else {

@@ -549,6 +549,17 @@ export interface components {
             title: string;
             type: string;
         };
+        /**
+         * @description What the public form is told: the same answer whether the person is new, already submitted
+         *     (the submission joins the existing lead) or the submission was dropped as a bot's, so that
+         *     nobody learns from it what a partner has stored (contract 3).
+         */
+        PublicReceipt: {
+            /** @description The partner the lead was submitted to. */
+            partnerName: string;
+            /** @description Always `received`. */
+            status: string;
+        };
         RegisterRequest: {
             name?: string | null;
             password: string;
@@ -583,7 +594,10 @@ export interface components {
         };
         StatusRequest: {
             note?: string | null;
-            /** @description new, contacted, qualified, converted or lost. */
+            /**
+             * @description new, contacted, qualified or lost (converted only where the operator lets partners
+             *     convert: `PARTNERS_MAY_CONVERT`).
+             */
             status: string;
         };
         SubAccount: {
@@ -1005,6 +1019,15 @@ export interface operations {
                     "application/json": components["schemas"]["LeadView"];
                 };
             };
+            /** @description public form (no token): received, whether the person is new, already known or the submission was dropped */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PublicReceipt"];
+                };
+            };
             /** @description no approved partner with that id */
             404: {
                 headers: {
@@ -1014,7 +1037,7 @@ export interface operations {
                     "application/json": components["schemas"]["Problem"];
                 };
             };
-            /** @description the partner is suspended */
+            /** @description the partner is suspended; or the person was submitted by another sub-account of the company */
             409: {
                 headers: {
                     [name: string]: unknown;

@@ -61,7 +61,10 @@ export function LeadDetailPage() {
       </dl>
       <form onSubmit={change} className="inline" aria-label="Change the status">
         <label>New status
-          <select name="status" defaultValue={lead.status}>{STATUSES.map((s) => <option key={s} value={s}>{s}</option>)}</select>
+          <select name="status" defaultValue={lead.status}>
+            {/* `converted` is the vendor's to set, in Soho CRM (it drives commission). */}
+            {STATUSES.map((s) => <option key={s} value={s} disabled={s === "converted"}>{s}</option>)}
+          </select>
         </label>
         <label>Note<input name="note" maxLength={2000} /></label>
         <button disabled={saving}>Change status</button>
