@@ -164,7 +164,7 @@ pub async fn partner(
             partner_id: partner_id.as_uuid(),
             status: status.as_str().to_string(),
         };
-        Ok(serde_json::to_value(answer).map_err(ApiError::internal)?)
+        serde_json::to_value(answer).map_err(ApiError::internal)
     })
     .await
 }
@@ -228,7 +228,7 @@ pub async fn lead_status(
             &context,
         )
         .await?;
-        Ok(serde_json::to_value(lead).map_err(ApiError::internal)?)
+        serde_json::to_value(lead).map_err(ApiError::internal)
     })
     .await
 }
