@@ -84,6 +84,9 @@ const browser = await chromium.launch({
 try {
   const admin = await (await browser.newContext()).newPage();
   const sim = await (await browser.newContext()).newPage();
+  /// Every WebSocket the admin's pages open: the token must never be in its URL (contract 6).
+  const sockets = [];
+  admin.on("websocket", (socket) => sockets.push(socket.url()));
 
   await step("a partner approved in the Soho CRM simulator", async () => {
     await sim.goto(`${simulator}/sim`);
@@ -143,6 +146,9 @@ try {
     await sim.selectOption("#leads select", "Converted");
     await admin.waitForSelector("[data-testid=status-converted]:has-text('1')", { timeout: 15_000 });
     await admin.waitForSelector("[data-testid=conversion-rate]:has-text('100.0')");
+    if (sockets.length === 0) throw new Error("the pages opened no live socket");
+    const leaked = sockets.filter((url) => /token/i.test(url));
+    if (leaked.length > 0) throw new Error(`a token in a WebSocket URL: ${leaked.join(", ")}`);
     await check(admin, "07-dashboard-live");
   });
 

@@ -33,9 +33,11 @@ export function useLiveUpdates(token: string | null | undefined, onMessage: (mes
       if (stopped) return;
       if (typeof WebSocket === "undefined" || failures >= 3) return void poll();
       const scheme = window.location.protocol === "https:" ? "wss" : "ws";
-      socket = new WebSocket(`${scheme}://${window.location.host}/ws?access_token=${encodeURIComponent(token)}`);
+      // The token goes in the first message, not the URL: URLs end up in logs (contract 6).
+      socket = new WebSocket(`${scheme}://${window.location.host}/ws`);
       socket.onopen = () => {
         failures = 0;
+        socket?.send(JSON.stringify({ type: "auth", token }));
         if (last > 0) socket?.send(JSON.stringify({ type: "resume", after: last }));
       };
       socket.onmessage = (event) => deliver(JSON.parse(event.data as string) as LiveMessage);

@@ -4,6 +4,15 @@ import { api, ApiError, type Session } from "../api/client";
 import { useSession } from "../session";
 import { ErrorNote } from "../components/Layout";
 
+/** Where to go after logging in: a path of this portal (`/leads?status=new`), never another
+ *  site (`//evil.example`, `/\\evil.example`, `https://…`) and never the login page itself. */
+export function safeNext(next: string | null): string {
+  if (!next || !next.startsWith("/") || next.startsWith("//") || next.includes("\\")) return "/";
+  const url = new URL(next, "https://portal.invalid");
+  if (url.origin !== "https://portal.invalid" || url.pathname === "/login") return "/";
+  return `${url.pathname}${url.search}${url.hash}`;
+}
+
 export function LoginPage() {
   const [params] = useSearchParams();
   const { signIn } = useSession();
@@ -18,7 +27,7 @@ export function LoginPage() {
     try {
       const session = await api<Session>("/auth/login", { method: "POST", body: { email: form.get("email"), password: form.get("password") } });
       signIn(session);
-      navigate(params.get("next") || "/");
+      navigate(safeNext(params.get("next")));
     } catch (e) {
       setError(e instanceof ApiError && e.status === 429 ? new Error("Too many attempts. Wait a minute and try again.") : e);
     } finally {

@@ -2,6 +2,7 @@ import { useEffect, useState } from "react";
 import { api, type PartnerProfile } from "../api/client";
 import { ErrorNote, Loading } from "../components/Layout";
 import { useSession } from "../session";
+import { embedCode } from "../text/embed";
 
 export function ProfilePage() {
   const { session } = useSession();
@@ -27,7 +28,7 @@ export function ProfilePage() {
           </dl>
           <h2>Your public lead form</h2>
           <p>Anyone can send you leads at <a href={form}>{form}</a>. To embed it in your site:</p>
-          <label>Embed code<textarea readOnly rows={3} value={`<iframe src="${form}" title="Contact ${profile.name}" width="100%" height="640" style="border:0"></iframe>`} /></label>
+          <label>Embed code<textarea readOnly rows={3} value={embedCode(form, profile.name)} /></label>
         </>
       )}
     </section>
