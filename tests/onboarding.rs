@@ -384,3 +384,39 @@ async fn a_suspended_partners_sub_accounts_stop_and_inviting_a_registered_person
     assert_eq!(smtp.received().len(), sent);
     portal.stop().await;
 }
+
+#[tokio::test]
+async fn a_disabled_invitee_is_refused_before_anything_changes_and_told_why() {
+    let smtp = SmtpSink::start().await;
+    let portal = TestPortal::start(&smtp, &[]).await;
+    let a = portal.partner_with_team(&smtp, "dis").await;
+    let email = "late@example.com";
+    let created = portal
+        .post(
+            &format!("/partners/{}/sub-accounts", a.id),
+            Some(&a.admin),
+            &json!({"email": email, "name": "Late"}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let user: Value = created.json().await.unwrap();
+    let token = smtp.wait_for_mail_to(email, 20).await.token();
+    let path = format!("/partners/{}/sub-accounts/{}", a.id, user["id"].as_str().unwrap());
+    let disabled = portal.patch(&path, Some(&a.admin), &json!({"disabled": true})).await;
+    assert_eq!(disabled.status(), 200);
+    let events_before = portal.count("SELECT count(*) FROM events").await;
+
+    let body = json!({"token": token, "password": common::PASSWORD});
+    let refused = portal.post("/auth/register", None, &body).await;
+    assert_eq!(refused.status(), 403);
+    let problem: Value = refused.json().await.unwrap();
+    assert!(problem["detail"].as_str().unwrap().contains("disabled"), "{problem}");
+    assert_eq!(portal.count("SELECT count(*) FROM events").await, events_before, "nothing written");
+
+    // Enabled again, the same link still works: it was not used up.
+    let enabled = portal.patch(&path, Some(&a.admin), &json!({"disabled": false})).await;
+    assert_eq!(enabled.status(), 200);
+    let registered = portal.post("/auth/register", None, &body).await;
+    assert_eq!(registered.status(), 200);
+    portal.stop().await;
+}

@@ -140,6 +140,8 @@ pub enum UserError {
     InvalidToken,
     #[error("the invitation link has expired")]
     InvitationExpired,
+    #[error("the account has been disabled")]
+    Disabled,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
@@ -209,6 +211,11 @@ impl Aggregate for User {
                     return Err(UserError::AlreadyRegistered);
                 }
                 let invitation = self.invitation.as_ref().ok_or(UserError::InvalidToken)?;
+                // Checked before anything is written: a disabled invitee keeps its invitation
+                // unused and sets no password (it is told why instead).
+                if self.disabled && invitation.token_hash == token_hash {
+                    return Err(UserError::Disabled);
+                }
                 if invitation.token_hash != token_hash {
                     return Err(UserError::InvalidToken);
                 }
@@ -360,6 +367,20 @@ mod tests {
             .then_expect_error(UserError::InvitationExpired);
         Given::with(())
             .given(vec![invited()])
+            .when(register("nope", at()))
+            .then_expect_error(UserError::InvalidToken);
+    }
+
+    #[test]
+    fn a_disabled_invitee_is_told_so_and_nothing_is_written() {
+        let disabled = UserEvent::UserDisabled { at: at() };
+        Given::with(())
+            .given(vec![invited(), disabled.clone()])
+            .when(register("h1", at()))
+            .then_expect_error(UserError::Disabled);
+        // A wrong link learns nothing about the account.
+        Given::with(())
+            .given(vec![invited(), disabled])
             .when(register("nope", at()))
             .then_expect_error(UserError::InvalidToken);
     }

@@ -67,6 +67,7 @@ pub struct Session {
 /// Accept an invitation: set the password (and name), and get a session.
 #[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterRequest, responses(
     (status = 200, body = Session),
+    (status = 403, description = "the invited account was disabled by its admin (the invitation stays unused)", body = super::problem::Problem),
     (status = 409, description = "the invitation was already used", body = super::problem::Problem),
     (status = 410, description = "the invitation has expired", body = super::problem::Problem),
     (status = 413, description = "the body is larger than any registration", body = super::problem::Problem),

@@ -168,6 +168,7 @@ pub async fn reissue(
 struct Invited {
     user_id: uuid::Uuid,
     registered: bool,
+    disabled: bool,
     invitation_expires_at: Option<chrono::DateTime<Utc>>,
 }
 
@@ -182,7 +183,8 @@ pub async fn register(
 ) -> Result<UserId, OnboardingError> {
     let hash = token_hash(token);
     let invited: Option<Invited> = sqlx::query_as(
-        "SELECT user_id, registered, invitation_expires_at FROM users WHERE invitation_token_hash = $1",
+        "SELECT user_id, registered, status = 'disabled' AS disabled, invitation_expires_at \
+         FROM users WHERE invitation_token_hash = $1",
     )
     .bind(&hash)
     .fetch_optional(&portal.pool)
@@ -190,6 +192,9 @@ pub async fn register(
     let invited = invited.ok_or(OnboardingError::InvalidToken)?;
     if invited.registered {
         return Err(OnboardingError::Used);
+    }
+    if invited.disabled {
+        return Err(OnboardingError::Disabled);
     }
     if invited.invitation_expires_at.is_none_or(|at| at <= Utc::now()) {
         return Err(OnboardingError::Expired);
@@ -202,6 +207,7 @@ pub async fn register(
         Ok(_) => Ok(user),
         Err(CommandError::Rule(UserError::AlreadyRegistered)) => Err(OnboardingError::Used),
         Err(CommandError::Rule(UserError::InvitationExpired)) => Err(OnboardingError::Expired),
+        Err(CommandError::Rule(UserError::Disabled)) => Err(OnboardingError::Disabled),
         Err(CommandError::Rule(_)) => Err(OnboardingError::InvalidToken),
         Err(error) => Err(error.into()),
     }

@@ -21,6 +21,8 @@ pub enum OnboardingError {
     Expired,
     #[error("this invitation has already been used; log in instead")]
     Used,
+    #[error("this account has been disabled by your company's portal admin; ask them to enable it, then use this link again")]
+    Disabled,
     #[error("the record is being changed by another request; try again")]
     Conflict,
     #[error(transparent)]
@@ -64,6 +66,7 @@ impl From<OnboardingError> for ApiError {
             OnboardingError::InvalidToken => ApiError::invalid("token", &error.to_string()),
             OnboardingError::Expired => ApiError::Gone(error.to_string()),
             OnboardingError::Used => ApiError::Conflict(error.to_string()),
+            OnboardingError::Disabled => ApiError::Forbidden(error.to_string()),
             OnboardingError::Conflict => ApiError::Conflict(error.to_string()),
             OnboardingError::Busy(busy) => busy.into(),
             OnboardingError::Internal(e) => ApiError::Internal(e),
