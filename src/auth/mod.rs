@@ -4,6 +4,7 @@ pub mod guard;
 pub mod keys;
 pub mod password;
 pub mod rate_limit;
+pub mod refresh;
 pub mod session;
 
 pub use guard::{Auditor, CurrentUser, MaybeUser, PartnerAdmin, PartnerMember};

@@ -1,10 +1,12 @@
-//! `POST /auth/register` (accept an invitation) and `POST /auth/login`.
+//! `POST /auth/register` (accept an invitation), `POST /auth/login`, and the session's refresh
+//! credential: `POST /auth/refresh` and `POST /auth/logout` (see `auth::refresh`).
 
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
+use axum::response::Response;
 use axum::routing::post;
-use axum::{Json, Router};
+use axum::Router;
 use serde::{Deserialize, Serialize};
 use soho_aggregates::{Actor, UserId};
 use utoipa::ToSchema;
@@ -14,7 +16,7 @@ use super::problem::{ApiError, FieldError};
 use super::AppState;
 use crate::auth::guard::Standing;
 use crate::auth::password::{self, Password};
-use crate::auth::session;
+use crate::auth::{refresh, session};
 use crate::commands::CommandContext;
 use crate::onboarding::invitations;
 
@@ -26,6 +28,8 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/auth/register", post(register))
         .route("/auth/login", post(login))
+        .route("/auth/refresh", post(super::sessions::refresh))
+        .route("/auth/logout", post(super::sessions::logout))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
 }
 
@@ -62,6 +66,9 @@ pub struct Session {
     pub token_type: &'static str,
     pub expires_in: u64,
     pub user: SessionUser,
+    /// The refresh credential, for clients without cookies (the browser gets it as the
+    /// `HttpOnly` cookie `soho_refresh` as well): single-use, `POST /auth/refresh` trades it.
+    pub refresh_token: String,
 }
 
 /// Accept an invitation: set the password (and name), and get a session.
@@ -79,7 +86,7 @@ pub async fn register(
     State(portal): State<AppState>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     ApiJson(request): ApiJson<RegisterRequest>,
-) -> Result<Json<Session>, ApiError> {
+) -> Result<Response, ApiError> {
     portal.auth_limits.attempt(client.ip())?;
     let mut errors = vec![];
     let name = super::fields::person_name("name", request.name, &mut errors);
@@ -95,7 +102,7 @@ pub async fn register(
     let context = CommandContext::new(Actor::public());
     let user =
         invitations::register(&portal, request.token.trim(), password, name, &context).await?;
-    session_for(&portal, user).await.map(Json)
+    session_for(&portal, user, None).await.map(super::sessions::answer)
 }
 
 /// Log in with email and password.
@@ -112,7 +119,7 @@ pub async fn login(
     State(portal): State<AppState>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     ApiJson(request): ApiJson<LoginRequest>,
-) -> Result<Json<Session>, ApiError> {
+) -> Result<Response, ApiError> {
     // Bounded before anything keeps or looks up what the client sent.
     let email = login_email(&request.email)?;
     if request.password.chars().count() > password::MAX_LENGTH {
@@ -129,7 +136,7 @@ pub async fn login(
     match (user, password::verify(request.password, hash).await?) {
         (Some(user), true) => {
             portal.auth_limits.succeeded(client.ip(), email);
-            session_for(&portal, UserId(user)).await.map(Json)
+            session_for(&portal, UserId(user), None).await.map(super::sessions::answer)
         }
         _ => {
             portal.auth_limits.failed(client.ip(), email);
@@ -151,8 +158,13 @@ fn login_email(email: &str) -> Result<&str, ApiError> {
     Ok(email)
 }
 
-/// A session for a user who may act now (registered, enabled, partner approved).
-async fn session_for(portal: &crate::portal::Portal, user: UserId) -> Result<Session, ApiError> {
+/// A session for a user who may act now (registered, enabled, partner approved): an access
+/// token, and a refresh token that starts a new family or continues `family`.
+pub(super) async fn session_for(
+    portal: &crate::portal::Portal,
+    user: UserId,
+    family: Option<uuid::Uuid>,
+) -> Result<Session, ApiError> {
     let row = Standing::of(&portal.pool, user.as_uuid())
         .await?
         .ok_or_else(|| ApiError::Unauthorized("wrong email or password".into()))?;
@@ -161,7 +173,9 @@ async fn session_for(portal: &crate::portal::Portal, user: UserId) -> Result<Ses
     }
     let ttl = portal.settings.jwt_ttl_seconds;
     let access_token = session::issue(&portal.keys, user, &row.role, ttl)?;
+    let refresh_token = refresh::issue(&portal.pool, user, family).await?;
     Ok(Session {
+        refresh_token,
         access_token,
         token_type: "Bearer",
         expires_in: ttl,

@@ -13,6 +13,7 @@ pub mod partners;
 pub mod path;
 pub mod problem;
 pub mod server;
+mod sessions;
 pub mod web;
 pub mod webhooks;
 
@@ -41,7 +42,7 @@ pub type AppState = Arc<Portal>;
     ),
     paths(
         health::healthz, health::readyz,
-        auth::register, auth::login,
+        auth::register, auth::login, sessions::refresh, sessions::logout,
         webhooks::partner, webhooks::lead_status,
         partners::profile, partners::sub_accounts, partners::create_sub_account,
         partners::update_sub_account, partners::invite, partners::public_profile,

@@ -55,6 +55,43 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/auth/logout": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * End the session: its refresh credential (and every one issued from it) stops working.
+         *     Access tokens already issued run out on their own (15 minutes at most).
+         */
+        post: operations["logout"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/refresh": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Trade a refresh credential for a new access token (and the next refresh credential). */
+        post: operations["refresh"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/auth/register": {
         parameters: {
             query?: never;
@@ -560,6 +597,10 @@ export interface components {
             /** @description Always `received`. */
             status: string;
         };
+        RefreshRequest: {
+            /** @description For clients without cookies; the browser's cookie is used when this is absent. */
+            refreshToken?: string | null;
+        };
         RegisterRequest: {
             name?: string | null;
             password: string;
@@ -570,6 +611,11 @@ export interface components {
             accessToken: string;
             /** Format: int64 */
             expiresIn: number;
+            /**
+             * @description The refresh credential, for clients without cookies (the browser gets it as the
+             *     `HttpOnly` cookie `soho_refresh` as well): single-use, `POST /auth/refresh` trades it.
+             */
+            refreshToken: string;
             tokenType: string;
             user: components["schemas"]["SessionUser"];
         };
@@ -764,6 +810,78 @@ export interface operations {
             };
             /** @description too many password checks at once; retry after `Retry-After` */
             503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    logout: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description empty for the browser, which sends its cookie */
+        requestBody?: {
+            content: {
+                "application/json": null | components["schemas"]["RefreshRequest"];
+            };
+        };
+        responses: {
+            /** @description logged out (also when there was no session) */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    refresh: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description empty for the browser, which sends its cookie */
+        requestBody?: {
+            content: {
+                "application/json": null | components["schemas"]["RefreshRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Session"];
+                };
+            };
+            /** @description no refresh credential, or one that was used, revoked, expired, or whose user may no longer act: log in again */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
