@@ -23,7 +23,7 @@ const PASSWORD = "correct horse battery staple";
 let passed = 0;
 let failed = 0;
 /// Every `step` below; a run that does not reach them all has failed, whatever threw.
-const STEPS = 8;
+const STEPS = 9;
 /// Set when a step has reported its own failure (so the outer catch does not count it twice).
 let reported = false;
 const failures = [];
@@ -203,20 +203,52 @@ try {
     await admin.waitForSelector("td:has-text('Babbage')", { timeout: 15_000 });
   });
 
-  await step("an expired session returns to the login page, then to where the user was", async () => {
-    await admin.evaluate(() => {
+  await step("an access token that ran out is refreshed without a word", async () => {
+    const expire = () => {
+      const key = "soho-portal-session";
+      const stored = JSON.parse(sessionStorage.getItem(key));
+      stored.session.accessToken = "expired.token.value";
+      sessionStorage.setItem(key, JSON.stringify(stored));
+    };
+    await admin.evaluate(expire);
+    await admin.goto(`${portal}/team`);
+    await admin.waitForSelector("h1:has-text('Team')");
+    // The page's first call was refused, the token refreshed, and the call sent again.
+    await admin.waitForFunction(() => JSON.parse(sessionStorage.getItem("soho-portal-session")).session.accessToken !== "expired.token.value");
+    await admin.waitForSelector("td:has-text('sam@acme.example')");
+    // A new tab has no access token, only the refresh cookie: it is in without logging in.
+    const tab = await admin.context().newPage();
+    await tab.goto(`${portal}/leads`);
+    await tab.waitForSelector("td:has-text('Babbage')");
+    await tab.close();
+  });
+
+  await step("a session that truly ended says so, keeps the half-written lead, and comes back to it", async () => {
+    await admin.goto(`${portal}/leads/new`);
+    await admin.fill("input[name=lastName]", "Draftington");
+    await admin.fill("input[name=email]", "draft@example.com");
+    // Logged out elsewhere: the refresh credential is revoked, and the access token runs out.
+    await admin.evaluate(async () => {
+      await fetch("/auth/logout", { method: "POST" });
       const key = "soho-portal-session";
       const stored = JSON.parse(sessionStorage.getItem(key));
       stored.session.accessToken = "expired.token.value";
       sessionStorage.setItem(key, JSON.stringify(stored));
     });
-    await admin.goto(`${portal}/team`);
+    // The page reloaded (its access token read again): what was typed is still there.
+    await admin.reload();
+    await admin.waitForSelector("text=What you were typing before is back");
+    await admin.click("button:has-text('Submit lead')");
     await admin.waitForSelector("h1:has-text('Log in')");
+    await admin.waitForSelector("text=Your session has ended");
     await check(admin, "13-login-expired");
     await admin.fill("input[name=email]", "owner@acme.example");
     await admin.fill("input[name=password]", PASSWORD);
     await admin.click("button:has-text('Log in')");
-    await admin.waitForSelector("h1:has-text('Team')");
+    await admin.waitForSelector("h1:has-text('New lead')");
+    if ((await admin.inputValue("input[name=lastName]")) !== "Draftington") throw new Error("the draft was lost");
+    await admin.click("button:has-text('Submit lead')");
+    await admin.waitForSelector("text=Lead submitted");
   });
 
   await step("on a phone-sized screen the pages still work", async () => {

@@ -13,9 +13,9 @@ import { TeamPage } from "./pages/Team";
 import { SessionProvider, useSession } from "./session";
 
 function RequireSession({ children, admin }: { children: ReactNode; admin?: boolean }) {
-  const { session } = useSession();
+  const { session, ended } = useSession();
   const location = useLocation();
-  if (!session) return <Navigate to={`/login?next=${encodeURIComponent(location.pathname + location.search)}`} replace />;
+  if (!session) return <Navigate to={`/login?${ended ? "expired=1&" : ""}next=${encodeURIComponent(location.pathname + location.search)}`} replace />;
   if (admin && session.user.role !== "admin") return <Navigate to="/" replace />;
   return <>{children}</>;
 }

@@ -32,23 +32,61 @@ export class ApiError extends Error {
 
 type Options = { method?: string; body?: unknown; token?: string | null };
 
-/** Called on 401 with a token: the session is over. */
+/** Called when a session has truly ended (its refresh credential refused too). */
 let onUnauthorised: () => void = () => {};
 export function setUnauthorisedHandler(handler: () => void) {
   onUnauthorised = handler;
+}
+
+/** Called with each session a refresh brings. */
+let onRefreshed: (session: Session) => void = () => {};
+export function setRefreshedHandler(handler: (session: Session) => void) {
+  onRefreshed = handler;
+}
+
+let refreshing: Promise<Session | null> | null = null;
+
+/** Trades the refresh cookie (HttpOnly: this script never sees it) for a new session. One
+ *  refresh at a time is shared by every caller. For a session that was live (`again`), a
+ *  refusal is tried once more a moment later: another tab may just have rotated the cookie
+ *  both tabs share. */
+export function refreshSession(again = true): Promise<Session | null> {
+  const once = async (): Promise<Session | null> => {
+    try {
+      const response = await fetch("/auth/refresh", { method: "POST", headers: { accept: "application/json" }, credentials: "same-origin" });
+      return response.ok ? ((await response.json()) as Session) : null;
+    } catch {
+      return null;
+    }
+  };
+  refreshing ??= (async () => {
+    const first = await once();
+    const session = first ?? (again ? await new Promise((r) => setTimeout(r, 500)).then(once) : null);
+    if (session) onRefreshed(session);
+    return session;
+  })().finally(() => {
+    refreshing = null;
+  });
+  return refreshing;
 }
 
 export async function api<T>(path: string, options: Options = {}): Promise<T> {
   return (await apiResponse<T>(path, options)).data;
 }
 
-/** Like `api`, with the answer's status (201 created vs 200 existing, say). */
-export async function apiResponse<T>(path: string, { method = "GET", body, token }: Options = {}): Promise<{ status: number; data: T }> {
+/** Like `api`, with the answer's status (201 created vs 200 existing, say). An access token
+ *  that ran out is refreshed and the request sent again, once. */
+export async function apiResponse<T>(path: string, options: Options = {}, retried = false): Promise<{ status: number; data: T }> {
+  const { method = "GET", body, token } = options;
   const headers: Record<string, string> = { accept: "application/json" };
   if (body !== undefined) headers["content-type"] = "application/json";
   if (token) headers.authorization = `Bearer ${token}`;
   const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  if (response.status === 401 && token) onUnauthorised();
+  if (response.status === 401 && token) {
+    const fresh = retried ? null : await refreshSession();
+    if (fresh) return apiResponse<T>(path, { ...options, token: fresh.accessToken }, true);
+    onUnauthorised();
+  }
   const text = await response.text();
   const data = text ? JSON.parse(text) : null;
   if (!response.ok) {

@@ -27,7 +27,25 @@ const LABELS: [keyof LeadFields, string, string][] = [
   ["company", "Company", "organization"],
 ];
 
-export function LeadForm({ onSubmit, submitLabel, honeypot }: { onSubmit: (fields: LeadFields & { website?: string }) => Promise<void>; submitLabel: string; honeypot?: boolean }) {
+/** The fields typed so far, kept per tab under `key` (a session that ends must not lose them). */
+function loadDraft(key?: string): LeadFields | null {
+  if (!key) return null;
+  try {
+    return JSON.parse(sessionStorage.getItem(key) ?? "null") as LeadFields | null;
+  } catch {
+    return null;
+  }
+}
+
+function saveDraft(key: string | undefined, form: HTMLFormElement) {
+  if (!key) return;
+  const fields = Object.fromEntries([...new FormData(form).entries()].filter(([k, v]) => k !== "website" && String(v).trim()).map(([k, v]) => [k, String(v)]));
+  if (Object.keys(fields).length) sessionStorage.setItem(key, JSON.stringify(fields));
+  else sessionStorage.removeItem(key);
+}
+
+export function LeadForm({ onSubmit, submitLabel, honeypot, draftKey }: { onSubmit: (fields: LeadFields & { website?: string }) => Promise<void>; submitLabel: string; honeypot?: boolean; draftKey?: string }) {
+  const [draft] = useState(() => loadDraft(draftKey));
   const [errors, setErrors] = useState<Record<string, string>>({});
   const [problem, setProblem] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
@@ -43,6 +61,7 @@ export function LeadForm({ onSubmit, submitLabel, honeypot }: { onSubmit: (field
     try {
       await onSubmit(fields);
       form.reset();
+      if (draftKey) sessionStorage.removeItem(draftKey);
     } catch (e) {
       if (e instanceof ApiError && e.status === 422) setErrors(e.fieldErrors());
       else if (e instanceof ApiError && e.status === 429) setProblem("Too many submissions from here. Wait a minute and try again.");
@@ -52,16 +71,17 @@ export function LeadForm({ onSubmit, submitLabel, honeypot }: { onSubmit: (field
     }
   }
   return (
-    <form onSubmit={submit} noValidate>
+    <form onSubmit={submit} onInput={(e) => saveDraft(draftKey, e.currentTarget)} noValidate>
+      {draft && <p role="status">What you were typing before is back.</p>}
       {LABELS.map(([name, label, autoComplete]) => (
         <div key={name}>
           <label>{label}{name === "lastName" && " (required)"}
-            <input name={name} autoComplete={autoComplete} aria-invalid={!!errors[name]} aria-describedby={errors[name] ? `${name}-error` : undefined} />
+            <input name={name} autoComplete={autoComplete} defaultValue={draft?.[name] ?? ""} aria-invalid={!!errors[name]} aria-describedby={errors[name] ? `${name}-error` : undefined} />
           </label>
           {errors[name] && <p id={`${name}-error`} role="alert" className="error">{errors[name]}</p>}
         </div>
       ))}
-      <label>Notes<textarea name="notes" rows={3} aria-invalid={!!errors.notes} /></label>
+      <label>Notes<textarea name="notes" rows={3} defaultValue={draft?.notes ?? ""} aria-invalid={!!errors.notes} /></label>
       {errors.notes && <p role="alert" className="error">{errors.notes}</p>}
       {honeypot && (
         <div className="honeypot" aria-hidden="true">

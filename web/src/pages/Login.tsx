@@ -37,7 +37,7 @@ export function LoginPage() {
   return (
     <section className="narrow">
       <h1>Log in</h1>
-      {params.get("expired") && <p role="status">Your session has ended. Log in again to continue.</p>}
+      {params.get("expired") && <p role="status">Your session has ended. Log in again to continue where you were; a lead you were writing is kept.</p>}
       <form onSubmit={submit}>
         <label>Email<input name="email" type="email" autoComplete="username" required /></label>
         <label>Password<input name="password" type="password" autoComplete="current-password" required /></label>

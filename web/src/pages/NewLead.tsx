@@ -22,7 +22,7 @@ export function NewLeadPage() {
           {result.lead.channelConflict && " Another partner submitted this person recently; sales will settle it."}
         </div>
       )}
-      <LeadForm submitLabel="Submit lead" onSubmit={submit} />
+      <LeadForm submitLabel="Submit lead" onSubmit={submit} draftKey="soho-portal-lead-draft" />
     </section>
   );
 }
