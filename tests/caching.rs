@@ -24,6 +24,8 @@ async fn pages_and_api_answers_on_one_url_are_cached_apart_and_never_sniffed() {
     std::fs::write(web.path().join("index.html"), "<!doctype html><title>app</title>").unwrap();
     std::fs::create_dir(web.path().join("assets")).unwrap();
     std::fs::write(web.path().join("assets/app-1a2b3c.js"), "console.log(1)").unwrap();
+    // What `web/scripts/compress.mjs` writes beside it (the content does not matter here).
+    std::fs::write(web.path().join("assets/app-1a2b3c.js.br"), "brotli bytes").unwrap();
     let smtp = SmtpSink::start().await;
     let web_dir = web.path().display().to_string();
     let portal = TestPortal::start(&smtp, &[("WEB_DIR", web_dir.as_str())]).await;
@@ -37,6 +39,12 @@ async fn pages_and_api_answers_on_one_url_are_cached_apart_and_never_sniffed() {
     assert_eq!(header(&page, CACHE_CONTROL.as_str()), "no-cache");
     assert!(header(&page, VARY.as_str()).contains("accept"), "{:?}", page.headers());
     assert_eq!(header(&page, "x-content-type-options"), "nosniff");
+    let policy = header(&page, "content-security-policy");
+    for directive in
+        ["default-src 'self'", "script-src 'self'", "object-src 'none'", "frame-ancestors 'self'"]
+    {
+        assert!(policy.contains(directive), "{directive} in {policy}");
+    }
 
     // The data at the same URL: never stored, varying by Accept.
     let data = http
@@ -63,6 +71,15 @@ async fn pages_and_api_answers_on_one_url_are_cached_apart_and_never_sniffed() {
     assert_eq!(asset.status(), 200);
     assert_eq!(header(&asset, CACHE_CONTROL.as_str()), "public, max-age=31536000, immutable");
     assert_eq!(header(&asset, "x-content-type-options"), "nosniff");
+    assert_eq!(header(&asset, "content-encoding"), "", "asked for nothing compressed");
+    let compressed = http
+        .get(portal.url("/assets/app-1a2b3c.js"))
+        .header("accept-encoding", "br, gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&compressed, "content-encoding"), "br");
+    assert_eq!(compressed.bytes().await.unwrap().as_ref(), b"brotli bytes");
     let health = http.get(portal.url("/healthz")).send().await.unwrap();
     assert_eq!(header(&health, CACHE_CONTROL.as_str()), "no-store");
     assert_eq!(header(&health, VARY.as_str()), "");

@@ -99,10 +99,21 @@ async fn serve(dir: PathBuf, request: Request<axum::body::Body>) -> axum::respon
     serve_files(dir, request).await
 }
 
+/// What the app's pages may load: only the portal's own scripts, styles, images and API (and
+/// its WebSocket, which `'self'` covers), nothing inline but style attributes (charts set them);
+/// no plugins, no `<base>` or forms pointing elsewhere. A stored value that slipped past its
+/// escaping still could not run as script.
+const APP_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+     img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'";
+
 async fn serve_files(dir: PathBuf, request: Request<axum::body::Body>) -> axum::response::Response {
     let path = request.uri().path().to_string();
     let index = dir.join("index.html");
-    let files = ServeDir::new(&dir).fallback(ServeFile::new(&index));
+    // `web/scripts/compress.mjs` writes a `.br` and a `.gz` beside each built file.
+    let files = ServeDir::new(&dir)
+        .precompressed_br()
+        .precompressed_gzip()
+        .fallback(ServeFile::new(&index).precompressed_br().precompressed_gzip());
     let mut response = match files.oneshot(request).await {
         Ok(response) => response.into_response(),
         Err(never) => match never {},
@@ -111,8 +122,8 @@ async fn serve_files(dir: PathBuf, request: Request<axum::body::Body>) -> axum::
         if path == "/public-form" || path.starts_with("/public-form/") { "*" } else { "'self'" };
     response.headers_mut().insert(
         "content-security-policy",
-        HeaderValue::from_str(&format!("frame-ancestors {frame}"))
-            .unwrap_or(HeaderValue::from_static("frame-ancestors 'self'")),
+        HeaderValue::from_str(&format!("{APP_POLICY}; frame-ancestors {frame}"))
+            .unwrap_or(HeaderValue::from_static("default-src 'none'")),
     );
     if frame != "*" {
         response.headers_mut().insert("x-frame-options", HeaderValue::from_static("SAMEORIGIN"));

@@ -23,7 +23,7 @@ const PASSWORD = "correct horse battery staple";
 let passed = 0;
 let failed = 0;
 /// Every `step` below; a run that does not reach them all has failed, whatever threw.
-const STEPS = 9;
+const STEPS = 10;
 /// Set when a step has reported its own failure (so the outer catch does not count it twice).
 let reported = false;
 const failures = [];
@@ -54,9 +54,20 @@ function startPortal() {
   });
 }
 
+/// Content-Security-Policy refusals the browser reported, by page: the app must need none.
+const blocked = new Map();
+function watchPolicy(page) {
+  page.on("console", (message) => {
+    if (message.text().includes("Content Security Policy")) blocked.set(page, [...(blocked.get(page) ?? []), message.text()]);
+  });
+  return page;
+}
+
 async function check(page, name) {
   await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
-  await page.addScriptTag({ content: axeSource });
+  if (blocked.get(page)?.length) throw new Error(`${name}: the page broke its own policy: ${blocked.get(page).join(" | ")}`);
+  // Evaluated through the DevTools protocol, not as a <script>: the page's policy allows none.
+  await page.evaluate(axeSource);
   const result = await page.evaluate(async () => await globalThis.axe.run(document, { resultTypes: ["violations"] }));
   const bad = result.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
   if (bad.length) throw new Error(`${name}: accessibility: ${bad.map((v) => `${v.id} (${v.nodes.map((n) => n.target.join(" ")).join(", ")})`).join("; ")}`);
@@ -82,7 +93,7 @@ const browser = await chromium.launch({
   args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
 });
 try {
-  const admin = await (await browser.newContext()).newPage();
+  const admin = watchPolicy(await (await browser.newContext()).newPage());
   const sim = await (await browser.newContext()).newPage();
   /// Every WebSocket the admin's pages open: the token must never be in its URL (contract 6).
   const sockets = [];
@@ -152,7 +163,7 @@ try {
     await check(admin, "07-dashboard-live");
   });
 
-  const sub = await (await browser.newContext()).newPage();
+  const sub = watchPolicy(await (await browser.newContext()).newPage());
   await step("a sub-account invited, registered, and seeing only its own leads", async () => {
     await admin.click("nav >> text=Team");
     await admin.fill("form[aria-label='Invite a sub-account'] input[name=name]", "Sam Sub");
@@ -189,7 +200,7 @@ try {
     const code = await admin.inputValue("textarea[readonly]");
     await check(admin, "10-profile");
     const url = code.match(/src="([^"]+)"/)[1];
-    const visitor = await (await browser.newContext()).newPage();
+    const visitor = watchPolicy(await (await browser.newContext()).newPage());
     const response = await visitor.goto(url);
     if (!(response.headers()["content-security-policy"] ?? "").includes("frame-ancestors *")) throw new Error("the public form cannot be framed");
     await visitor.waitForSelector("h1:has-text('Contact Acme Referrals Ltd')");
@@ -201,6 +212,24 @@ try {
     await check(visitor, "12-public-form-thanks");
     await admin.click("nav >> text=Leads");
     await admin.waitForSelector("td:has-text('Babbage')", { timeout: 15_000 });
+  });
+
+  await step("every page survives a reload and opens from a direct link", async () => {
+    // Each page is reached in the app first (so the browser has fetched its data from the same
+    // URL), then reloaded, then opened afresh in a new tab, as a link in an email would.
+    const pages = [["/", "Dashboard"], ["/leads", "Leads"], [`/leads/${leadId}`, "Lovelace"], ["/leads/new", "New lead"], ["/team", "Team"], ["/profile", "Acme"]];
+    for (const [path, heading] of pages) {
+      await admin.goto(`${portal}${path}`);
+      await admin.waitForSelector(`h1:has-text('${heading}')`);
+      await admin.waitForLoadState("networkidle");
+      await admin.reload();
+      await admin.waitForSelector(`h1:has-text('${heading}')`);
+      const tab = await admin.context().newPage();
+      await tab.goto(`${portal}${path}`);
+      await tab.waitForSelector(`h1:has-text('${heading}')`);
+      if ((await tab.innerText("body")).includes("Unexpected token")) throw new Error(`${path}: JSON read as the page`);
+      await tab.close();
+    }
   });
 
   await step("an access token that ran out is refreshed without a word", async () => {

@@ -1,16 +1,28 @@
-import type { ReactNode } from "react";
-import { BrowserRouter, Navigate, Route, Routes, useLocation } from "react-router-dom";
+import { lazy, Suspense, type ReactNode } from "react";
+import { BrowserRouter, Link, Navigate, Route, Routes, useLocation } from "react-router-dom";
 import { Layout } from "./components/Layout";
-import { DashboardPage } from "./pages/Dashboard";
-import { LeadDetailPage } from "./pages/LeadDetail";
-import { LeadsPage } from "./pages/Leads";
-import { LoginPage } from "./pages/Login";
-import { NewLeadPage } from "./pages/NewLead";
-import { ProfilePage } from "./pages/Profile";
-import { PublicFormPage } from "./pages/PublicForm";
-import { RegisterPage } from "./pages/Register";
-import { TeamPage } from "./pages/Team";
 import { SessionProvider, useSession } from "./session";
+
+// Each page is its own chunk, loaded when first opened: the login page and the public form
+// (framed on partners' sites) do not carry the dashboard's charts.
+const DashboardPage = lazy(() => import("./pages/Dashboard").then((m) => ({ default: m.DashboardPage })));
+const LeadDetailPage = lazy(() => import("./pages/LeadDetail").then((m) => ({ default: m.LeadDetailPage })));
+const LeadsPage = lazy(() => import("./pages/Leads").then((m) => ({ default: m.LeadsPage })));
+const LoginPage = lazy(() => import("./pages/Login").then((m) => ({ default: m.LoginPage })));
+const NewLeadPage = lazy(() => import("./pages/NewLead").then((m) => ({ default: m.NewLeadPage })));
+const ProfilePage = lazy(() => import("./pages/Profile").then((m) => ({ default: m.ProfilePage })));
+const PublicFormPage = lazy(() => import("./pages/PublicForm").then((m) => ({ default: m.PublicFormPage })));
+const RegisterPage = lazy(() => import("./pages/Register").then((m) => ({ default: m.RegisterPage })));
+const TeamPage = lazy(() => import("./pages/Team").then((m) => ({ default: m.TeamPage })));
+
+function NotFound() {
+  return (
+    <section className="narrow">
+      <h1>Page not found</h1>
+      <p>There is no page at this address. <Link to="/">Go to the dashboard</Link>.</p>
+    </section>
+  );
+}
 
 function RequireSession({ children, admin }: { children: ReactNode; admin?: boolean }) {
   const { session, ended } = useSession();
@@ -24,6 +36,7 @@ export function App() {
   return (
     <SessionProvider>
       <BrowserRouter>
+        <Suspense fallback={<p role="status">Loading…</p>}>
         <Routes>
           <Route path="/public-form" element={<main id="main"><PublicFormPage /></main>} />
           <Route
@@ -39,12 +52,13 @@ export function App() {
                   <Route path="/leads/:id" element={<RequireSession><LeadDetailPage /></RequireSession>} />
                   <Route path="/team" element={<RequireSession admin><TeamPage /></RequireSession>} />
                   <Route path="/profile" element={<RequireSession><ProfilePage /></RequireSession>} />
-                  <Route path="*" element={<p>Page not found.</p>} />
+                  <Route path="*" element={<NotFound />} />
                 </Routes>
               </Layout>
             }
           />
         </Routes>
+        </Suspense>
       </BrowserRouter>
     </SessionProvider>
   );

@@ -5,6 +5,7 @@ import { ErrorNote, Loading } from "../components/Layout";
 import { applyMessage } from "../live/messages";
 import { useLiveUpdates } from "../live/useLiveUpdates";
 import { useSession } from "../session";
+import { dayRange } from "../text/dates";
 
 type Filters = { status?: string; q?: string; submittedBy?: string; createdAfter?: string; createdBefore?: string };
 
@@ -16,7 +17,7 @@ export function LeadsPage() {
   const [next, setNext] = useState<string | null>(null);
   const [changed, setChanged] = useState<Set<string>>(new Set());
   const [error, setError] = useState<unknown>(null);
-  const query = (f: Filters) => ({ ...f, createdAfter: f.createdAfter && new Date(f.createdAfter).toISOString(), createdBefore: f.createdBefore && new Date(f.createdBefore).toISOString() });
+  const query = (f: Filters) => ({ ...f, ...dayRange(f.createdAfter, f.createdBefore) });
   const load = useCallback(async (f: Filters, cursor?: string) => {
     try {
       const page = await api<LeadPage>(`/leads${leadQuery({ ...query(f), cursor })}`, { token });
@@ -46,11 +47,15 @@ export function LeadsPage() {
     setFilters(Object.fromEntries([...form.entries()].map(([k, v]) => [k, String(v)])) as Filters);
   }
   async function exportCsv() {
-    const response = await fetch(`/leads/export.csv${leadQuery(query(filters))}`, { headers: { authorization: `Bearer ${token}` } });
-    const url = URL.createObjectURL(await response.blob());
-    const link = Object.assign(document.createElement("a"), { href: url, download: "leads.csv" });
-    link.click();
-    URL.revokeObjectURL(url);
+    try {
+      const response = await fetch(`/leads/export.csv${leadQuery(query(filters))}`, { headers: { authorization: `Bearer ${token}` } });
+      const url = URL.createObjectURL(await response.blob());
+      const link = Object.assign(document.createElement("a"), { href: url, download: "leads.csv" });
+      link.click();
+      URL.revokeObjectURL(url);
+    } catch (e) {
+      setError(e);
+    }
   }
   return (
     <section>
