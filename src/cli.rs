@@ -114,8 +114,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Openapi => {
-            let document = <crate::http::ApiDoc as utoipa::OpenApi>::openapi();
-            println!("{}", document.to_pretty_json()?);
+            println!("{}", serde_json::to_string_pretty(&crate::http::openapi::document())?);
             Ok(())
         }
         command => {

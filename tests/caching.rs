@@ -80,6 +80,13 @@ async fn pages_and_api_answers_on_one_url_are_cached_apart_and_never_sniffed() {
         .unwrap();
     assert_eq!(header(&compressed, "content-encoding"), "br");
     assert_eq!(compressed.bytes().await.unwrap().as_ref(), b"brotli bytes");
+    // A method the path does not take: a problem like any other, with what it does take.
+    let wrong = http.delete(portal.url("/leads")).send().await.unwrap();
+    assert_eq!(wrong.status(), 405);
+    assert_eq!(header(&wrong, "content-type"), "application/problem+json");
+    assert!(header(&wrong, "allow").contains("post"), "{:?}", wrong.headers());
+    let problem: serde_json::Value = wrong.json().await.unwrap();
+    assert_eq!(problem["status"], 405);
     let health = http.get(portal.url("/healthz")).send().await.unwrap();
     assert_eq!(header(&health, CACHE_CONTROL.as_str()), "no-store");
     assert_eq!(header(&health, VARY.as_str()), "");

@@ -54,6 +54,8 @@ pub fn scope_of(user: &CurrentUser, partner: PartnerId) -> LeadScope {
     (status = 201, description = "submitted", body = LeadView),
     (status = 200, description = "the same person was submitted in the last 24 hours: the existing lead", body = LeadView),
     (status = 202, description = "public form (no token): received, whether the person is new, already known or the submission was dropped", body = PublicReceipt),
+    (status = 401, description = "a bearer token was sent, and it is invalid or expired, or its user may no longer act", body = super::problem::Problem),
+    (status = 403, description = "auditors do not submit leads", body = super::problem::Problem),
     (status = 404, description = "no approved partner with that id", body = super::problem::Problem),
     (status = 409, description = "the partner is suspended; or the person was submitted by another sub-account of the company", body = super::problem::Problem),
     (status = 422, body = super::problem::Problem),

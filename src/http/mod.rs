@@ -9,6 +9,7 @@ pub mod health;
 pub mod json;
 pub mod leads;
 mod nul;
+pub mod openapi;
 pub mod partners;
 pub mod path;
 pub mod problem;
@@ -71,8 +72,8 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+async fn openapi() -> Json<serde_json::Value> {
+    Json(openapi::document())
 }
 
 pub fn router(state: AppState) -> Router {
@@ -90,6 +91,7 @@ pub fn router(state: AppState) -> Router {
         .merge(leads::routes())
         .merge(audit::routes())
         .fallback_service(web::app(&state.settings))
+        .layer(axum::middleware::map_response(problem::bare_client_errors))
         .layer(axum::middleware::from_fn(nul::refuse_in_url))
         .layer(axum::middleware::from_fn_with_state(state.settings.web_dir.clone(), web::navigation))
         .layer(RequestBodyTimeoutLayer::new(state.settings.http_request_timeout))

@@ -173,3 +173,33 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// A client error that a layer answered with no body (axum's 405 for a method a path does not
+/// take, say) becomes problem+json like every other, its headers (`Allow`) kept.
+pub async fn bare_client_errors(response: Response) -> Response {
+    let status = response.status();
+    if !status.is_client_error() || response.headers().contains_key(header::CONTENT_TYPE) {
+        return response;
+    }
+    let title = status.canonical_reason().unwrap_or("Client error");
+    let slug = title.to_ascii_lowercase().replace(' ', "-");
+    let body = Problem {
+        kind: format!("/problems/{slug}"),
+        title: title.to_string(),
+        status: status.as_u16(),
+        detail: match status {
+            StatusCode::METHOD_NOT_ALLOWED => {
+                "This path does not take this method; see Allow.".into()
+            }
+            _ => title.to_string(),
+        },
+        errors: vec![],
+    };
+    let (mut parts, _) = response.into_parts();
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let json = serde_json::to_vec(&body).unwrap_or_default();
+    Response::from_parts(parts, axum::body::Body::from(json))
+}
