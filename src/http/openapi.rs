@@ -34,7 +34,7 @@ fn complete(path: &str, operation: &mut serde_json::Map<String, Value>) {
     if let Some(parameters) = parameters.as_array_mut() {
         for name in &names {
             let declared =
-                parameters.iter().any(|p| p["in"] == "path" && p["name"] == Value::from(*name));
+                parameters.iter().any(|p| p["in"] == "path" && p["name"].as_str() == Some(*name));
             if !declared {
                 parameters.push(json!({
                     "name": name, "in": "path", "required": true,
