@@ -5,6 +5,7 @@ mod common;
 
 use std::collections::HashSet;
 
+use chrono::Datelike;
 use common::smtp::SmtpSink;
 use common::{TestPartner, TestPortal};
 use serde_json::{json, Value};
@@ -352,6 +353,29 @@ async fn dashboard_stats_count_by_status_for_the_partner_or_the_user() {
     let empty: Value = portal.get("/dashboard/stats", Some(&_b.admin)).await.json().await.unwrap();
     assert_eq!(empty["totalLeads"], 0);
     assert_eq!(empty["conversionRate"], 0.0);
+
+    // The weekly series, counted over every lead: this week holds them all.
+    let this_week = |series: &Value| series.as_array().unwrap().last().unwrap().clone();
+    let partner: Value =
+        portal.get("/dashboard/weekly", Some(&a.admin)).await.json().await.unwrap();
+    assert_eq!(partner.as_array().unwrap().len(), 12);
+    let monday = chrono::Utc::now().date_naive().week(chrono::Weekday::Mon).first_day();
+    assert_eq!(
+        this_week(&partner),
+        json!({"week": monday.to_string(), "submitted": 4, "converted": 1})
+    );
+    assert!(partner.as_array().unwrap()[..11].iter().all(|w| w["submitted"] == 0));
+    let user: Value =
+        portal.get("/dashboard/weekly?weeks=2", Some(&a.sub)).await.json().await.unwrap();
+    assert_eq!(user.as_array().unwrap().len(), 2);
+    assert_eq!(this_week(&user)["submitted"], 2);
+    assert_eq!(this_week(&user)["converted"], 1);
+    let other: Value = portal.get("/dashboard/weekly", Some(&_b.admin)).await.json().await.unwrap();
+    assert!(other.as_array().unwrap().iter().all(|w| w["submitted"] == 0), "{other}");
+    for weeks in ["0", "105", "x"] {
+        let refused = portal.get(&format!("/dashboard/weekly?weeks={weeks}"), Some(&a.admin)).await;
+        assert_eq!(refused.status(), 422, "{weeks}");
+    }
     portal.stop().await;
 }
 

@@ -37,6 +37,7 @@ pub fn routes() -> Router<AppState> {
         .route("/leads/{id}/status", patch(change_status))
         .route("/leads/{id}/history", get(history))
         .route("/dashboard/stats", get(stats))
+        .route("/dashboard/weekly", get(weekly))
         .route("/leads/changes", get(changes))
         .route("/ws", get(crate::live::socket::upgrade))
 }
@@ -420,6 +421,24 @@ pub async fn stats(
     PartnerMember(user, partner): PartnerMember,
 ) -> Result<Json<DashboardStats>, ApiError> {
     Ok(Json(queries::stats(&portal.pool, scope_of(&user, partner)).await?))
+}
+
+/// Leads submitted and converted by the week they were submitted (Monday, UTC): the
+/// dashboard's chart, in the same scope as `/dashboard/stats`.
+#[utoipa::path(get, path = "/dashboard/weekly", tag = "leads", security(("bearer" = [])),
+    params(("weeks" = Option<i32>, Query, description = "how many weeks back, this one included: 1 to 104, default 12")),
+    responses((status = 200, description = "oldest first, weeks without leads as zeros", body = [queries::WeekFigures])))]
+pub async fn weekly(
+    State(portal): State<AppState>,
+    PartnerMember(user, partner): PartnerMember,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Vec<queries::WeekFigures>>, ApiError> {
+    let weeks = match params.get("weeks").map(|w| w.trim().parse::<i32>()) {
+        None => 12,
+        Some(Ok(weeks)) if (1..=104).contains(&weeks) => weeks,
+        Some(_) => return Err(ApiError::invalid("weeks", "must be a whole number from 1 to 104")),
+    };
+    Ok(Json(queries::weekly(&portal.pool, scope_of(&user, partner), weeks).await?))
 }
 
 /// The live-update messages after a position, for clients without WebSockets (the same

@@ -48,7 +48,7 @@ pub type AppState = Arc<Portal>;
         partners::profile, partners::sub_accounts, partners::create_sub_account,
         partners::update_sub_account, partners::invite, partners::public_profile,
         leads::submit, leads::list, leads::export, leads::one, leads::change_status, leads::history,
-        leads::stats, leads::changes, crate::live::socket::upgrade,
+        leads::stats, leads::weekly, leads::changes, crate::live::socket::upgrade,
         audit::events, audit::state_at,
     ),
     components(schemas(problem::Problem, problem::FieldError)),

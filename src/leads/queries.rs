@@ -370,3 +370,42 @@ pub async fn stats(pool: &PgPool, scope: LeadScope) -> Result<DashboardStats, sq
         if total_leads == 0 { 0.0 } else { converted as f64 / total_leads as f64 };
     Ok(DashboardStats { scope: kind, total_leads, by_status, conversion_rate })
 }
+
+/// One week of the dashboard's chart.
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct WeekFigures {
+    /// The week's Monday (UTC).
+    pub week: chrono::NaiveDate,
+    /// Leads submitted that week.
+    pub submitted: i64,
+    /// Of those, how many are converted now.
+    pub converted: i64,
+}
+
+/// The last `weeks` weeks, this one included, oldest first, weeks without leads as zeros: read
+/// from the series the projection keeps, so it is exact whatever the number of leads.
+pub async fn weekly(
+    pool: &PgPool,
+    scope: LeadScope,
+    weeks: i32,
+) -> Result<Vec<WeekFigures>, sqlx::Error> {
+    let (kind, id) = match scope {
+        LeadScope::Partner(partner) => ("partner", partner.as_uuid()),
+        LeadScope::User(_, user) => ("user", user.as_uuid()),
+    };
+    sqlx::query_as(
+        "WITH span AS (SELECT generate_series( \
+             date_trunc('week', now() AT TIME ZONE 'UTC')::date - 7 * ($3 - 1), \
+             date_trunc('week', now() AT TIME ZONE 'UTC')::date, interval '7 days')::date AS week) \
+         SELECT span.week, coalesce(w.submitted, 0)::bigint AS submitted, \
+                coalesce(w.converted, 0)::bigint AS converted \
+         FROM span LEFT JOIN lead_weeks w ON w.scope = $1 AND w.scope_id = $2 AND w.week = span.week \
+         ORDER BY span.week",
+    )
+    .bind(kind)
+    .bind(id)
+    .bind(weeks)
+    .fetch_all(pool)
+    .await
+}

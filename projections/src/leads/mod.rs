@@ -36,7 +36,7 @@ impl Projection for LeadsProjection {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["lead_counts", "lead_status_history", "live_feed", "leads"]
+        &["lead_counts", "lead_status_history", "lead_weeks", "live_feed", "leads"]
     }
 
     fn follows(&self) -> &'static [&'static str] {

@@ -147,24 +147,55 @@ async fn update_leads(tx: &mut PgConnection, batch: &LeadBatch) -> Result<(), sq
 
 /// Adds the net deltas to the counters of each lead's partner and, if a user submitted it, the
 /// user's. Zero deltas still create the row (a counter that exists at 0 is what a replay makes).
+/// The weekly series goes in the same statement: a lead submitted adds to its week, a lead that
+/// became (or stopped being) converted adds (or takes) one from the week it was submitted in.
 async fn count(tx: &mut PgConnection, batch: &LeadBatch) -> Result<(), sqlx::Error> {
     if batch.counts.is_empty() {
         return Ok(());
     }
     let (keys, deltas): (Vec<_>, Vec<i64>) = batch.counts.iter().map(|(k, d)| (*k, *d)).unzip();
+    let inserted: std::collections::HashSet<Uuid> = batch.inserts.iter().map(|l| l.id).collect();
+    let mut weeks: HashMap<Uuid, (i64, i64)> = HashMap::new();
+    for ((lead, status), delta) in &batch.counts {
+        if inserted.contains(lead) && *status == LeadStatus::New {
+            weeks.entry(*lead).or_default().0 += 1;
+        }
+        if *status == LeadStatus::Converted {
+            weeks.entry(*lead).or_default().1 += delta;
+        }
+    }
+    // Rows come only from submissions (a replay batches events differently, and must make the
+    // same rows): a change that nets to nothing writes nothing.
+    weeks.retain(|_, (submitted, converted)| *submitted != 0 || *converted != 0);
+    let (week_leads, week_deltas): (Vec<Uuid>, Vec<(i64, i64)>) = weeks.into_iter().unzip();
     sqlx::query(
-        "INSERT INTO lead_counts (scope, scope_id, status, leads) \
-         SELECT s.scope, s.scope_id, d.status, sum(d.delta) \
-         FROM unnest($1::uuid[], $2::text[], $3::bigint[]) AS d(lead_id, status, delta) \
+        "WITH counted AS ( \
+           INSERT INTO lead_counts (scope, scope_id, status, leads) \
+           SELECT s.scope, s.scope_id, d.status, sum(d.delta) \
+           FROM unnest($1::uuid[], $2::text[], $3::bigint[]) AS d(lead_id, status, delta) \
+           JOIN leads l USING (lead_id) \
+           CROSS JOIN LATERAL (VALUES ('partner', l.partner_id), ('user', l.submitted_by_user)) AS s(scope, scope_id) \
+           WHERE s.scope_id IS NOT NULL \
+           GROUP BY s.scope, s.scope_id, d.status \
+           ON CONFLICT (scope, scope_id, status) DO UPDATE SET leads = lead_counts.leads + EXCLUDED.leads) \
+         INSERT INTO lead_weeks (scope, scope_id, week, submitted, converted) \
+         SELECT s.scope, s.scope_id, date_trunc('week', l.created_at AT TIME ZONE 'UTC')::date, \
+                sum(w.submitted), sum(w.converted) \
+         FROM unnest($4::uuid[], $5::bigint[], $6::bigint[]) AS w(lead_id, submitted, converted) \
          JOIN leads l USING (lead_id) \
          CROSS JOIN LATERAL (VALUES ('partner', l.partner_id), ('user', l.submitted_by_user)) AS s(scope, scope_id) \
          WHERE s.scope_id IS NOT NULL \
-         GROUP BY s.scope, s.scope_id, d.status \
-         ON CONFLICT (scope, scope_id, status) DO UPDATE SET leads = lead_counts.leads + EXCLUDED.leads",
+         GROUP BY 1, 2, 3 \
+         ON CONFLICT (scope, scope_id, week) DO UPDATE SET \
+           submitted = lead_weeks.submitted + EXCLUDED.submitted, \
+           converted = lead_weeks.converted + EXCLUDED.converted",
     )
     .bind(keys.iter().map(|(id, _)| *id).collect::<Vec<_>>())
     .bind(keys.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>())
     .bind(deltas)
+    .bind(week_leads)
+    .bind(week_deltas.iter().map(|(s, _)| *s).collect::<Vec<_>>())
+    .bind(week_deltas.iter().map(|(_, c)| *c).collect::<Vec<_>>())
     .execute(tx)
     .await?;
     Ok(())

@@ -12,6 +12,7 @@ export type PartnerProfile = components["schemas"]["PartnerProfile"];
 export type Problem = components["schemas"]["Problem"];
 export type FieldError = components["schemas"]["FieldError"];
 export type LeadRequest = components["schemas"]["LeadRequest"];
+export type WeekFigures = components["schemas"]["WeekFigures"];
 
 export const STATUSES = ["new", "contacted", "qualified", "converted", "lost"] as const;
 export type Status = (typeof STATUSES)[number];

@@ -129,6 +129,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/dashboard/weekly": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Leads submitted and converted by the week they were submitted (Monday, UTC): the
+         *     dashboard's chart, in the same scope as `/dashboard/stats`.
+         */
+        get: operations["weekly"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -667,6 +687,24 @@ export interface components {
             /** @description `user` or `public`. */
             type: string;
         };
+        /** @description One week of the dashboard's chart. */
+        WeekFigures: {
+            /**
+             * Format: int64
+             * @description Of those, how many are converted now.
+             */
+            converted: number;
+            /**
+             * Format: int64
+             * @description Leads submitted that week.
+             */
+            submitted: number;
+            /**
+             * Format: date
+             * @description The week's Monday (UTC).
+             */
+            week: string;
+        };
     };
     responses: never;
     parameters: never;
@@ -1110,6 +1148,56 @@ export interface operations {
             };
             /** @description the caller's role may not use this route */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    weekly: {
+        parameters: {
+            query?: {
+                /** @description how many weeks back, this one included: 1 to 104, default 12 */
+                weeks?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description oldest first, weeks without leads as zeros */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WeekFigures"][];
+                };
+            };
+            /** @description no bearer token, or one that is invalid or expired, or whose user may no longer act */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role may not use this route */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a field or parameter is invalid; `errors` names each */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

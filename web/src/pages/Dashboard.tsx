@@ -1,36 +1,25 @@
 import { useCallback, useEffect, useState } from "react";
 import { Bar, BarChart, CartesianGrid, Legend, ResponsiveContainer, Tooltip, XAxis, YAxis } from "recharts";
-import { api, STATUSES, type DashboardStats, type Lead, type LeadPage } from "../api/client";
+import { api, STATUSES, type DashboardStats, type WeekFigures } from "../api/client";
 import { ErrorNote, Loading } from "../components/Layout";
 import { useLiveUpdates } from "../live/useLiveUpdates";
 import { useSession } from "../session";
-
-/** Leads submitted and converted, by the week they were submitted (Monday, UTC). */
-export function weekly(leads: Lead[]): { week: string; submitted: number; converted: number }[] {
-  const weeks = new Map<string, { submitted: number; converted: number }>();
-  for (const lead of leads) {
-    const day = new Date(lead.createdAt);
-    const monday = new Date(Date.UTC(day.getUTCFullYear(), day.getUTCMonth(), day.getUTCDate() - ((day.getUTCDay() + 6) % 7)));
-    const key = monday.toISOString().slice(0, 10);
-    const entry = weeks.get(key) ?? { submitted: 0, converted: 0 };
-    entry.submitted += 1;
-    if (lead.status === "converted") entry.converted += 1;
-    weeks.set(key, entry);
-  }
-  return [...weeks.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([week, v]) => ({ week, ...v }));
-}
 
 export function DashboardPage() {
   const { session } = useSession();
   const token = session?.accessToken;
   const [stats, setStats] = useState<DashboardStats | null>(null);
-  const [leads, setLeads] = useState<Lead[]>([]);
+  // Counted by the server for every lead (GET /dashboard/weekly), not from a page of them.
+  const [weeks, setWeeks] = useState<WeekFigures[]>([]);
   const [error, setError] = useState<unknown>(null);
   const load = useCallback(async () => {
     try {
-      setStats(await api<DashboardStats>("/dashboard/stats", { token }));
-      const page = await api<LeadPage>("/leads?limit=200", { token });
-      setLeads(page.items);
+      const [figures, series] = await Promise.all([
+        api<DashboardStats>("/dashboard/stats", { token }),
+        api<WeekFigures[]>("/dashboard/weekly?weeks=12", { token }),
+      ]);
+      setStats(figures);
+      setWeeks(series);
     } catch (e) {
       setError(e);
     }
@@ -50,13 +39,13 @@ export function DashboardPage() {
           <div className="card" key={status}><span>{status}</span><strong data-testid={`status-${status}`}>{stats.byStatus[status] ?? 0}</strong></div>
         ))}
       </div>
-      <h2>Leads by week</h2>
-      {leads.length === 0 ? (
+      <h2>Leads by week (last 12 weeks)</h2>
+      {stats.totalLeads === 0 ? (
         <p>No leads yet. Submit your first one from “New lead”.</p>
       ) : (
         <figure aria-label="Leads submitted and converted per week">
           <ResponsiveContainer width="100%" height={260}>
-            <BarChart data={weekly(leads)}>
+            <BarChart data={weeks}>
               <CartesianGrid strokeDasharray="3 3" />
               <XAxis dataKey="week" />
               <YAxis allowDecimals={false} />
