@@ -5,7 +5,6 @@ mod common;
 
 use std::collections::HashSet;
 
-use chrono::Datelike;
 use common::smtp::SmtpSink;
 use common::{TestPartner, TestPortal};
 use serde_json::{json, Value};
