@@ -73,6 +73,8 @@ pub struct Settings {
     pub invite_limit_per_recipient: u32,
     /// Leads one user, and one partner with all its users, may submit a minute.
     pub lead_limit_per_user: u32,
+    /// Requests a minute per API key, then 429.
+    pub api_key_limit: u32,
     pub lead_limit_per_partner: u32,
     /// How long a client may take to send a request's headers (also the idle keep-alive time).
     pub http_header_timeout: std::time::Duration,
@@ -215,6 +217,7 @@ impl Settings {
             invite_limit_per_admin: number(&lookup, "INVITE_LIMIT_PER_ADMIN", 30)?,
             invite_limit_per_recipient: number(&lookup, "INVITE_LIMIT_PER_RECIPIENT", 3)?,
             lead_limit_per_user: number(&lookup, "LEAD_LIMIT_PER_USER", 120)?,
+            api_key_limit: number(&lookup, "API_KEY_RATE_LIMIT", 600)?,
             lead_limit_per_partner: number(&lookup, "LEAD_LIMIT_PER_PARTNER", 600)?,
             http_header_timeout: seconds(&lookup, "HTTP_HEADER_TIMEOUT_SECONDS", 10)?,
             http_request_timeout: seconds(&lookup, "HTTP_REQUEST_TIMEOUT_SECONDS", 30)?,

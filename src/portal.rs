@@ -23,6 +23,8 @@ pub struct Portal {
     pub invite_limits: (Limiter, Limiter),
     /// Lead submissions per user and per partner (both per minute).
     pub lead_limits: (Limiter, Limiter),
+    /// Requests per API key (per minute).
+    pub api_key_limits: Limiter,
     pub metrics: crate::metrics::Metrics,
     /// Users' standing, read at most a second ago.
     pub standings: crate::auth::guard::Standings,
@@ -55,6 +57,7 @@ impl Portal {
             Limiter::per_minute(settings.lead_limit_per_user),
             Limiter::per_minute(settings.lead_limit_per_partner),
         );
+        let api_key_limits = Limiter::per_minute(settings.api_key_limit);
         Self {
             pool,
             settings: Arc::new(settings),
@@ -65,6 +68,7 @@ impl Portal {
             public_form_limits,
             invite_limits,
             lead_limits,
+            api_key_limits,
             metrics: Default::default(),
             writer,
             standings: Default::default(),

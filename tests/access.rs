@@ -64,14 +64,24 @@ async fn every_onboarding_route_answers_each_caller_as_its_role_allows() {
             Some(json!({"disabled": false})),
         ),
         route(Method::POST, "/invite".to_string(), Some(json!({"email": "inv{n}@example.com"}))),
+        route(Method::GET, format!("/partners/{}/api-keys", a.id), None),
+        route(Method::POST, format!("/partners/{}/api-keys", a.id), Some(json!({"name": "k{n}"}))),
+        route(
+            Method::DELETE,
+            format!("/partners/{}/api-keys/{}", a.id, uuid::Uuid::new_v4()),
+            None,
+        ),
     ];
     // Expected status per route, for: admin A, sub A, admin B, sub B, auditor, no token.
-    let expected: [[u16; 6]; 5] = [
+    let expected: [[u16; 6]; 8] = [
         [200, 200, 404, 404, 403, 401],
         [200, 403, 404, 403, 403, 401],
         [201, 403, 404, 403, 403, 401],
         [200, 403, 404, 403, 403, 401],
         [201, 403, 201, 403, 403, 401],
+        [200, 403, 404, 403, 403, 401],
+        [201, 403, 404, 403, 403, 401],
+        [404, 403, 404, 403, 403, 401],
     ];
     let callers: [(&str, Option<&str>); 6] = [
         ("admin A", Some(&a.admin)),
@@ -394,6 +404,18 @@ async fn every_lead_route_keeps_tenants_and_sub_accounts_apart() {
                 (200, None),
                 (200, None),
                 (200, None),
+                (403, None),
+                (401, None),
+            ],
+        ),
+        (
+            route(Method::GET, "/dashboard/weekly".into(), None),
+            [
+                (200, Some(false)),
+                (200, Some(false)),
+                (200, Some(false)),
+                (200, Some(false)),
+                (200, Some(false)),
                 (403, None),
                 (401, None),
             ],

@@ -1,7 +1,7 @@
 //! A property-based test of the API driven by its own OpenAPI document, as Schemathesis does:
 //! every operation is called with generated requests (ids that exist, that do not, and garbage;
 //! query parameters and bodies generated from their schemas, valid and broken) as a partner's
-//! admin, a sub-account, an auditor, a forged token and nobody. Every answer must be below 500
+//! admin, a sub-account, an auditor, an API key, a forged token and nobody. Every answer must be below 500
 //! and one the document declares for that operation. `FUZZ_SEED=N` repeats a run; the seed is
 //! printed.
 
@@ -134,6 +134,13 @@ async fn every_operation_answers_below_500_and_only_as_documented() {
         .json()
         .await
         .unwrap();
+    let key: Value = portal
+        .post(&format!("/partners/{}/api-keys", a.id), Some(&a.admin), &json!({"name": "fuzz"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let key = key["key"].as_str().unwrap().to_string();
     let document: Value = portal.get("/openapi.json", None).await.json().await.unwrap();
     let seed = std::env::var("FUZZ_SEED")
         .ok()

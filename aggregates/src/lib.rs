@@ -35,6 +35,9 @@ pub enum ActorKind {
     Public,
     /// The portal itself (the process manager, the command line).
     System,
+    /// A partner's own system, with one of the partner's API keys (the id is the key's).
+    #[serde(rename = "api_key")]
+    ApiKey,
 }
 
 impl ActorKind {
@@ -45,6 +48,7 @@ impl ActorKind {
             ActorKind::Crm => "crm",
             ActorKind::Public => "public",
             ActorKind::System => "system",
+            ActorKind::ApiKey => "api_key",
         }
     }
 }
@@ -61,5 +65,8 @@ impl Actor {
     }
     pub fn system() -> Self {
         Self { kind: ActorKind::System, id: None }
+    }
+    pub fn api_key(key: uuid::Uuid) -> Self {
+        Self { kind: ActorKind::ApiKey, id: Some(key.to_string()) }
     }
 }

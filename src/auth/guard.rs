@@ -7,11 +7,11 @@
 //! for a route is 403; a resource outside the caller's scope is 404 (checked by the handler with
 //! `in_scope`), so ids cannot be probed.
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, MatchedPath};
 use axum::http::request::Parts;
-use soho_aggregates::{PartnerId, Role, UserId};
+use soho_aggregates::{Actor, PartnerId, Role, UserId};
 
-use super::session;
+use super::{api_keys, session};
 use crate::http::problem::ApiError;
 use crate::http::AppState;
 
@@ -22,9 +22,20 @@ pub struct CurrentUser {
     pub partner_id: Option<PartnerId>,
     pub role: Role,
     pub email: String,
+    /// Set when the caller is a partner's system with an API key: it acts as the partner's
+    /// admin (`id` is the admin's), and its commands are recorded as the key's.
+    pub api_key: Option<uuid::Uuid>,
 }
 
 impl CurrentUser {
+    /// Who the log records as having done what this caller asks.
+    pub fn actor(&self) -> Actor {
+        match self.api_key {
+            Some(key) => Actor::api_key(key),
+            None => Actor::user(self.id),
+        }
+    }
+
     /// Whether this user belongs to `partner` (auditors belong to none).
     pub fn in_partner(&self, partner: PartnerId) -> bool {
         self.partner_id == Some(partner)
@@ -155,6 +166,32 @@ impl CurrentUser {
             partner_id: standing.partner_id.map(PartnerId),
             role,
             email: standing.email.clone(),
+            api_key: None,
+        })
+    }
+
+    /// The partner an API key stands for, if the key is live, its partner approved, and the
+    /// route one a key may use.
+    async fn from_key(parts: &Parts, state: &AppState, token: &str) -> Result<Self, ApiError> {
+        let holder = api_keys::holder(&state.pool, token).await?.ok_or_else(|| {
+            ApiError::Unauthorized("the API key is not valid, or has been revoked".into())
+        })?;
+        state.api_key_limits.check(holder.key)?;
+        let route = parts.extensions.get::<MatchedPath>().map(MatchedPath::as_str);
+        let allowed = route.is_some_and(|route| {
+            api_keys::ALLOWED.iter().any(|(m, r)| *m == parts.method.as_str() && *r == route)
+        });
+        if !allowed {
+            return Err(ApiError::Forbidden(
+                "API keys may use the lead routes and /dashboard/stats only".into(),
+            ));
+        }
+        Ok(Self {
+            id: crate::onboarding::partners::admin_id(holder.partner),
+            partner_id: Some(holder.partner),
+            role: Role::Admin,
+            email: String::new(),
+            api_key: Some(holder.key),
         })
     }
 }
@@ -166,6 +203,9 @@ impl FromRequestParts<AppState> for CurrentUser {
         let token = bearer(parts).ok_or_else(|| {
             ApiError::Unauthorized("an Authorization: Bearer token is required".into())
         })?;
+        if token.starts_with(api_keys::KEY_PREFIX) {
+            return Self::from_key(parts, state, token).await;
+        }
         Self::from_token(state, token).await
     }
 }

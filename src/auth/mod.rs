@@ -1,5 +1,6 @@
 //! Who may do what: passwords, access tokens, keys, the role extractors, and rate limits.
 
+pub mod api_keys;
 pub mod guard;
 pub mod keys;
 pub mod password;

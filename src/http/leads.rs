@@ -16,6 +16,7 @@ use soho_aggregates::lead::Submitter;
 use soho_aggregates::{Actor, LeadStatus, PartnerId, Role, UserId};
 use utoipa::ToSchema;
 
+use super::idempotency::{self, Claim};
 use super::json::ApiJson;
 use super::path::ApiPath;
 use super::problem::{ApiError, FieldError};
@@ -51,7 +52,9 @@ pub fn scope_of(user: &CurrentUser, partner: PartnerId) -> LeadScope {
 
 /// Submit a lead: a partner's user (with a token) or anyone through a partner's public form
 /// (with `partnerId`, no token).
-#[utoipa::path(post, path = "/leads", tag = "leads", request_body = LeadRequest, responses(
+#[utoipa::path(post, path = "/leads", tag = "leads", request_body = LeadRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "up to 255 characters: the same key and body within 24 h get the first answer again, nothing recorded; the same key with another body is 422 (logged-in callers and API keys)")),
+    responses(
     (status = 201, description = "submitted", body = LeadView),
     (status = 200, description = "the same person was submitted in the last 24 hours: the existing lead", body = LeadView),
     (status = 202, description = "public form (no token): received, whether the person is new, already known or the submission was dropped", body = PublicReceipt),
@@ -66,11 +69,45 @@ pub async fn submit(
     State(portal): State<AppState>,
     MaybeUser(user): MaybeUser,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
     ApiJson(request): ApiJson<LeadRequest>,
 ) -> Result<Response, ApiError> {
     let Some(user) = user else {
         return submit_public(&portal, client, request).await;
     };
+    let Some(key) = idempotency::key_of(&headers)? else {
+        let (status, lead) = submit_as(&portal, &user, request).await?;
+        return Ok((status, Json(lead)).into_response());
+    };
+    let caller = match user.api_key {
+        Some(api_key) => format!("key:{api_key}"),
+        None => format!("user:{}", user.id),
+    };
+    let body = serde_json::to_value(&request).map_err(ApiError::internal)?;
+    let pending = match idempotency::claim(&portal.pool, &caller, &key, &body).await? {
+        Claim::Replay(first) => return Ok(first),
+        Claim::Fresh(pending) => pending,
+    };
+    match submit_as(&portal, &user, request).await {
+        Ok((status, lead)) => {
+            let answer = serde_json::to_value(&lead).map_err(ApiError::internal)?;
+            pending.keep(status, &answer).await?;
+            Ok((status, Json(answer)).into_response())
+        }
+        Err(error) => {
+            pending.release().await;
+            Err(error)
+        }
+    }
+}
+
+/// A logged-in user's (or an API key's) submission: 201 with the new lead, or 200 with the
+/// existing one for the same person within 24 hours.
+async fn submit_as(
+    portal: &AppState,
+    user: &CurrentUser,
+    request: LeadRequest,
+) -> Result<(StatusCode, LeadView), ApiError> {
     let Some(partner) = user.partner_id.filter(|_| user.role != Role::Auditor) else {
         return Err(ApiError::Forbidden("auditors cannot submit leads".into()));
     };
@@ -85,12 +122,12 @@ pub async fn submit(
     portal.lead_limits.1.check(partner)?;
     let details = submission::parse(&request)?;
     let submitter = Submitter::User { id: user.id };
-    let context = CommandContext::new(Actor::user(user.id));
-    match submission::submit(&portal, partner, submitter, details, &context).await? {
-        Submitted::Created(lead) => Ok((StatusCode::CREATED, Json(lead)).into_response()),
+    let context = CommandContext::new(user.actor());
+    match submission::submit(portal, partner, submitter, details, &context).await? {
+        Submitted::Created(lead) => Ok((StatusCode::CREATED, lead)),
         Submitted::Existing(lead) => {
-            match queries::lead(&portal.pool, lead.id, Some(scope_of(&user, partner))).await? {
-                Some(lead) => Ok((StatusCode::OK, Json(lead)).into_response()),
+            match queries::lead(&portal.pool, lead.id, Some(scope_of(user, partner))).await? {
+                Some(lead) => Ok((StatusCode::OK, lead)),
                 // Another sub-account's lead: say it exists, show nothing of it.
                 None => Err(ApiError::Conflict(
                     "this person was already submitted by your company in the last 24 hours".into(),
@@ -391,7 +428,7 @@ pub async fn change_status(
     let (Some(new_status), true) = (new_status, errors.is_empty()) else {
         return Err(ApiError::Invalid(errors));
     };
-    status::from_portal(&portal, id, new_status, note, Actor::user(user.id)).await.map(Json)
+    status::from_portal(&portal, id, new_status, note, user.actor()).await.map(Json)
 }
 
 /// A lead's status changes, oldest first: for its partner's admin, the sub-account that

@@ -1,11 +1,13 @@
 //! The HTTP API: the router, shared state, and the layers every request goes through (request
 //! id, tracing span, panic catching, problem+json for unknown routes).
 
+pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod dev;
 pub mod fields;
 pub mod health;
+mod idempotency;
 pub mod json;
 pub mod leads;
 mod nul;
@@ -47,6 +49,7 @@ pub type AppState = Arc<Portal>;
         webhooks::partner, webhooks::lead_status,
         partners::profile, partners::sub_accounts, partners::create_sub_account,
         partners::update_sub_account, partners::invite, partners::public_profile,
+        api_keys::list, api_keys::create, api_keys::revoke,
         leads::submit, leads::list, leads::export, leads::one, leads::change_status, leads::history,
         leads::stats, leads::weekly, leads::changes, crate::live::socket::upgrade,
         audit::events, audit::state_at,
@@ -88,6 +91,7 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::routes())
         .merge(webhooks::routes())
         .merge(partners::routes())
+        .merge(api_keys::routes())
         .merge(leads::routes())
         .merge(audit::routes())
         .fallback_service(web::app(&state.settings))

@@ -101,7 +101,7 @@ pub struct SubAccountChange {
 }
 
 /// One's own partner only: any other id is 404, as if it did not exist.
-fn own(partner: PartnerId, id: uuid::Uuid) -> Result<(), ApiError> {
+pub(super) fn own(partner: PartnerId, id: uuid::Uuid) -> Result<(), ApiError> {
     if partner.as_uuid() == id {
         Ok(())
     } else {

@@ -22,7 +22,7 @@ use crate::http::problem::{ApiError, FieldError};
 use crate::portal::Portal;
 
 /// The body of `POST /leads`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, serde::Serialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LeadRequest {
     pub first_name: Option<String>,

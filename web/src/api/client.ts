@@ -13,6 +13,8 @@ export type Problem = components["schemas"]["Problem"];
 export type FieldError = components["schemas"]["FieldError"];
 export type LeadRequest = components["schemas"]["LeadRequest"];
 export type WeekFigures = components["schemas"]["WeekFigures"];
+export type ApiKey = components["schemas"]["ApiKey"];
+export type CreatedKey = components["schemas"]["CreatedKey"];
 
 export const STATUSES = ["new", "contacted", "qualified", "converted", "lost"] as const;
 export type Status = (typeof STATUSES)[number];

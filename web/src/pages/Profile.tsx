@@ -3,6 +3,7 @@ import { api, type PartnerProfile } from "../api/client";
 import { ErrorNote, Loading } from "../components/Layout";
 import { useSession } from "../session";
 import { embedCode } from "../text/embed";
+import { ApiKeys } from "../components/ApiKeys";
 
 export function ProfilePage() {
   const { session } = useSession();
@@ -29,6 +30,7 @@ export function ProfilePage() {
           <h2>Your public lead form</h2>
           <p>Anyone can send you leads at <a href={form}>{form}</a>. To embed it in your site:</p>
           <label>Embed code<textarea readOnly rows={3} value={embedCode(form, profile.name)} /></label>
+          <ApiKeys partnerId={profile.id} token={session?.accessToken} />
         </>
       )}
     </section>
