@@ -23,7 +23,7 @@ const PASSWORD = "correct horse battery staple";
 let passed = 0;
 let failed = 0;
 /// Every `step` below; a run that does not reach them all has failed, whatever threw.
-const STEPS = 10;
+const STEPS = 11;
 /// Set when a step has reported its own failure (so the outer catch does not count it twice).
 let reported = false;
 const failures = [];
@@ -278,6 +278,23 @@ try {
     if ((await admin.inputValue("input[name=lastName]")) !== "Draftington") throw new Error("the draft was lost");
     await admin.click("button:has-text('Submit lead')");
     await admin.waitForSelector("text=Lead submitted");
+  });
+
+  await step("an admin creates an API key, sees it once, uses it, and revokes it", async () => {
+    await admin.click("nav >> text=Profile");
+    await admin.fill("form[aria-label='Create an API key'] input[name=name]", "Our CRM");
+    await admin.click("button:has-text('Create key')");
+    const shown = await admin.waitForSelector("input[readonly][value^='sk_live_']");
+    const key = await shown.inputValue();
+    await admin.waitForSelector("td:has-text('Our CRM')");
+    await check(admin, "14-api-keys");
+    const used = await fetch(`${portal}/leads`, { headers: { authorization: `Bearer ${key}`, accept: "application/json" } });
+    if (used.status !== 200) throw new Error(`the key was refused: ${used.status}`);
+    admin.once("dialog", (dialog) => dialog.accept());
+    await admin.click("tr:has-text('Our CRM') button:has-text('Revoke')");
+    await admin.waitForSelector("td:has-text('Our CRM')", { state: "detached" });
+    const refused = await fetch(`${portal}/leads`, { headers: { authorization: `Bearer ${key}`, accept: "application/json" } });
+    if (refused.status !== 401) throw new Error(`a revoked key was answered ${refused.status}`);
   });
 
   await step("on a phone-sized screen the pages still work", async () => {
