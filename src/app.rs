@@ -104,6 +104,8 @@ pub async fn start(settings: Settings, pool: PgPool) -> anyhow::Result<RunningPo
     background.extend(reader.spawn());
     background.push(portal.live.spawn(portal.pool.clone()));
     background.extend(Arc::new(CrmSync::new(Arc::clone(&portal), crm)).spawn());
+    background.push(crate::outbound::fanout::spawn(Arc::clone(&portal)));
+    background.push(crate::outbound::delivery::spawn(Arc::clone(&portal)));
     let subscribers = background;
 
     let (shutdown, stopped) = oneshot::channel::<()>();

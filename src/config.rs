@@ -75,6 +75,11 @@ pub struct Settings {
     pub lead_limit_per_user: u32,
     /// Requests a minute per API key, then 429.
     pub api_key_limit: u32,
+    /// The waits between attempts of an outbound webhook (Standard Webhooks: 5 s, 5 min, 30 min,
+    /// 2 h, 5 h, 10 h, 10 h); after the last, the delivery has failed.
+    pub webhook_retry_schedule: Vec<std::time::Duration>,
+    /// How long a partner's endpoint has to answer a delivery.
+    pub webhook_timeout: std::time::Duration,
     pub lead_limit_per_partner: u32,
     /// How long a client may take to send a request's headers (also the idle keep-alive time).
     pub http_header_timeout: std::time::Duration,
@@ -218,6 +223,8 @@ impl Settings {
             invite_limit_per_recipient: number(&lookup, "INVITE_LIMIT_PER_RECIPIENT", 3)?,
             lead_limit_per_user: number(&lookup, "LEAD_LIMIT_PER_USER", 120)?,
             api_key_limit: number(&lookup, "API_KEY_RATE_LIMIT", 600)?,
+            webhook_retry_schedule: retry_schedule(&lookup)?,
+            webhook_timeout: seconds(&lookup, "WEBHOOK_TIMEOUT_SECONDS", 15)?,
             lead_limit_per_partner: number(&lookup, "LEAD_LIMIT_PER_PARTNER", 600)?,
             http_header_timeout: seconds(&lookup, "HTTP_HEADER_TIMEOUT_SECONDS", 10)?,
             http_request_timeout: seconds(&lookup, "HTTP_REQUEST_TIMEOUT_SECONDS", 30)?,
@@ -275,6 +282,19 @@ impl Settings {
             None => Ok(()),
         }
     }
+}
+
+/// `WEBHOOK_RETRY_SCHEDULE`: seconds between attempts, comma-separated.
+fn retry_schedule(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<Vec<std::time::Duration>, ConfigError> {
+    let text = lookup("WEBHOOK_RETRY_SCHEDULE")
+        .unwrap_or_else(|| "5,300,1800,7200,18000,36000,36000".to_string());
+    text.split(',')
+        .map(|s| {
+            parse::<u64>("WEBHOOK_RETRY_SCHEDULE", s.trim()).map(std::time::Duration::from_secs)
+        })
+        .collect()
 }
 
 fn number(

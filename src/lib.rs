@@ -14,6 +14,7 @@ pub mod leads;
 pub mod live;
 pub mod metrics;
 pub mod onboarding;
+pub mod outbound;
 pub mod portal;
 pub mod simulator;
 pub mod telemetry;

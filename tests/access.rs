@@ -71,14 +71,28 @@ async fn every_onboarding_route_answers_each_caller_as_its_role_allows() {
             format!("/partners/{}/api-keys/{}", a.id, uuid::Uuid::new_v4()),
             None,
         ),
+        route(Method::GET, format!("/partners/{}/webhooks", a.id), None),
+        route(
+            Method::POST,
+            format!("/partners/{}/webhooks", a.id),
+            Some(json!({"url": "http://127.0.0.1:1/hook{n}", "events": ["lead.created"]})),
+        ),
+        route(
+            Method::GET,
+            format!("/partners/{}/webhooks/{}/deliveries", a.id, uuid::Uuid::new_v4()),
+            None,
+        ),
     ];
     // Expected status per route, for: admin A, sub A, admin B, sub B, auditor, no token.
-    let expected: [[u16; 6]; 8] = [
+    let expected: [[u16; 6]; 11] = [
         [200, 200, 404, 404, 403, 401],
         [200, 403, 404, 403, 403, 401],
         [201, 403, 404, 403, 403, 401],
         [200, 403, 404, 403, 403, 401],
         [201, 403, 201, 403, 403, 401],
+        [200, 403, 404, 403, 403, 401],
+        [201, 403, 404, 403, 403, 401],
+        [404, 403, 404, 403, 403, 401],
         [200, 403, 404, 403, 403, 401],
         [201, 403, 404, 403, 403, 401],
         [404, 403, 404, 403, 403, 401],

@@ -12,6 +12,7 @@ pub mod json;
 pub mod leads;
 mod nul;
 pub mod openapi;
+pub mod partner_webhooks;
 pub mod partners;
 pub mod path;
 pub mod problem;
@@ -50,6 +51,8 @@ pub type AppState = Arc<Portal>;
         partners::profile, partners::sub_accounts, partners::create_sub_account,
         partners::update_sub_account, partners::invite, partners::public_profile,
         api_keys::list, api_keys::create, api_keys::revoke,
+        partner_webhooks::list, partner_webhooks::create, partner_webhooks::update,
+        partner_webhooks::remove, partner_webhooks::test, partner_webhooks::deliveries,
         leads::submit, leads::list, leads::export, leads::one, leads::change_status, leads::history,
         leads::stats, leads::weekly, leads::changes, crate::live::socket::upgrade,
         audit::events, audit::state_at,
@@ -92,6 +95,7 @@ pub fn router(state: AppState) -> Router {
         .merge(webhooks::routes())
         .merge(partners::routes())
         .merge(api_keys::routes())
+        .merge(partner_webhooks::routes())
         .merge(leads::routes())
         .merge(audit::routes())
         .fallback_service(web::app(&state.settings))

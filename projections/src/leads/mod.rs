@@ -182,8 +182,11 @@ impl LeadBatch {
             LeadEvent::CrmSyncFailed { code, message, at } => {
                 let change = self.change(id);
                 let synced_id = change.sync.as_mut().and_then(|(_, soho_id, _)| soho_id.take());
-                change.sync = Some(("failed", synced_id, Some(format!("{code}: {message}"))));
+                let error = format!("{code}: {message}");
+                change.sync = Some(("failed", synced_id, Some(error.clone())));
                 change.updated_at = Some(at);
+                let data = serde_json::json!({"syncError": error});
+                self.feed.push(FeedRow { kind: "lead.sync_failed", lead: id, data });
             }
             LeadEvent::LeadStatusChanged { old_status, change: status_change, at, .. } => {
                 let change = self.change(id);

@@ -1,0 +1,17 @@
+//! Outbound webhooks (contract 8): a partner's admin registers endpoints, and the lead changes
+//! its partner's systems asked for are delivered to them, signed with Standard Webhooks (the
+//! scheme Soho CRM signs its webhooks to us with), with the live socket's message shapes.
+//!
+//! `endpoints`: the endpoints and their deliveries' log. `fanout`: follows the live feed and
+//! records a delivery per message and endpoint. `delivery`: sends what is due, retries on the
+//! Standard Webhooks schedule, and disables an endpoint that has failed for three days.
+//! `address`: where an endpoint may point (SSRF).
+
+pub mod address;
+pub mod delivery;
+pub mod endpoints;
+pub mod fanout;
+
+/// The event types an endpoint may ask for.
+pub const EVENT_TYPES: [&str; 4] =
+    ["lead.created", "lead.status_changed", "lead.synced", "lead.sync_failed"];
