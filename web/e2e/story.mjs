@@ -6,6 +6,7 @@
 // its own leads → a public-form submission appears for the admin. Every page is screenshotted
 // into e2e/artifacts/ and checked with axe-core (no serious or critical violation).
 import { spawn } from "node:child_process";
+import { createServer } from "node:http";
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -23,7 +24,7 @@ const PASSWORD = "correct horse battery staple";
 let passed = 0;
 let failed = 0;
 /// Every `step` below; a run that does not reach them all has failed, whatever threw.
-const STEPS = 11;
+const STEPS = 12;
 /// Set when a step has reported its own failure (so the outer catch does not count it twice).
 let reported = false;
 const failures = [];
@@ -295,6 +296,35 @@ try {
     await admin.waitForSelector("td:has-text('Our CRM')", { state: "detached" });
     const refused = await fetch(`${portal}/leads`, { headers: { authorization: `Bearer ${key}`, accept: "application/json" } });
     if (refused.status !== 401) throw new Error(`a revoked key was answered ${refused.status}`);
+  });
+
+  await step("an admin registers a webhook endpoint, sends a test event, and sees it delivered", async () => {
+    // The partner's system: a receiver on this machine (dev mode takes loopback endpoints).
+    const received = [];
+    const receiver = createServer((request, response) => {
+      let body = "";
+      request.on("data", (chunk) => (body += chunk));
+      request.on("end", () => {
+        received.push({ id: request.headers["webhook-id"], signature: request.headers["webhook-signature"], body });
+        response.writeHead(204).end();
+      });
+    });
+    await new Promise((resolve) => receiver.listen(0, "127.0.0.1", resolve));
+    try {
+      await admin.click("nav >> text=Profile");
+      await admin.fill("form[aria-label='Register a webhook endpoint'] input[name=url]", `http://127.0.0.1:${receiver.address().port}/hook`);
+      await admin.click("button:has-text('Register endpoint')");
+      await admin.waitForSelector("input[readonly][value^='whsec_']");
+      await admin.click("button:has-text('Send test event')");
+      for (let i = 0; i < 100 && received.length === 0; i++) await new Promise((r) => setTimeout(r, 100));
+      if (received.length !== 1 || !received[0].signature?.startsWith("v1,")) throw new Error(`the receiver got ${JSON.stringify(received)}`);
+      if (JSON.parse(received[0].body).type !== "webhook.test") throw new Error(`not the test event: ${received[0].body}`);
+      await admin.click("button:has-text('Deliveries')");
+      await admin.waitForSelector(`tr[data-delivery='${received[0].id}'] [data-testid=delivery-state]:has-text('delivered')`);
+      await check(admin, "15-webhooks");
+    } finally {
+      receiver.close();
+    }
   });
 
   await step("on a phone-sized screen the pages still work", async () => {

@@ -15,6 +15,8 @@ export type LeadRequest = components["schemas"]["LeadRequest"];
 export type WeekFigures = components["schemas"]["WeekFigures"];
 export type ApiKey = components["schemas"]["ApiKey"];
 export type CreatedKey = components["schemas"]["CreatedKey"];
+export type WebhookEndpoint = components["schemas"]["Endpoint"];
+export type WebhookDelivery = components["schemas"]["Delivery"];
 
 export const STATUSES = ["new", "contacted", "qualified", "converted", "lost"] as const;
 export type Status = (typeof STATUSES)[number];

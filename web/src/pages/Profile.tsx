@@ -4,6 +4,7 @@ import { ErrorNote, Loading } from "../components/Layout";
 import { useSession } from "../session";
 import { embedCode } from "../text/embed";
 import { ApiKeys } from "../components/ApiKeys";
+import { Webhooks } from "../components/Webhooks";
 
 export function ProfilePage() {
   const { session } = useSession();
@@ -31,6 +32,7 @@ export function ProfilePage() {
           <p>Anyone can send you leads at <a href={form}>{form}</a>. To embed it in your site:</p>
           <label>Embed code<textarea readOnly rows={3} value={embedCode(form, profile.name)} /></label>
           <ApiKeys partnerId={profile.id} token={session?.accessToken} />
+          <Webhooks partnerId={profile.id} token={session?.accessToken} />
         </>
       )}
     </section>
