@@ -171,6 +171,7 @@ async fn each_chosen_event_is_delivered_once_signed_and_a_failing_receiver_gets_
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    println!("deliveries: {}", serde_json::to_string_pretty(&log).unwrap());
     assert_eq!(log[0]["messageId"], message_id.as_str());
     assert_eq!(log[0]["state"], "delivered", "{log}");
     let statuses: Vec<&Value> =
