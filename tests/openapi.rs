@@ -13,6 +13,12 @@ async fn the_openapi_document_covers_the_contract_and_matches_the_web_clients_co
     let portal = TestPortal::start(&smtp, &[]).await;
     let document: Value = portal.get("/openapi.json", None).await.json().await.unwrap();
     assert_eq!(document["openapi"], "3.1.0");
+    // What partners' endpoints receive (contract 8), one message per event type.
+    for event in ["lead.created", "lead.status_changed", "lead.synced", "lead.sync_failed"] {
+        let message = &document["webhooks"][event]["post"]["requestBody"]["content"]
+            ["application/json"]["schema"];
+        assert_eq!(message["properties"]["type"]["const"], event, "{event}");
+    }
     let routes = [
         ("post", "/auth/register"),
         ("post", "/auth/login"),

@@ -22,7 +22,66 @@ pub fn document() -> Value {
             }
         }
     }
+    add_webhooks(&mut document);
     document
+}
+
+/// The messages partners' endpoints receive (OpenAPI 3.1 `webhooks`): the live socket's, without
+/// `position`, each signed with Standard Webhooks headers.
+fn add_webhooks(document: &mut Value) {
+    let lead_id = json!({"type": "string", "format": "uuid"});
+    let at = json!({"type": "string", "format": "date-time"});
+    let messages = [
+        (
+            "lead.created",
+            "A lead was submitted.",
+            json!({"type": "object", "required": ["type", "lead"],
+            "properties": {"type": {"const": "lead.created"}, "lead": {"$ref": "#/components/schemas/LeadView"}}}),
+        ),
+        (
+            "lead.status_changed",
+            "A lead's status changed (in the portal or in Soho CRM).",
+            json!({"type": "object",
+            "required": ["type", "leadId", "oldStatus", "newStatus", "source", "at"],
+            "properties": {"type": {"const": "lead.status_changed"}, "leadId": lead_id, "oldStatus": {"type": "string"},
+                "newStatus": {"type": "string"}, "source": {"enum": ["portal", "crm"]}, "at": at}}),
+        ),
+        (
+            "lead.synced",
+            "A lead reached Soho CRM.",
+            json!({"type": "object", "required": ["type", "leadId", "sohoLeadId"],
+            "properties": {"type": {"const": "lead.synced"}, "leadId": lead_id, "sohoLeadId": {"type": "string"}}}),
+        ),
+        (
+            "lead.sync_failed",
+            "Soho CRM refused a lead.",
+            json!({"type": "object", "required": ["type", "leadId", "syncError"],
+            "properties": {"type": {"const": "lead.sync_failed"}, "leadId": lead_id, "syncError": {"type": "string"}}}),
+        ),
+        (
+            "webhook.test",
+            "The endpoint's test button.",
+            json!({"type": "object", "required": ["type", "at"],
+            "properties": {"type": {"const": "webhook.test"}, "at": at}}),
+        ),
+    ];
+    let headers = json!([
+        {"name": "webhook-id", "in": "header", "required": true, "schema": {"type": "string"},
+         "description": "the message's id, the same on every attempt: drop repeats by it"},
+        {"name": "webhook-timestamp", "in": "header", "required": true, "schema": {"type": "integer"}},
+        {"name": "webhook-signature", "in": "header", "required": true, "schema": {"type": "string"},
+         "description": "`v1,<base64 HMAC-SHA256>` of `id.timestamp.body` with the endpoint's whsec_ secret"},
+    ]);
+    let webhooks: serde_json::Map<String, Value> = messages
+        .into_iter()
+        .map(|(name, summary, schema)| {
+            let operation = json!({"post": {"summary": summary, "parameters": headers,
+                "requestBody": {"required": true, "content": {"application/json": {"schema": schema}}},
+                "responses": {"2XX": {"description": "delivered; anything else is retried"}}}});
+            (name.to_string(), operation)
+        })
+        .collect();
+    document["webhooks"] = Value::Object(webhooks);
 }
 
 fn complete(path: &str, operation: &mut serde_json::Map<String, Value>) {

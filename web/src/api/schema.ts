@@ -538,7 +538,260 @@ export interface paths {
         trace?: never;
     };
 }
-export type webhooks = Record<string, never>;
+export interface webhooks {
+    "lead.created": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** A lead was submitted. */
+        post: {
+            parameters: {
+                query?: never;
+                header: {
+                    /** @description the message's id, the same on every attempt: drop repeats by it */
+                    "webhook-id": string;
+                    "webhook-timestamp": number;
+                    /** @description `v1,<base64 HMAC-SHA256>` of `id.timestamp.body` with the endpoint's whsec_ secret */
+                    "webhook-signature": string;
+                };
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        lead: components["schemas"]["LeadView"];
+                        /** @constant */
+                        type: "lead.created";
+                    };
+                };
+            };
+            responses: {
+                /** @description delivered; anything else is retried */
+                "2XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "lead.status_changed": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** A lead's status changed (in the portal or in Soho CRM). */
+        post: {
+            parameters: {
+                query?: never;
+                header: {
+                    /** @description the message's id, the same on every attempt: drop repeats by it */
+                    "webhook-id": string;
+                    "webhook-timestamp": number;
+                    /** @description `v1,<base64 HMAC-SHA256>` of `id.timestamp.body` with the endpoint's whsec_ secret */
+                    "webhook-signature": string;
+                };
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** Format: date-time */
+                        at: string;
+                        /** Format: uuid */
+                        leadId: string;
+                        newStatus: string;
+                        oldStatus: string;
+                        /** @enum {unknown} */
+                        source: "portal" | "crm";
+                        /** @constant */
+                        type: "lead.status_changed";
+                    };
+                };
+            };
+            responses: {
+                /** @description delivered; anything else is retried */
+                "2XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "lead.sync_failed": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Soho CRM refused a lead. */
+        post: {
+            parameters: {
+                query?: never;
+                header: {
+                    /** @description the message's id, the same on every attempt: drop repeats by it */
+                    "webhook-id": string;
+                    "webhook-timestamp": number;
+                    /** @description `v1,<base64 HMAC-SHA256>` of `id.timestamp.body` with the endpoint's whsec_ secret */
+                    "webhook-signature": string;
+                };
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** Format: uuid */
+                        leadId: string;
+                        syncError: string;
+                        /** @constant */
+                        type: "lead.sync_failed";
+                    };
+                };
+            };
+            responses: {
+                /** @description delivered; anything else is retried */
+                "2XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "lead.synced": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** A lead reached Soho CRM. */
+        post: {
+            parameters: {
+                query?: never;
+                header: {
+                    /** @description the message's id, the same on every attempt: drop repeats by it */
+                    "webhook-id": string;
+                    "webhook-timestamp": number;
+                    /** @description `v1,<base64 HMAC-SHA256>` of `id.timestamp.body` with the endpoint's whsec_ secret */
+                    "webhook-signature": string;
+                };
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** Format: uuid */
+                        leadId: string;
+                        sohoLeadId: string;
+                        /** @constant */
+                        type: "lead.synced";
+                    };
+                };
+            };
+            responses: {
+                /** @description delivered; anything else is retried */
+                "2XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "webhook.test": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** The endpoint's test button. */
+        post: {
+            parameters: {
+                query?: never;
+                header: {
+                    /** @description the message's id, the same on every attempt: drop repeats by it */
+                    "webhook-id": string;
+                    "webhook-timestamp": number;
+                    /** @description `v1,<base64 HMAC-SHA256>` of `id.timestamp.body` with the endpoint's whsec_ secret */
+                    "webhook-signature": string;
+                };
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** Format: date-time */
+                        at: string;
+                        /** @constant */
+                        type: "webhook.test";
+                    };
+                };
+            };
+            responses: {
+                /** @description delivered; anything else is retried */
+                "2XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+}
 export interface components {
     schemas: {
         Actor: {
