@@ -253,21 +253,12 @@ async fn a_delivery_in_flight_when_the_server_is_killed_still_happens() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("portal.log");
     let smtp_url = smtp.url();
-    let mut envs: Vec<(String, String)> = common::crm_settings(&sim);
-    for (k, v) in [
-        ("DB_URL", database.url.as_str()),
-        ("SMTP_URL", smtp_url.as_str()),
-        ("JWT_SECRET", common::JWT_SECRET),
-        ("SOHO_WEBHOOK_SECRET", common::WEBHOOK_SECRET),
-        ("DEV_MODE", "true"),
-        ("WEBHOOK_TIMEOUT_SECONDS", "1"),
-        ("RUST_LOG", "warn"),
-    ]
-    .iter()
-    .chain(common::NO_LIMITS)
-    {
-        envs.push((k.to_string(), v.to_string()));
-    }
+    let envs = common::process_settings(
+        &database.url,
+        &smtp_url,
+        &sim,
+        &[("DEV_MODE", "true"), ("WEBHOOK_TIMEOUT_SECONDS", "1")],
+    );
     let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let mut portal = common::PortalProcess::start(&envs, &log).await;
     let http = common::client();

@@ -149,19 +149,7 @@ async fn a_server_killed_mid_batch_leaves_no_lead_half_written() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("portal.log");
     let smtp_url = smtp.url();
-    let mut envs: Vec<(String, String)> = common::crm_settings(&sim);
-    for (k, v) in [
-        ("DB_URL", database.url.as_str()),
-        ("SMTP_URL", smtp_url.as_str()),
-        ("JWT_SECRET", common::JWT_SECRET),
-        ("SOHO_WEBHOOK_SECRET", common::WEBHOOK_SECRET),
-        ("RUST_LOG", "warn"),
-    ]
-    .iter()
-    .chain(common::NO_LIMITS)
-    {
-        envs.push((k.to_string(), v.to_string()));
-    }
+    let envs = common::process_settings(&database.url, &smtp_url, &sim, &[]);
     let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let mut portal = common::PortalProcess::start(&envs, &log).await;
     let http = common::client();

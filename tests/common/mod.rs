@@ -710,6 +710,31 @@ pub fn crm_settings(sim_url: &str) -> Vec<(String, String)> {
     ]
 }
 
+/// The environment of a portal process (`PortalProcess`) on `database_url`, mailing `smtp_url`,
+/// calling the simulator at `sim_url`, with the tests' secrets, no rate limits, and `extra`.
+pub fn process_settings(
+    database_url: &str,
+    smtp_url: &str,
+    sim_url: &str,
+    extra: &[(&str, &str)],
+) -> Vec<(String, String)> {
+    let mut envs = crm_settings(sim_url);
+    for (k, v) in [
+        ("DB_URL", database_url),
+        ("SMTP_URL", smtp_url),
+        ("JWT_SECRET", JWT_SECRET),
+        ("SOHO_WEBHOOK_SECRET", WEBHOOK_SECRET),
+        ("RUST_LOG", "warn"),
+    ]
+    .iter()
+    .chain(NO_LIMITS)
+    .chain(extra)
+    {
+        envs.push((k.to_string(), v.to_string()));
+    }
+    envs
+}
+
 pub async fn sim_state(sim_url: &str) -> serde_json::Value {
     client().get(format!("{sim_url}/sim/state")).send().await.unwrap().json().await.unwrap()
 }
