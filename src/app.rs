@@ -106,6 +106,8 @@ pub async fn start(settings: Settings, pool: PgPool) -> anyhow::Result<RunningPo
     background.extend(Arc::new(CrmSync::new(Arc::clone(&portal), crm)).spawn());
     background.push(crate::outbound::fanout::spawn(Arc::clone(&portal)));
     background.push(crate::outbound::delivery::spawn(Arc::clone(&portal)));
+    let notices = Mailer::from_settings(&portal.settings, portal.pool.clone())?;
+    background.push(crate::outbound::notice::spawn(Arc::clone(&portal), notices));
     let subscribers = background;
 
     let (shutdown, stopped) = oneshot::channel::<()>();

@@ -204,6 +204,70 @@ async fn each_chosen_event_is_delivered_once_signed_and_a_failing_receiver_gets_
 }
 
 #[tokio::test]
+async fn an_endpoint_failing_for_three_days_is_disabled_and_its_admins_are_emailed_once() {
+    let smtp = SmtpSink::start().await;
+    let portal = TestPortal::start(&smtp, &[("WEBHOOK_RETRY_SCHEDULE", "1,1,1,1,1")]).await;
+    let a = portal.partner_with_team(&smtp, "failing").await;
+    let receiver = Receiver::default();
+    *receiver.fail_first.lock().unwrap() = usize::MAX;
+    let url = receiver.start().await;
+    let endpoint = register(&portal, a.id, &a.admin, &url, json!(["lead.created"])).await;
+    *receiver.secret.lock().unwrap() = endpoint["secret"].as_str().unwrap().to_string();
+    let endpoint_id = endpoint["id"].as_str().unwrap();
+    let hooks = format!("/partners/{}/webhooks", a.id);
+
+    // A failure now does not disable it: it has not been failing for three days.
+    portal.post(&format!("{hooks}/{endpoint_id}/test"), Some(&a.admin), &json!({})).await;
+    receiver.wait_for(2, 20).await;
+    let listed: Value = portal.get(&hooks, Some(&a.admin)).await.json().await.unwrap();
+    assert_eq!(listed[0]["enabled"], true, "{listed}");
+
+    // Failing since four days ago: the next failure disables it, and says why.
+    sqlx::query(
+        "UPDATE webhook_endpoints SET failing_since = now() - interval '4 days' WHERE endpoint_id = $1::uuid",
+    )
+    .bind(endpoint_id)
+    .execute(&portal.portal().pool)
+    .await
+    .unwrap();
+    let tried = receiver.got().len();
+    receiver.wait_for(tried + 1, 20).await;
+    let mut listed = Value::Null;
+    for _ in 0..100 {
+        listed = portal.get(&hooks, Some(&a.admin)).await.json().await.unwrap();
+        if listed[0]["enabled"] == false {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(listed[0]["enabled"], false, "{listed}");
+    let reason = listed[0]["disabledReason"].as_str().unwrap();
+    assert!(reason.contains("disabled by the portal"), "{reason}");
+
+    // Its admin is told, once; the sub-account is not.
+    let notices = || {
+        smtp.received()
+            .into_iter()
+            .filter(|m| m.data.contains("a webhook endpoint was disabled"))
+            .collect::<Vec<_>>()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while notices().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mail = notices().pop().expect("a notice within 20 s");
+    assert!(mail.data.contains(&url), "the email names the endpoint: {}", mail.data);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let notices = notices();
+    assert_eq!(notices.len(), 1, "one admin, one notice");
+    assert!(notices[0].to.iter().all(|t| t.eq_ignore_ascii_case(&a.admin_email)));
+    let tried = receiver.got().len();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(receiver.got().len(), tried, "a disabled endpoint is not tried again");
+    portal.stop().await;
+}
+
+#[tokio::test]
 async fn endpoints_cannot_point_inside_and_bad_registrations_are_named() {
     let smtp = SmtpSink::start().await;
     let portal = TestPortal::start(&smtp, &[]).await;

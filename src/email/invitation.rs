@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use soho_aggregates::Role;
 
-use super::Email;
+use super::{escape, Email};
 
 pub struct InvitationEmail<'a> {
     pub invitation_id: uuid::Uuid,
@@ -56,8 +56,4 @@ impl InvitationEmail<'_> {
             html,
         }
     }
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }

@@ -2,6 +2,7 @@
 //! SendGrid's relay wants), otherwise (dev mode only) the dev mailbox: a table the dev pages
 //! list, so a person trying the portal can open an invitation without any mail server.
 
+pub mod endpoint_disabled;
 pub mod invitation;
 pub mod sender;
 
@@ -126,4 +127,13 @@ fn build(from: &Mailbox, email: &Email) -> Result<Message, SendError> {
                 ),
         )
         .map_err(|e| SendError::Permanent(format!("cannot build the message: {e}")))
+}
+
+/// Text made safe for HTML, in element content and in double-quoted attributes alike.
+pub fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
 }

@@ -2,7 +2,7 @@
 //! on), so a server that dies mid-send leaves it to be sent again, with the same `webhook-id`
 //! (receivers drop repeats by it, as Standard Webhooks asks). Retries follow the Standard
 //! Webhooks schedule (`WEBHOOK_RETRY_SCHEDULE`); an endpoint that has failed for three days is
-//! disabled, with the reason shown to its admin.
+//! disabled, with the reason shown to its admin, who is emailed (`notice`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -171,9 +171,11 @@ async fn record(portal: &Portal, due: &Due, attempt: Attempt) -> Result<(), sqlx
          UPDATE webhook_endpoints e SET \
            failing_since = CASE WHEN $5 THEN NULL ELSE COALESCE(e.failing_since, now()) END, \
            enabled = e.enabled AND ($5 OR COALESCE(e.failing_since, now()) > now() - make_interval(days => $6)), \
-           disabled_reason = CASE WHEN NOT $5 AND COALESCE(e.failing_since, now()) <= now() - make_interval(days => $6) \
+           disabled_reason = CASE WHEN e.enabled AND NOT $5 AND COALESCE(e.failing_since, now()) <= now() - make_interval(days => $6) \
              THEN 'failing since ' || to_char(e.failing_since, 'YYYY-MM-DD HH24:MI') || ' UTC: disabled by the portal' \
-             ELSE e.disabled_reason END \
+             ELSE e.disabled_reason END, \
+           disabled_notice_due = e.disabled_notice_due OR (e.enabled AND NOT $5 \
+             AND COALESCE(e.failing_since, now()) <= now() - make_interval(days => $6)) \
          FROM d WHERE e.endpoint_id = d.endpoint_id",
     )
     .bind(due.delivery_id)

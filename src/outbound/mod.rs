@@ -5,12 +5,14 @@
 //! `endpoints`: the endpoints and their deliveries' log. `fanout`: follows the live feed and
 //! records a delivery per message and endpoint. `delivery`: sends what is due, retries on the
 //! Standard Webhooks schedule, and disables an endpoint that has failed for three days.
-//! `address`: where an endpoint may point (SSRF).
+//! `notice`: emails the admins of an endpoint the portal disabled. `address`: where an endpoint
+//! may point (SSRF).
 
 pub mod address;
 pub mod delivery;
 pub mod endpoints;
 pub mod fanout;
+pub mod notice;
 
 /// The event types an endpoint may ask for.
 pub const EVENT_TYPES: [&str; 4] =
