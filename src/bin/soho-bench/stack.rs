@@ -70,7 +70,19 @@ impl Stack {
     /// registered (its session in `jwt`).
     pub async fn start(max_servers: usize) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let settings = [("shared_preload_libraries", "pg_stat_statements")];
+        let mut settings = vec![("shared_preload_libraries", "pg_stat_statements")];
+        // For a profile: the plans of statements slower than this many ms, as they ran, are
+        // copied to target/bench/postgres.log when the benchmark ends.
+        let explain = std::env::var("SOHO_BENCH_EXPLAIN_MS").ok();
+        if let Some(ms) = &explain {
+            settings = vec![
+                ("shared_preload_libraries", "pg_stat_statements,auto_explain"),
+                ("auto_explain.log_min_duration", ms.as_str()),
+                ("auto_explain.log_analyze", "on"),
+                ("auto_explain.log_buffers", "on"),
+                ("auto_explain.log_nested_statements", "on"),
+            ];
+        }
         let cluster =
             EmbeddedPostgres::start_with(dir.path(), Leftover::TakeOver, &settings).await?;
         let pool = soho_portal::db::pool(cluster.connect_options(embedded::DATABASE)).await?;
@@ -275,6 +287,11 @@ impl Stack {
         self.simulator.abort();
         self.pool.close().await;
         self.cluster.stop().await;
+        if std::env::var_os("SOHO_BENCH_EXPLAIN_MS").is_some() {
+            std::fs::create_dir_all("target/bench")?;
+            std::fs::copy(self.dir.path().join("postgres.log"), "target/bench/postgres.log")?;
+            eprintln!("slow statements' plans: target/bench/postgres.log");
+        }
         Ok(())
     }
 }
