@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use base64::Engine;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
 use soho_aggregates::{LeadStatus, PartnerId, UserId};
 use sqlx::{PgPool, Postgres, QueryBuilder};
@@ -149,8 +149,9 @@ impl LeadView {
             .to_string(),
             sync_error: lead.sync_error.clone(),
             channel_conflict: lead.channel_conflict,
-            created_at,
-            updated_at: lead.updated_at.unwrap_or(created_at),
+            // As the read model stores them: PostgreSQL keeps microseconds, and sqlx truncates.
+            created_at: created_at.trunc_subsecs(6),
+            updated_at: lead.updated_at.unwrap_or(created_at).trunc_subsecs(6),
         })
     }
 }
@@ -176,11 +177,13 @@ pub async fn leads_by_id(
     executor: impl sqlx::PgExecutor<'_>,
     ids: &[uuid::Uuid],
 ) -> Result<Vec<LeadView>, sqlx::Error> {
-    let rows: Vec<LeadRow> =
-        sqlx::query_as(&format!("SELECT {LEAD_COLUMNS} FROM leads WHERE lead_id = ANY($1)"))
-            .bind(ids)
-            .fetch_all(executor)
-            .await?;
+    let rows: Vec<LeadRow> = sqlx::query_as(&format!(
+        "SELECT l.* FROM unnest($1::uuid[]) AS w(id) \
+             CROSS JOIN LATERAL (SELECT {LEAD_COLUMNS} FROM leads WHERE lead_id = w.id LIMIT 1) l"
+    ))
+    .bind(ids)
+    .fetch_all(executor)
+    .await?;
     Ok(rows.into_iter().map(LeadView::from).collect())
 }
 

@@ -68,9 +68,10 @@ fn transient(error: &anyhow::Error) -> bool {
 
 /// What one request decided, before the batch is written.
 enum Decided {
-    /// Events to append, for this lead; answered `Created` or `Changed`.
+    /// Events to append; answered `Created` or `Changed` with the lead as they leave it (the
+    /// row the batch writes holds the same: both are folded from these events).
     Write {
-        lead: Uuid,
+        view: Box<queries::LeadView>,
         created: bool,
     },
     /// The same person's lead of this partner, from the last 24 hours.
@@ -163,7 +164,10 @@ async fn decide_and_write(tx: &mut PgConnection, requests: &[Request]) -> anyhow
                         metadata: metadata.clone(),
                     });
                 }
-                decided.push(Decided::Write { lead, created });
+                match queries::LeadView::of_aggregate(&stream.aggregate) {
+                    Some(view) => decided.push(Decided::Write { view: Box::new(view), created }),
+                    None => anyhow::bail!("lead {lead} has no state after its events"),
+                }
             }
             Err(refused) => decided.push(Decided::Refused(refused.into())),
         }
@@ -171,15 +175,19 @@ async fn decide_and_write(tx: &mut PgConnection, requests: &[Request]) -> anyhow
     let stored = if events.is_empty() { Vec::new() } else { log::append(tx, &events).await? };
     apply_read_models(tx, &stored).await?;
     soho_ids.save(tx).await?;
-    let ids: Vec<Uuid> = decided
+    // Only a duplicate's answer is read back: the others are what the batch just wrote.
+    let existing: Vec<Uuid> = decided
         .iter()
         .filter_map(|d| match d {
-            Decided::Write { lead, .. } | Decided::Existing(lead) => Some(*lead),
-            Decided::Refused(_) => None,
+            Decided::Existing(lead) => Some(*lead),
+            _ => None,
         })
         .collect();
-    let views: HashMap<Uuid, queries::LeadView> =
-        queries::leads_by_id(&mut *tx, &ids).await?.into_iter().map(|v| (v.id, v)).collect();
+    let views: HashMap<Uuid, queries::LeadView> = if existing.is_empty() {
+        HashMap::new()
+    } else {
+        queries::leads_by_id(&mut *tx, &existing).await?.into_iter().map(|v| (v.id, v)).collect()
+    };
     // Soho CRM workers on every server look for the new tasks.
     let announce = stored.last().map(|last| {
         soho_projections::reader::announce_statement(crate::crm::outbox::NAME, last.position())
@@ -194,8 +202,8 @@ async fn decide_and_write(tx: &mut PgConnection, requests: &[Request]) -> anyhow
                     .ok_or(WriteError::Refused(soho_aggregates::LeadError::NotFound))
             };
             match decided {
-                Decided::Write { lead, created: true } => view(lead).map(Written::Created),
-                Decided::Write { lead, created: false } => view(lead).map(Written::Changed),
+                Decided::Write { view, created: true } => Ok(Written::Created(*view)),
+                Decided::Write { view, created: false } => Ok(Written::Changed(*view)),
                 Decided::Existing(lead) => view(lead).map(Written::Existing),
                 Decided::Refused(error) => Err(error),
             }
@@ -239,7 +247,9 @@ impl SohoIds {
             HashMap::new()
         } else {
             sqlx::query_as::<_, (String, Uuid)>(
-                "SELECT soho_lead_id, lead_id FROM lead_soho_ids WHERE soho_lead_id = ANY($1)",
+                "SELECT s.soho_lead_id, s.lead_id FROM unnest($1::text[]) AS w(id) \
+                 CROSS JOIN LATERAL (SELECT soho_lead_id, lead_id FROM lead_soho_ids \
+                                     WHERE soho_lead_id = w.id LIMIT 1) s",
             )
             .bind(&wanted)
             .fetch_all(tx)
@@ -270,7 +280,9 @@ impl SohoIds {
         let (ids, leads): (Vec<&str>, Vec<Uuid>) =
             self.claimed.iter().map(|(id, lead)| (id.as_str(), *lead)).unzip();
         sqlx::query(
-            "WITH moved AS (DELETE FROM lead_soho_ids WHERE lead_id = ANY($2)) \
+            "WITH moved AS (DELETE FROM lead_soho_ids WHERE ctid = ANY(ARRAY( \
+               SELECT s.ctid FROM unnest($2::uuid[]) AS w(id) CROSS JOIN LATERAL \
+                 (SELECT ctid FROM lead_soho_ids WHERE lead_id = w.id LIMIT 1) s))) \
              INSERT INTO lead_soho_ids (soho_lead_id, lead_id) SELECT * FROM unnest($1::text[], $2::uuid[])",
         )
         .bind(ids)
