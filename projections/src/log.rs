@@ -91,11 +91,14 @@ pub async fn read_after(
 
 /// The next events after `after` for a live reader, at most `limit`, and whether more are held
 /// back: events committed by transactions newer than one still running, which must wait until
-/// it ends (it may yet append events before them). One query serves both.
+/// it ends (it may yet append events before them). One query serves both. Only events of
+/// `types` carry their payload and metadata (JSON `null` for the others): a reader passes over
+/// the others only to move its checkpoint, and most of the log is leads' events.
 pub async fn read_settled(
     conn: &mut PgConnection,
     after: LogPosition,
     limit: i64,
+    types: &[&str],
 ) -> Result<(Vec<StoredEvent>, bool), sqlx::Error> {
     #[derive(sqlx::FromRow)]
     struct Row {
@@ -103,14 +106,19 @@ pub async fn read_settled(
         event: StoredEvent,
         settled: bool,
     }
-    let rows = sqlx::query_as::<_, Row>(&format!(
-        "SELECT {EVENT_COLUMNS}, tx_id < pg_snapshot_xmin(pg_current_snapshot()) AS settled \
+    let rows = sqlx::query_as::<_, Row>(
+        "SELECT global_position, tx_id::text::bigint AS tx_id, aggregate_type, aggregate_id, \
+           sequence, event_type, event_version, \
+           CASE WHEN aggregate_type = ANY($4) THEN payload ELSE 'null' END AS payload, \
+           CASE WHEN aggregate_type = ANY($4) THEN metadata ELSE 'null' END AS metadata, \
+           recorded_at, tx_id < pg_snapshot_xmin(pg_current_snapshot()) AS settled \
          FROM events WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
-         ORDER BY events.tx_id, events.global_position LIMIT $3"
-    ))
+         ORDER BY events.tx_id, events.global_position LIMIT $3",
+    )
     .bind(after.tx_id)
     .bind(after.global_position)
     .bind(limit)
+    .bind(types)
     .fetch_all(conn)
     .await?;
     let settled = rows.iter().take_while(|r| r.settled).count();
@@ -140,8 +148,10 @@ pub async fn read_streams(
     aggregate_ids: &[String],
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
     sqlx::query_as::<_, StoredEvent>(&format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE aggregate_type = $1 AND aggregate_id = ANY($2) \
-         ORDER BY aggregate_id, sequence"
+        "SELECT e.* FROM unnest($2::text[]) AS w(id) CROSS JOIN LATERAL ( \
+           SELECT {EVENT_COLUMNS} FROM events WHERE aggregate_type = $1 AND aggregate_id = w.id \
+           OFFSET 0) e \
+         ORDER BY e.aggregate_id, e.sequence"
     ))
     .bind(aggregate_type)
     .bind(aggregate_ids)

@@ -194,7 +194,8 @@ impl CatchUpReader {
             return Ok(Outcome::Nothing(Batch::Busy));
         }
         let after = checkpoint(tx, name).await?;
-        let (events, held) = log::read_settled(tx, after, self.batch_size).await?;
+        let (events, held) =
+            log::read_settled(tx, after, self.batch_size, subscriber.reads()).await?;
         let Some(last) = events.last().map(|e| e.position()) else {
             return Ok(Outcome::Nothing(if held { Batch::Held } else { Batch::Idle }));
         };

@@ -1,5 +1,10 @@
 //! The statements that write a [`LeadBatch`]: one each for new leads, changed leads, counters,
 //! history and the live feed, with the rows passed as arrays (`unnest`).
+//!
+//! A lead is looked up by id through `LATERAL (… LIMIT 1)`, never a plain join: the lead writer
+//! keeps its prepared statements for the life of its connection, and a plan made while `leads`
+//! was small (a new portal; the statistics lag behind) would otherwise hash-join the whole table
+//! on every batch.
 
 use std::collections::HashMap;
 
@@ -18,11 +23,13 @@ pub(super) async fn statuses(
     if leads.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows: Vec<(Uuid, String)> =
-        sqlx::query_as("SELECT lead_id, status FROM leads WHERE lead_id = ANY($1)")
-            .bind(leads)
-            .fetch_all(tx)
-            .await?;
+    let rows: Vec<(Uuid, String)> = sqlx::query_as(
+        "SELECT l.lead_id, l.status FROM unnest($1::uuid[]) AS w(id) \
+         CROSS JOIN LATERAL (SELECT lead_id, status FROM leads WHERE lead_id = w.id LIMIT 1) l",
+    )
+    .bind(leads)
+    .fetch_all(tx)
+    .await?;
     Ok(rows.into_iter().map(|(id, s)| (id, LeadStatus::parse(&s).unwrap_or_default())).collect())
 }
 
@@ -173,7 +180,8 @@ async fn count(tx: &mut PgConnection, batch: &LeadBatch) -> Result<(), sqlx::Err
            INSERT INTO lead_counts (scope, scope_id, status, leads) \
            SELECT s.scope, s.scope_id, d.status, sum(d.delta) \
            FROM unnest($1::uuid[], $2::text[], $3::bigint[]) AS d(lead_id, status, delta) \
-           JOIN leads l USING (lead_id) \
+           CROSS JOIN LATERAL (SELECT partner_id, submitted_by_user FROM leads \
+                               WHERE lead_id = d.lead_id LIMIT 1) l \
            CROSS JOIN LATERAL (VALUES ('partner', l.partner_id), ('user', l.submitted_by_user)) AS s(scope, scope_id) \
            WHERE s.scope_id IS NOT NULL \
            GROUP BY s.scope, s.scope_id, d.status \
@@ -182,7 +190,8 @@ async fn count(tx: &mut PgConnection, batch: &LeadBatch) -> Result<(), sqlx::Err
          SELECT s.scope, s.scope_id, date_trunc('week', l.created_at AT TIME ZONE 'UTC')::date, \
                 sum(w.submitted), sum(w.converted) \
          FROM unnest($4::uuid[], $5::bigint[], $6::bigint[]) AS w(lead_id, submitted, converted) \
-         JOIN leads l USING (lead_id) \
+         CROSS JOIN LATERAL (SELECT partner_id, submitted_by_user, created_at FROM leads \
+                             WHERE lead_id = w.lead_id LIMIT 1) l \
          CROSS JOIN LATERAL (VALUES ('partner', l.partner_id), ('user', l.submitted_by_user)) AS s(scope, scope_id) \
          WHERE s.scope_id IS NOT NULL \
          GROUP BY 1, 2, 3 \
@@ -238,7 +247,9 @@ async fn feed(tx: &mut PgConnection, batch: &LeadBatch) -> Result<(), sqlx::Erro
         "INSERT INTO live_feed (kind, lead_id, partner_id, submitted_by_user, data) \
          SELECT f.kind, f.lead_id, l.partner_id, l.submitted_by_user, f.data \
          FROM unnest($1::text[], $2::uuid[], $3::jsonb[]) WITH ORDINALITY AS f(kind, lead_id, data, n) \
-         JOIN leads l USING (lead_id) ORDER BY f.n",
+         CROSS JOIN LATERAL (SELECT partner_id, submitted_by_user FROM leads \
+                             WHERE lead_id = f.lead_id LIMIT 1) l \
+         ORDER BY f.n",
     )
     .bind(rows.iter().map(|r| r.kind).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.lead).collect::<Vec<_>>())
