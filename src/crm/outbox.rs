@@ -54,10 +54,11 @@ impl Projection for CrmOutbox {
         }
         // One statement for the batch; WITH ORDINALITY keeps the tasks in log order.
         sqlx::query(
-            "INSERT INTO crm_outbox (lead_id, kind, crm_status) \
-             SELECT lead_id, kind, crm_status \
+            "INSERT INTO crm_outbox (lead_id, kind, crm_status, partner_id) \
+             SELECT t.lead_id, t.kind, t.crm_status, l.partner_id \
              FROM unnest($1::uuid[], $2::text[], $3::text[]) WITH ORDINALITY AS t(lead_id, kind, crm_status, n) \
-             ORDER BY n",
+             LEFT JOIN LATERAL (SELECT partner_id FROM leads WHERE lead_id = t.lead_id LIMIT 1) l ON true \
+             ORDER BY t.n",
         )
         .bind(leads)
         .bind(kinds)

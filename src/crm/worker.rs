@@ -35,8 +35,10 @@ pub(super) struct Task {
 pub(super) const ELIGIBLE: &str = "state = 'pending' AND next_attempt_at <= now() AND NOT EXISTS \
     (SELECT 1 FROM crm_outbox e WHERE e.lead_id = o.lead_id AND e.task_id < o.task_id AND e.state <> 'done')";
 
-/// How many of the oldest ready tasks are shared out fairly across partners.
-const FAIRNESS_WINDOW: usize = 4096;
+/// How many of the oldest ready tasks are shared out fairly across partners: about twice what
+/// every slot's next call takes (`BATCH` × slots), and each is a lookup in the choosing query,
+/// which runs before every call.
+const FAIRNESS_WINDOW: usize = 2048;
 
 /// The most records Soho CRM takes in one call.
 pub(super) const BATCH: usize = 100;
@@ -218,7 +220,7 @@ impl CrmSync {
     /// Locks up to a batch of eligible tasks of one kind; with how long to linger instead (the
     /// locks to be given back) when only a partial batch is free, it has not waited `LINGER`,
     /// and this server has a call in flight. Fair across partners: the candidates are each partner's oldest ready task, then
-    /// each one's second, and so on (counted over the oldest few thousand ready tasks, which
+    /// each one's second, and so on (counted over the oldest two thousand ready tasks, which
     /// bounds the scan); of those, the partners this server served longest ago go first. So one
     /// partner's burst does not hold up the others. The candidates are enough for every slot to
     /// lock a full batch past the ones other workers hold.
@@ -229,12 +231,13 @@ impl CrmSync {
         let slots = self.portal.settings.soho_concurrency;
         let candidates: Vec<(i64, Option<uuid::Uuid>, String, f64)> = sqlx::query_as(&format!(
             "SELECT task_id, partner_id, kind, waited FROM ( \
-               SELECT t.task_id, t.kind, t.next_attempt_at, l.partner_id, \
+               SELECT t.task_id, t.kind, t.next_attempt_at, t.partner_id, \
                  extract(epoch FROM now() - t.next_attempt_at)::float8 AS waited, row_number() OVER ( \
-                 PARTITION BY l.partner_id ORDER BY t.next_attempt_at, t.task_id) AS turn \
-               FROM (SELECT task_id, lead_id, kind, next_attempt_at FROM crm_outbox o WHERE {ELIGIBLE} \
-                     ORDER BY next_attempt_at, task_id LIMIT {FAIRNESS_WINDOW}) t \
-               LEFT JOIN leads l ON l.lead_id = t.lead_id) ready \
+                 PARTITION BY t.partner_id ORDER BY t.next_attempt_at, t.task_id) AS turn \
+               FROM (SELECT task_id, kind, next_attempt_at, \
+                       COALESCE(partner_id, (SELECT partner_id FROM leads WHERE lead_id = o.lead_id)) AS partner_id \
+                     FROM crm_outbox o WHERE {ELIGIBLE} \
+                     ORDER BY next_attempt_at, task_id LIMIT {FAIRNESS_WINDOW}) t) ready \
              ORDER BY turn, next_attempt_at, task_id LIMIT {}",
             (BATCH * (slots + 1)).min(FAIRNESS_WINDOW)
         ))
