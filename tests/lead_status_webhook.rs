@@ -59,6 +59,23 @@ async fn every_bad_signature_is_refused_and_a_retried_id_has_one_effect() {
     assert_eq!(second.json::<Value>().await.unwrap(), first);
     assert_eq!(third.json::<Value>().await.unwrap(), first);
     assert_eq!(history_len(&portal, &a.admin, &id).await, 1, "one change");
+
+    // A new id delivered three times at once (likely in one batch of the writer): one change.
+    let body = change(&soho_id, "Qualified");
+    let (a1, a2, a3) = tokio::join!(
+        portal.webhook(PATH, "msg_race", &body),
+        portal.webhook(PATH, "msg_race", &body),
+        portal.webhook(PATH, "msg_race", &body)
+    );
+    let answers: Vec<Value> =
+        vec![a1.json().await.unwrap(), a2.json().await.unwrap(), a3.json().await.unwrap()];
+    assert_eq!(answers[0]["status"], "qualified", "{answers:?}");
+    assert!(answers.iter().all(|a| *a == answers[0]), "the same answer each time: {answers:?}");
+    assert_eq!(history_len(&portal, &a.admin, &id).await, 2, "one more change");
+    assert_eq!(
+        portal.count("SELECT count(*) FROM webhook_receipts WHERE webhook_id = 'msg_race'").await,
+        1
+    );
     portal.stop().await;
 }
 

@@ -201,7 +201,6 @@ pub async fn lead_status(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    use soho_aggregates::lead::StatusSource;
     let webhook_id = verify(&portal, &headers, &body)?;
     let request: LeadStatusWebhook = super::json::parse(&body)?;
     if request.event != "lead.status_changed" {
@@ -216,21 +215,17 @@ pub async fn lead_status(
     })?;
     let lead = find_lead(&portal, &request.lead).await?;
     let context = CommandContext::new(Actor::crm(&webhook_id)).with_webhook(&webhook_id);
-    once(&portal, &webhook_id, "lead-status", async {
-        let lead = crate::leads::status::change(
-            &portal,
-            lead,
-            status,
-            crm_status,
-            StatusSource::Crm,
-            None,
-            request.occurred_at,
-            &context,
-        )
-        .await?;
-        serde_json::to_value(lead).map_err(ApiError::internal)
-    })
-    .await
+    let status = (status, crm_status);
+    let answer = crate::leads::status::from_crm(
+        &portal,
+        lead,
+        status,
+        request.occurred_at,
+        &webhook_id,
+        &context,
+    )
+    .await?;
+    Ok((StatusCode::OK, Json(answer)).into_response())
 }
 
 /// The lead a CRM webhook means: by our id if given, else by the CRM's.

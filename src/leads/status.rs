@@ -7,6 +7,7 @@ use soho_aggregates::lead::{LeadCommand, StatusChange, StatusSource};
 use soho_aggregates::{Actor, LeadStatus};
 
 use super::queries::LeadView;
+use super::writer::{Receipt, Written};
 use crate::commands::CommandContext;
 use crate::http::problem::ApiError;
 use crate::portal::Portal;
@@ -44,4 +45,36 @@ pub async fn from_portal(
     let crm_status = portal.settings.status_mapping.to_crm(status).to_string();
     let context = CommandContext::new(actor);
     change(portal, lead, status, crm_status, StatusSource::Portal, note, Utc::now(), &context).await
+}
+
+/// Soho CRM changed the status (its webhook `webhook_id`): written once, with the webhook's
+/// receipt, in the writer's transaction; a repeat gets the answer the first delivery got.
+pub async fn from_crm(
+    portal: &Portal,
+    lead: uuid::Uuid,
+    (status, crm_status): (LeadStatus, String),
+    occurred_at: DateTime<Utc>,
+    webhook_id: &str,
+    context: &CommandContext,
+) -> Result<serde_json::Value, ApiError> {
+    let change = StatusChange {
+        status,
+        crm_status,
+        source: StatusSource::Crm,
+        actor: context.actor.clone(),
+        note: None,
+        occurred_at,
+    };
+    let command = LeadCommand::ChangeStatus { change, at: Utc::now() };
+    let receipt = Receipt { webhook_id: webhook_id.to_string(), endpoint: "lead-status" };
+    let lead = soho_aggregates::LeadId(lead);
+    match portal.writer.execute_once(lead, command, receipt, context).await? {
+        Written::Repeated(answer) => {
+            tracing::info!(webhook_id, "webhook already processed; answering as before");
+            Ok(answer)
+        }
+        Written::Changed(view) | Written::Created(view) | Written::Existing(view) => {
+            serde_json::to_value(view).map_err(ApiError::internal)
+        }
+    }
 }

@@ -108,5 +108,8 @@ pub async fn submit(
     match portal.writer.submit(submission, context).await? {
         Written::Existing(lead) => Ok(Submitted::Existing(lead)),
         Written::Created(lead) | Written::Changed(lead) => Ok(Submitted::Created(lead)),
+        Written::Repeated(_) => Err(ApiError::internal(anyhow::anyhow!(
+            "the lead writer answered a submission as a webhook"
+        ))),
     }
 }

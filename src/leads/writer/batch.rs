@@ -18,6 +18,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::connection::WriterConnection;
+use super::receipts::Receipts;
 use super::{Job, Request, Submission, WriteError, Written};
 use crate::leads::queries;
 
@@ -76,6 +77,8 @@ enum Decided {
     },
     /// The same person's lead of this partner, from the last 24 hours.
     Existing(Uuid),
+    /// A webhook written before: its answer then.
+    Repeated(serde_json::Value),
     Refused(WriteError),
 }
 
@@ -106,6 +109,7 @@ async fn decide_and_write(tx: &mut PgConnection, requests: &[Request]) -> anyhow
     let people = People::look_up(tx, requests).await?;
     let mut leads = Streams::load(tx, requests).await?;
     let mut soho_ids = SohoIds::look_up(tx, requests).await?;
+    let mut receipts = Receipts::look_up(tx, requests).await?;
     let mut events = Vec::new();
     let mut decided = Vec::with_capacity(requests.len());
     let mut submitted = InBatch::default();
@@ -129,7 +133,13 @@ async fn decide_and_write(tx: &mut PgConnection, requests: &[Request]) -> anyhow
                 };
                 (lead.as_uuid(), command, true)
             }
-            Job::Command { lead, command } => {
+            Job::Command { lead, command, receipt } => {
+                if let Some(answer) =
+                    receipt.as_ref().and_then(|r| receipts.answered(&r.webhook_id))
+                {
+                    decided.push(Decided::Repeated(answer.clone()));
+                    continue;
+                }
                 if let LeadCommand::RecordCrmSync { soho_lead_id, .. } = command {
                     if !soho_ids.may_hold(soho_lead_id, lead.as_uuid()) {
                         decided.push(Decided::Refused(WriteError::Taken(SohoIds::RULE)));
@@ -164,10 +174,17 @@ async fn decide_and_write(tx: &mut PgConnection, requests: &[Request]) -> anyhow
                         metadata: metadata.clone(),
                     });
                 }
-                match queries::LeadView::of_aggregate(&stream.aggregate) {
-                    Some(view) => decided.push(Decided::Write { view: Box::new(view), created }),
-                    None => anyhow::bail!("lead {lead} has no state after its events"),
+                let Some(view) = queries::LeadView::of_aggregate(&stream.aggregate) else {
+                    anyhow::bail!("lead {lead} has no state after its events");
+                };
+                if let Job::Command { receipt: Some(receipt), .. } = &request.job {
+                    receipts.add(
+                        &receipt.webhook_id,
+                        receipt.endpoint,
+                        serde_json::to_value(&view)?,
+                    );
                 }
+                decided.push(Decided::Write { view: Box::new(view), created });
             }
             Err(refused) => decided.push(Decided::Refused(refused.into())),
         }
@@ -175,6 +192,7 @@ async fn decide_and_write(tx: &mut PgConnection, requests: &[Request]) -> anyhow
     let stored = if events.is_empty() { Vec::new() } else { log::append(tx, &events).await? };
     apply_read_models(tx, &stored).await?;
     soho_ids.save(tx).await?;
+    receipts.save(tx).await?;
     // Only a duplicate's answer is read back: the others are what the batch just wrote.
     let existing: Vec<Uuid> = decided
         .iter()
@@ -205,6 +223,7 @@ async fn decide_and_write(tx: &mut PgConnection, requests: &[Request]) -> anyhow
                 Decided::Write { view, created: true } => Ok(Written::Created(*view)),
                 Decided::Write { view, created: false } => Ok(Written::Changed(*view)),
                 Decided::Existing(lead) => view(lead).map(Written::Existing),
+                Decided::Repeated(answer) => Ok(Written::Repeated(answer)),
                 Decided::Refused(error) => Err(error),
             }
         })

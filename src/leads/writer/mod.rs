@@ -11,6 +11,7 @@
 
 mod batch;
 mod connection;
+mod receipts;
 
 use chrono::{DateTime, Utc};
 use soho_aggregates::lead::{LeadCommand, LeadDetails, Submitter};
@@ -44,6 +45,18 @@ pub enum Written {
     Existing(LeadView),
     /// A command on an existing lead: the lead as it now is.
     Changed(LeadView),
+    /// A webhook delivered before and written then: the answer it got (`webhook_receipts`).
+    Repeated(serde_json::Value),
+}
+
+/// A Soho CRM webhook a command comes from: it is written once, with its receipt, in the
+/// command's transaction; a repeat (the same `webhook_id`) gets the first answer and writes
+/// nothing. A refused command leaves no receipt, so a retry is decided afresh.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    pub webhook_id: String,
+    /// Which webhook route it came to (`lead-status`).
+    pub endpoint: &'static str,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +77,7 @@ pub enum WriteError {
 
 enum Job {
     Submit(Submission),
-    Command { lead: LeadId, command: LeadCommand },
+    Command { lead: LeadId, command: LeadCommand, receipt: Option<Receipt> },
 }
 
 struct Request {
@@ -107,9 +120,22 @@ impl LeadWriter {
         command: LeadCommand,
         context: &CommandContext,
     ) -> Result<LeadView, WriteError> {
-        match self.send(Job::Command { lead, command }, context).await? {
+        match self.send(Job::Command { lead, command, receipt: None }, context).await? {
             Written::Changed(view) | Written::Created(view) | Written::Existing(view) => Ok(view),
+            Written::Repeated(_) => Err(WriteError::Store("a receipt without a webhook".into())),
         }
+    }
+
+    /// Runs `command` on an existing lead once per webhook: `Changed`, or `Repeated` with the
+    /// answer the first delivery got.
+    pub async fn execute_once(
+        &self,
+        lead: LeadId,
+        command: LeadCommand,
+        receipt: Receipt,
+        context: &CommandContext,
+    ) -> Result<Written, WriteError> {
+        self.send(Job::Command { lead, command, receipt: Some(receipt) }, context).await
     }
 
     async fn send(&self, job: Job, context: &CommandContext) -> Result<Written, WriteError> {

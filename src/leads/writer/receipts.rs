@@ -1,0 +1,76 @@
+//! Webhooks' receipts (`webhook_receipts`), kept by the lead writer: looked up for the batch's
+//! webhooks before anything is decided, and written with the events they caused. Batches commit
+//! one at a time under the leads lock, from every server, so a repeat always finds the receipt
+//! of a delivery that came before it; two deliveries in one batch are told apart here.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+use sqlx::PgConnection;
+
+use super::{Job, Request};
+
+#[derive(Default)]
+pub(super) struct Receipts {
+    /// The answer each webhook id of the batch got before (stored, or given in this batch).
+    answered: HashMap<String, Value>,
+    /// Receipts to write: (webhook id, endpoint, answer).
+    new: Vec<(String, &'static str, Value)>,
+}
+
+impl Receipts {
+    pub(super) async fn look_up(
+        tx: &mut PgConnection,
+        requests: &[Request],
+    ) -> anyhow::Result<Self> {
+        let ids: Vec<&str> = requests
+            .iter()
+            .filter_map(|r| match &r.job {
+                Job::Command { receipt: Some(receipt), .. } => Some(receipt.webhook_id.as_str()),
+                _ => None,
+            })
+            .collect();
+        if ids.is_empty() {
+            return Ok(Self::default());
+        }
+        let answered = sqlx::query_as::<_, (String, Value)>(
+            "SELECT r.webhook_id, r.response FROM unnest($1::text[]) AS w(id) \
+             CROSS JOIN LATERAL (SELECT webhook_id, response FROM webhook_receipts \
+                                 WHERE webhook_id = w.id LIMIT 1) r",
+        )
+        .bind(&ids)
+        .fetch_all(tx)
+        .await?
+        .into_iter()
+        .collect();
+        Ok(Self { answered, new: Vec::new() })
+    }
+
+    /// The answer `webhook_id` got before, if it did.
+    pub(super) fn answered(&self, webhook_id: &str) -> Option<&Value> {
+        self.answered.get(webhook_id)
+    }
+
+    /// `webhook_id` was written in this batch, answered `answer`.
+    pub(super) fn add(&mut self, webhook_id: &str, endpoint: &'static str, answer: Value) {
+        self.answered.insert(webhook_id.to_string(), answer.clone());
+        self.new.push((webhook_id.to_string(), endpoint, answer));
+    }
+
+    pub(super) async fn save(&self, tx: &mut PgConnection) -> anyhow::Result<()> {
+        if self.new.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO webhook_receipts (webhook_id, endpoint, status_code, response) \
+             SELECT id, endpoint, 200, response FROM unnest($1::text[], $2::text[], $3::jsonb[]) \
+               AS r(id, endpoint, response)",
+        )
+        .bind(self.new.iter().map(|(id, _, _)| id.as_str()).collect::<Vec<_>>())
+        .bind(self.new.iter().map(|(_, endpoint, _)| *endpoint).collect::<Vec<_>>())
+        .bind(self.new.iter().map(|(_, _, answer)| answer.clone()).collect::<Vec<_>>())
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
+}
