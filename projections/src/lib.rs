@@ -6,6 +6,14 @@
 //! their errors (DESIGN.md 3). A subscriber here sees every event exactly once, in log order,
 //! whichever server process happens to run it.
 
+/// Planner settings for a connection that writes read models: every statement there finds rows
+/// by key, and a plan made while a table was small (a new portal, or a replay into emptied
+/// tables: the statistics lag behind tables growing by thousands of rows a second) would scan
+/// the whole table on every batch. With these off the planner takes the index whatever the
+/// statistics say. (PostgreSQL still scans where no index serves: they penalise, not forbid.)
+pub const KEYED_PLANS: [(&str, &str); 3] =
+    [("enable_seqscan", "off"), ("enable_hashjoin", "off"), ("enable_mergejoin", "off")];
+
 pub mod leads;
 pub mod log;
 pub mod partners;

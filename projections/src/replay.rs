@@ -173,6 +173,9 @@ async fn apply_from_start(
     let tables = tables_of(projections).join(", ");
     // RESTART IDENTITY: positions numbered by the projection come out the same on a rebuild.
     sqlx::query(&format!("TRUNCATE {tables} RESTART IDENTITY")).execute(&mut *conn).await?;
+    for (name, value) in crate::KEYED_PLANS {
+        sqlx::query(&format!("SET LOCAL {name} = {value}")).execute(&mut *conn).await?;
+    }
     let read = |after: LogPosition| {
         let pool = pool.clone();
         tokio::spawn(async move {
@@ -195,6 +198,10 @@ async fn apply_from_start(
         events += batch.len() as u64;
         at = last;
         progress(events);
+    }
+    for (name, _) in crate::KEYED_PLANS {
+        // Back to the session's settings, for what the transaction does next (comparisons).
+        sqlx::query(&format!("RESET {name}")).execute(&mut *conn).await?;
     }
     Ok(Rebuilt { events, checkpoint: at })
 }

@@ -17,7 +17,9 @@ pub(super) struct WriterConnection {
 
 impl WriterConnection {
     pub(super) fn new(pool: &PgPool) -> Self {
-        Self { options: (*pool.connect_options()).clone(), open: None }
+        // Its prepared plans live as long as the connection: keyed ones, whatever the statistics.
+        let options = (*pool.connect_options()).clone().options(soho_projections::KEYED_PLANS);
+        Self { options, open: None }
     }
 
     /// Begins a transaction holding the leads read model's lock. A kept connection that fails
