@@ -1,7 +1,7 @@
-//! The statements that write a [`LeadBatch`], with the rows passed as arrays (`unnest`): one
-//! for the leads' rows and their status history, one for the counters and the live feed (which
-//! read the rows the first wrote). Each part of a statement is a data-modifying CTE, so a part
-//! with no rows costs nothing and a batch costs two round trips whatever it holds.
+//! The statement that writes a [`LeadBatch`], with the rows passed as arrays (`unnest`): the
+//! leads' rows, their status history, the counters, the weekly series and the live feed, each a
+//! data-modifying CTE, so a part with no rows costs nothing and a batch costs one round trip
+//! whatever it holds.
 //!
 //! A lead is looked up by id through `LATERAL (… LIMIT 1)`, never a plain join: the lead writer
 //! keeps its prepared statements for the life of its connection, and a plan made while `leads`
@@ -36,22 +36,75 @@ pub(super) async fn statuses(
 }
 
 pub(super) async fn write(tx: &mut PgConnection, batch: &LeadBatch) -> Result<(), sqlx::Error> {
-    if !(batch.inserts.is_empty() && batch.changes.is_empty() && batch.history.is_empty()) {
-        let sql = format!(
-            "WITH inserted AS ({INSERT_LEADS}), changed AS ({UPDATE_LEADS}) {INSERT_HISTORY}"
-        );
-        let rows = sqlx::query(&sql);
-        bind_history(bind_changes(bind_inserts(rows, batch), batch), batch)
-            .execute(&mut *tx)
-            .await?;
+    let nothing = batch.inserts.is_empty()
+        && batch.changes.is_empty()
+        && batch.history.is_empty()
+        && batch.counts.is_empty()
+        && batch.feed.is_empty();
+    if nothing {
+        return Ok(());
     }
-    if !(batch.counts.is_empty() && batch.feed.is_empty()) {
-        let sql =
-            format!("WITH counted AS ({COUNT_LEADS}), weeks AS ({COUNT_WEEKS}) {INSERT_FEED}");
-        let counts = sqlx::query(&sql);
-        bind_feed(bind_counts(counts, batch), batch).execute(&mut *tx).await?;
-    }
+    let known = Known::of(batch);
+    let query = sqlx::query(&WRITE_BATCH);
+    let query = bind_history(bind_changes(bind_inserts(query, batch), batch), batch);
+    bind_feed(bind_counts(query, batch, &known), batch, &known).execute(tx).await?;
     Ok(())
+}
+
+/// The whole statement: $1–$20 new leads, $21–$27 changed leads, $28–$38 history, $39–$49
+/// counters and weeks, $50–$54 the feed.
+static WRITE_BATCH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH inserted AS ({INSERT_LEADS}), changed AS ({UPDATE_LEADS}), \
+           history AS ({INSERT_HISTORY}), counted AS ({}), weeks AS ({}) {}",
+        *COUNT_LEADS, *COUNT_WEEKS, *INSERT_FEED
+    )
+});
+
+/// The leads this batch inserts: their rows are not visible to the statement that inserts them,
+/// so what the counters and the feed need of them is passed along; other leads are looked up.
+struct Known(HashMap<Uuid, (Uuid, Option<Uuid>, chrono::DateTime<chrono::Utc>)>);
+
+impl Known {
+    fn of(batch: &LeadBatch) -> Self {
+        Self(
+            batch
+                .inserts
+                .iter()
+                .map(|l| (l.id, (l.partner_id, l.submitted_by_user, l.at)))
+                .collect(),
+        )
+    }
+
+    /// Partner, submitter and submission time of each lead, where known (else `None`s).
+    #[allow(clippy::type_complexity)]
+    fn columns(
+        &self,
+        leads: impl Iterator<Item = Uuid>,
+    ) -> (Vec<Option<Uuid>>, Vec<Option<Uuid>>, Vec<Option<chrono::DateTime<chrono::Utc>>>) {
+        let mut columns = (Vec::new(), Vec::new(), Vec::new());
+        for lead in leads {
+            let known = self.0.get(&lead);
+            columns.0.push(known.map(|k| k.0));
+            columns.1.push(known.and_then(|k| k.1));
+            columns.2.push(known.map(|k| k.2));
+        }
+        columns
+    }
+}
+
+/// A lead's partner, submitter and submission time: as passed when the batch inserts it (`p`,
+/// `s`, `at` not null), else from its row. (`UNION ALL … LIMIT 1`: the lookup runs only then.)
+fn scope_of(row: &str, with_time: bool) -> String {
+    let (time, passed_time) =
+        if with_time { (", created_at", ", {row}.at AS created_at") } else { ("", "") };
+    let passed_time = passed_time.replace("{row}", row);
+    format!(
+        "CROSS JOIN LATERAL (SELECT {row}.p AS partner_id, {row}.s AS submitted_by_user{passed_time} \
+           WHERE {row}.p IS NOT NULL \
+           UNION ALL SELECT partner_id, submitted_by_user{time} FROM leads \
+           WHERE lead_id = {row}.lead_id AND {row}.p IS NULL LIMIT 1) l"
+    )
 }
 
 type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
@@ -213,35 +266,45 @@ fn bind_history<'q>(query: Query<'q>, batch: &LeadBatch) -> Query<'q> {
         .bind(rows.iter().map(|r| r.change.occurred_at).collect::<Vec<_>>())
 }
 
-/// $1–$3: the net deltas added to the counters of each lead's partner and, if a user submitted
-/// it, the user's. Zero deltas still create the row (a counter that exists at 0 is what a replay
-/// makes).
-const COUNT_LEADS: &str = "INSERT INTO lead_counts (scope, scope_id, status, leads) \
-     SELECT s.scope, s.scope_id, d.status, sum(d.delta) \
-     FROM unnest($1::uuid[], $2::text[], $3::bigint[]) AS d(lead_id, status, delta) \
-     CROSS JOIN LATERAL (SELECT partner_id, submitted_by_user FROM leads \
-                         WHERE lead_id = d.lead_id LIMIT 1) l \
-     CROSS JOIN LATERAL (VALUES ('partner', l.partner_id), ('user', l.submitted_by_user)) AS s(scope, scope_id) \
-     WHERE s.scope_id IS NOT NULL \
-     GROUP BY s.scope, s.scope_id, d.status \
-     ON CONFLICT (scope, scope_id, status) DO UPDATE SET leads = lead_counts.leads + EXCLUDED.leads";
+/// $39–$43: the net deltas added to the counters of each lead's partner and, if a user
+/// submitted it, the user's. Zero deltas still create the row (a counter that exists at 0 is
+/// what a replay makes).
+static COUNT_LEADS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "INSERT INTO lead_counts (scope, scope_id, status, leads) \
+         SELECT s.scope, s.scope_id, d.status, sum(d.delta) \
+         FROM unnest($39::uuid[], $40::text[], $41::bigint[], $42::uuid[], $43::uuid[]) \
+           AS d(lead_id, status, delta, p, s) \
+         {} \
+         CROSS JOIN LATERAL (VALUES ('partner', l.partner_id), ('user', l.submitted_by_user)) AS s(scope, scope_id) \
+         WHERE s.scope_id IS NOT NULL \
+         GROUP BY s.scope, s.scope_id, d.status \
+         ON CONFLICT (scope, scope_id, status) DO UPDATE SET leads = lead_counts.leads + EXCLUDED.leads",
+        scope_of("d", false)
+    )
+});
 
-/// $4–$6: the weekly series. A lead submitted adds to its week; a lead that became (or stopped
-/// being) converted adds (or takes) one from the week it was submitted in.
-const COUNT_WEEKS: &str = "INSERT INTO lead_weeks (scope, scope_id, week, submitted, converted) \
-     SELECT s.scope, s.scope_id, date_trunc('week', l.created_at AT TIME ZONE 'UTC')::date, \
-            sum(w.submitted), sum(w.converted) \
-     FROM unnest($4::uuid[], $5::bigint[], $6::bigint[]) AS w(lead_id, submitted, converted) \
-     CROSS JOIN LATERAL (SELECT partner_id, submitted_by_user, created_at FROM leads \
-                         WHERE lead_id = w.lead_id LIMIT 1) l \
-     CROSS JOIN LATERAL (VALUES ('partner', l.partner_id), ('user', l.submitted_by_user)) AS s(scope, scope_id) \
-     WHERE s.scope_id IS NOT NULL \
-     GROUP BY 1, 2, 3 \
-     ON CONFLICT (scope, scope_id, week) DO UPDATE SET \
-       submitted = lead_weeks.submitted + EXCLUDED.submitted, \
-       converted = lead_weeks.converted + EXCLUDED.converted";
+/// $44–$49: the weekly series. A lead submitted adds to its week; a lead that became (or
+/// stopped being) converted adds (or takes) one from the week it was submitted in.
+static COUNT_WEEKS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "INSERT INTO lead_weeks (scope, scope_id, week, submitted, converted) \
+         SELECT s.scope, s.scope_id, date_trunc('week', l.created_at AT TIME ZONE 'UTC')::date, \
+                sum(w.submitted), sum(w.converted) \
+         FROM unnest($44::uuid[], $45::bigint[], $46::bigint[], $47::uuid[], $48::uuid[], \
+                     $49::timestamptz[]) AS w(lead_id, submitted, converted, p, s, at) \
+         {} \
+         CROSS JOIN LATERAL (VALUES ('partner', l.partner_id), ('user', l.submitted_by_user)) AS s(scope, scope_id) \
+         WHERE s.scope_id IS NOT NULL \
+         GROUP BY 1, 2, 3 \
+         ON CONFLICT (scope, scope_id, week) DO UPDATE SET \
+           submitted = lead_weeks.submitted + EXCLUDED.submitted, \
+           converted = lead_weeks.converted + EXCLUDED.converted",
+        scope_of("w", true)
+    )
+});
 
-fn bind_counts<'q>(query: Query<'q>, batch: &LeadBatch) -> Query<'q> {
+fn bind_counts<'q>(query: Query<'q>, batch: &LeadBatch, known: &Known) -> Query<'q> {
     let (keys, deltas): (Vec<_>, Vec<i64>) = batch.counts.iter().map(|(k, d)| (*k, *d)).unzip();
     let inserted: std::collections::HashSet<Uuid> = batch.inserts.iter().map(|l| l.id).collect();
     let mut weeks: HashMap<Uuid, (i64, i64)> = HashMap::new();
@@ -257,28 +320,42 @@ fn bind_counts<'q>(query: Query<'q>, batch: &LeadBatch) -> Query<'q> {
     // same rows): a change that nets to nothing writes nothing.
     weeks.retain(|_, (submitted, converted)| *submitted != 0 || *converted != 0);
     let (week_leads, week_deltas): (Vec<Uuid>, Vec<(i64, i64)>) = weeks.into_iter().unzip();
+    let (partners, submitters, _) = known.columns(keys.iter().map(|(id, _)| *id));
+    let (week_partners, week_submitters, week_times) = known.columns(week_leads.iter().copied());
     query
         .bind(keys.iter().map(|(id, _)| *id).collect::<Vec<_>>())
         .bind(keys.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>())
         .bind(deltas)
+        .bind(partners)
+        .bind(submitters)
         .bind(week_leads)
         .bind(week_deltas.iter().map(|(s, _)| *s).collect::<Vec<_>>())
         .bind(week_deltas.iter().map(|(_, c)| *c).collect::<Vec<_>>())
+        .bind(week_partners)
+        .bind(week_submitters)
+        .bind(week_times)
 }
 
-/// $7–$9: live-update messages, scoped as their lead is, in the batch's order.
-const INSERT_FEED: &str =
-    "INSERT INTO live_feed (kind, lead_id, partner_id, submitted_by_user, data) \
-     SELECT f.kind, f.lead_id, l.partner_id, l.submitted_by_user, f.data \
-     FROM unnest($7::text[], $8::uuid[], $9::jsonb[]) WITH ORDINALITY AS f(kind, lead_id, data, n) \
-     CROSS JOIN LATERAL (SELECT partner_id, submitted_by_user FROM leads \
-                         WHERE lead_id = f.lead_id LIMIT 1) l \
-     ORDER BY f.n";
+/// $50–$54: live-update messages, scoped as their lead is, in the batch's order.
+static INSERT_FEED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "INSERT INTO live_feed (kind, lead_id, partner_id, submitted_by_user, data) \
+         SELECT f.kind, f.lead_id, l.partner_id, l.submitted_by_user, f.data \
+         FROM unnest($50::text[], $51::uuid[], $52::jsonb[], $53::uuid[], $54::uuid[]) \
+           WITH ORDINALITY AS f(kind, lead_id, data, p, s, n) \
+         {} \
+         ORDER BY f.n",
+        scope_of("f", false)
+    )
+});
 
-fn bind_feed<'q>(query: Query<'q>, batch: &LeadBatch) -> Query<'q> {
+fn bind_feed<'q>(query: Query<'q>, batch: &LeadBatch, known: &Known) -> Query<'q> {
     let rows = &batch.feed;
+    let (partners, submitters, _) = known.columns(rows.iter().map(|r| r.lead));
     query
         .bind(rows.iter().map(|r| r.kind).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.lead).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.data.clone()).collect::<Vec<_>>())
+        .bind(partners)
+        .bind(submitters)
 }
