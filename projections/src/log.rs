@@ -171,6 +171,34 @@ pub struct NewEvent {
     pub metadata: serde_json::Value,
 }
 
+/// The INSERT of [`append`] for a statement of its own or a CTE of another, its seven
+/// parameters numbered from `first`; it returns the events' `global_position` and `tx_id`.
+pub fn append_sql(first: usize) -> String {
+    let p: Vec<String> = (first..first + 7).map(|n| format!("${n}")).collect();
+    format!(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+         SELECT * FROM unnest({}::text[], {}::text[], {}::bigint[], {}::text[], {}::text[], {}::jsonb[], {}::jsonb[]) \
+         RETURNING global_position, tx_id",
+        p[0], p[1], p[2], p[3], p[4], p[5], p[6]
+    )
+}
+
+/// Binds `events` to [`append_sql`]'s parameters.
+pub fn bind_append<'q>(
+    query: crate::leads::Query<'q>,
+    events: &[NewEvent],
+) -> crate::leads::Query<'q> {
+    let column = |f: fn(&NewEvent) -> String| events.iter().map(f).collect::<Vec<_>>();
+    query
+        .bind(column(|e| e.aggregate_type.to_string()))
+        .bind(column(|e| e.aggregate_id.clone()))
+        .bind(events.iter().map(|e| e.sequence).collect::<Vec<_>>())
+        .bind(column(|e| e.event_type.clone()))
+        .bind(column(|e| e.event_version.clone()))
+        .bind(events.iter().map(|e| e.payload.clone()).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.metadata.clone()).collect::<Vec<_>>())
+}
+
 /// Appends `events` in one statement and returns them as stored, in log order. A stream's next
 /// sequence taken meanwhile by another writer fails the whole statement (the primary key).
 pub async fn append(

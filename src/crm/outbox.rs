@@ -36,14 +36,8 @@ impl Projection for CrmOutbox {
         let mut kinds = Vec::new();
         let mut crm_statuses = Vec::new();
         for stored in events.iter().filter(|e| e.aggregate_type == "Lead") {
-            let (kind, crm_status) = match stored.decode::<LeadEvent>()? {
-                LeadEvent::LeadSubmitted { .. } => ("upsert", None),
-                LeadEvent::LeadStatusChanged { change, .. }
-                    if change.source == StatusSource::Portal =>
-                {
-                    ("status", Some(change.crm_status))
-                }
-                _ => continue,
+            let Some((kind, crm_status)) = task_of(&stored.decode::<LeadEvent>()?) else {
+                continue;
             };
             leads.push(stored.aggregate_uuid()?);
             kinds.push(kind);
@@ -66,5 +60,61 @@ impl Projection for CrmOutbox {
         .execute(&mut *tx)
         .await?;
         Ok(())
+    }
+}
+
+/// The task `event` owes Soho CRM, if any: its kind, and for a status the value to send.
+pub fn task_of(event: &LeadEvent) -> Option<(&'static str, Option<String>)> {
+    match event {
+        LeadEvent::LeadSubmitted { .. } => Some(("upsert", None)),
+        LeadEvent::LeadStatusChanged { change, .. } if change.source == StatusSource::Portal => {
+            Some(("status", Some(change.crm_status.clone())))
+        }
+        _ => None,
+    }
+}
+
+/// Tasks the lead writer adds in its own statement, as a CTE ([`Tasks::sql`]).
+#[derive(Default)]
+pub struct Tasks {
+    leads: Vec<uuid::Uuid>,
+    kinds: Vec<&'static str>,
+    crm_statuses: Vec<Option<String>>,
+    partners: Vec<uuid::Uuid>,
+}
+
+impl Tasks {
+    /// Adds the task `event` of `lead` (of `partner`) owes, if any.
+    pub fn add(&mut self, lead: uuid::Uuid, partner: uuid::Uuid, event: &LeadEvent) {
+        if let Some((kind, crm_status)) = task_of(event) {
+            self.leads.push(lead);
+            self.kinds.push(kind);
+            self.crm_statuses.push(crm_status);
+            self.partners.push(partner);
+        }
+    }
+
+    /// The INSERT, its four parameters numbered from `first`, tasks in the order added.
+    pub fn sql(first: usize) -> String {
+        let p: Vec<String> = (first..first + 4).map(|n| format!("${n}")).collect();
+        format!(
+            "INSERT INTO crm_outbox (lead_id, kind, crm_status, partner_id) \
+             SELECT lead_id, kind, crm_status, partner_id \
+             FROM unnest({}::uuid[], {}::text[], {}::text[], {}::uuid[]) WITH ORDINALITY \
+               AS t(lead_id, kind, crm_status, partner_id, n) \
+             ORDER BY n",
+            p[0], p[1], p[2], p[3]
+        )
+    }
+
+    pub fn bind<'q>(
+        &self,
+        query: soho_projections::leads::Query<'q>,
+    ) -> soho_projections::leads::Query<'q> {
+        query
+            .bind(self.leads.clone())
+            .bind(self.kinds.clone())
+            .bind(self.crm_statuses.clone())
+            .bind(self.partners.clone())
     }
 }

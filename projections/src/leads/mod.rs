@@ -59,22 +59,39 @@ impl Projection for LeadsProjection {
         if decoded.is_empty() {
             return Ok(());
         }
+        let writes = LeadWrites::gather(tx, decoded).await?;
+        write::write(tx, &writes.0).await?;
+        Ok(())
+    }
+}
+
+/// Lead events gathered into the rows they write, for a writer that writes them in its own
+/// statement ([`write_with`]) together with the events themselves.
+pub struct LeadWrites(LeadBatch);
+
+impl LeadWrites {
+    /// `events`: (lead, sequence, event), in log order.
+    pub async fn gather(
+        tx: &mut PgConnection,
+        events: Vec<(Uuid, i64, LeadEvent)>,
+    ) -> Result<Self, ProjectionError> {
         // A superseded change is recorded against the status the lead has at that point: known
         // from the batch itself, or else from the table as it stands before the batch.
-        let unknown: Vec<Uuid> = decoded
+        let unknown: Vec<Uuid> = events
             .iter()
             .filter(|(_, _, e)| matches!(e, LeadEvent::LeadStatusChangeSuperseded { .. }))
             .map(|(id, _, _)| *id)
             .collect();
         let mut batch =
             LeadBatch { statuses: write::statuses(tx, &unknown).await?, ..Default::default() };
-        for (id, sequence, event) in decoded {
+        for (id, sequence, event) in events {
             batch.add(id, sequence, event);
         }
-        write::write(tx, &batch).await?;
-        Ok(())
+        Ok(Self(batch))
     }
 }
+
+pub use write::{write_with, Query, FIRST_FREE_PARAMETER};
 
 /// A lead as the batch first saw it.
 struct NewLead {

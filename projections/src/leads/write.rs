@@ -51,6 +51,32 @@ pub(super) async fn write(tx: &mut PgConnection, batch: &LeadBatch) -> Result<()
     Ok(())
 }
 
+/// The first parameter number the `also` of [`write_with`] may use.
+pub const FIRST_FREE_PARAMETER: usize = 55;
+
+/// Writes `writes` in one statement with `also`: more data-modifying CTEs (`name AS (…), …`,
+/// numbering their parameters from [`FIRST_FREE_PARAMETER`]), bound by `bind`; the statement's
+/// result is the row `select` makes (it may read `also`'s CTEs). For the lead writer: its events,
+/// their read models and the CRM outbox in one round trip.
+pub async fn write_with(
+    tx: &mut PgConnection,
+    writes: &super::LeadWrites,
+    also: &str,
+    bind: impl for<'q> FnOnce(Query<'q>) -> Query<'q>,
+    select: &str,
+) -> Result<sqlx::postgres::PgRow, sqlx::Error> {
+    let batch = &writes.0;
+    let sql = format!(
+        "WITH inserted AS ({INSERT_LEADS}), changed AS ({UPDATE_LEADS}), \
+           history AS ({INSERT_HISTORY}), counted AS ({}), weeks AS ({}), feed AS ({}), \
+           {also} {select}",
+        *COUNT_LEADS, *COUNT_WEEKS, *INSERT_FEED
+    );
+    let known = Known::of(batch);
+    let query = bind_history(bind_changes(bind_inserts(sqlx::query(&sql), batch), batch), batch);
+    bind(bind_feed(bind_counts(query, batch, &known), batch, &known)).fetch_one(tx).await
+}
+
 /// The whole statement: $1–$20 new leads, $21–$27 changed leads, $28–$38 history, $39–$49
 /// counters and weeks, $50–$54 the feed.
 static WRITE_BATCH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
@@ -107,7 +133,8 @@ fn scope_of(row: &str, with_time: bool) -> String {
     )
 }
 
-type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+/// A statement being bound.
+pub type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
 /// $1–$20.
 const INSERT_LEADS: &str = "INSERT INTO leads (lead_id, partner_id, submitted_by_user, first_name, \

@@ -12,9 +12,10 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use soho_aggregates::lead::LeadCommand;
 use soho_aggregates::{Lead, LeadId};
-use soho_projections::log::{self, NewEvent, StoredEvent};
-use soho_projections::Projection;
+use soho_projections::log::{self, NewEvent};
+use soho_projections::LogPosition;
 use sqlx::PgConnection;
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::connection::WriterConnection;
@@ -25,11 +26,29 @@ use crate::leads::queries;
 /// How often a batch is tried after a deadlock before its requests are told it failed.
 const ATTEMPTS: usize = 3;
 
-/// Writes `requests` and answers each.
-pub(super) async fn write(conn: &mut WriterConnection, requests: Vec<Request>) {
+/// Writes `requests`, with whatever `queue` received while the transaction began, and answers
+/// each.
+pub(super) async fn write(
+    conn: &mut WriterConnection,
+    queue: &mut mpsc::Receiver<Request>,
+    mut requests: Vec<Request>,
+) {
+    let lock = soho_projections::reader::lock_statement(soho_projections::leads::NAME);
     let mut attempt = 1;
     let answers = loop {
-        match try_write(conn, &requests).await {
+        let written = match conn.begin(&lock).await {
+            Ok(_) => {
+                if attempt == 1 {
+                    while requests.len() < super::BATCH {
+                        let Ok(request) = queue.try_recv() else { break };
+                        requests.push(request);
+                    }
+                }
+                try_write(conn, &requests).await
+            }
+            Err(error) => Err(error.into()),
+        };
+        match written {
             Ok(answers) => break answers,
             Err(error) if attempt < ATTEMPTS && transient(&error) => {
                 tracing::warn!(
@@ -85,13 +104,13 @@ enum Decided {
 /// Answers to a batch's requests, and the NOTIFY to send with its COMMIT.
 type Outcome = (Vec<Result<Written, WriteError>>, Option<String>);
 
+/// Decides and commits `requests` in the transaction `conn` has begun.
 #[tracing::instrument(skip_all, fields(requests = requests.len()), err)]
 async fn try_write(
     conn: &mut WriterConnection,
     requests: &[Request],
 ) -> anyhow::Result<Vec<Result<Written, WriteError>>> {
-    let lock = soho_projections::reader::lock_statement(soho_projections::leads::NAME);
-    let tx = conn.begin(&lock).await?;
+    let tx = conn.transaction()?;
     match decide_and_write(tx, requests).await {
         Ok((answers, announce)) => {
             conn.commit(announce).await?;
@@ -111,6 +130,9 @@ async fn decide_and_write(tx: &mut PgConnection, requests: &[Request]) -> anyhow
     let mut soho_ids = SohoIds::look_up(tx, requests).await?;
     let mut receipts = Receipts::look_up(tx, requests).await?;
     let mut events = Vec::new();
+    // The same events, as the read models and the CRM outbox take them.
+    let mut lead_events = Vec::new();
+    let mut tasks = crate::crm::outbox::Tasks::default();
     let mut decided = Vec::with_capacity(requests.len());
     let mut submitted = InBatch::default();
     for (n, request) in requests.iter().enumerate() {
@@ -162,6 +184,9 @@ async fn decide_and_write(tx: &mut PgConnection, requests: &[Request]) -> anyhow
                     } => soho_ids.claim(soho_lead_id, lead),
                     Job::Command { .. } => {}
                 }
+                let Some(partner) = stream.aggregate.partner_id else {
+                    anyhow::bail!("lead {lead} has no partner after its events");
+                };
                 for event in sink.collect().await {
                     stream.sequence += 1;
                     events.push(NewEvent {
@@ -173,6 +198,8 @@ async fn decide_and_write(tx: &mut PgConnection, requests: &[Request]) -> anyhow
                         payload: serde_json::to_value(&event)?,
                         metadata: metadata.clone(),
                     });
+                    tasks.add(lead, partner.as_uuid(), &event);
+                    lead_events.push((lead, stream.sequence, event));
                 }
                 let Some(view) = queries::LeadView::of_aggregate(&stream.aggregate) else {
                     anyhow::bail!("lead {lead} has no state after its events");
@@ -189,10 +216,11 @@ async fn decide_and_write(tx: &mut PgConnection, requests: &[Request]) -> anyhow
             Err(refused) => decided.push(Decided::Refused(refused.into())),
         }
     }
-    let stored = if events.is_empty() { Vec::new() } else { log::append(tx, &events).await? };
-    apply_read_models(tx, &stored).await?;
-    soho_ids.save(tx).await?;
-    receipts.save(tx).await?;
+    let appended = if events.is_empty() && soho_ids.claimed.is_empty() && receipts.is_empty() {
+        None
+    } else {
+        write_all(tx, &events, lead_events, &tasks, &soho_ids, &receipts).await?
+    };
     // Only a duplicate's answer is read back: the others are what the batch just wrote.
     let existing: Vec<Uuid> = decided
         .iter()
@@ -207,9 +235,8 @@ async fn decide_and_write(tx: &mut PgConnection, requests: &[Request]) -> anyhow
         queries::leads_by_id(&mut *tx, &existing).await?.into_iter().map(|v| (v.id, v)).collect()
     };
     // Soho CRM workers on every server look for the new tasks.
-    let announce = stored.last().map(|last| {
-        soho_projections::reader::announce_statement(crate::crm::outbox::NAME, last.position())
-    });
+    let announce = appended
+        .map(|last| soho_projections::reader::announce_statement(crate::crm::outbox::NAME, last));
     let answers = decided
         .into_iter()
         .map(|decided| {
@@ -231,14 +258,40 @@ async fn decide_and_write(tx: &mut PgConnection, requests: &[Request]) -> anyhow
     Ok((answers, announce))
 }
 
-/// The read models that follow leads, written with the events that change them.
-async fn apply_read_models(tx: &mut PgConnection, stored: &[StoredEvent]) -> anyhow::Result<()> {
-    if stored.is_empty() {
-        return Ok(());
-    }
-    soho_projections::leads::LeadsProjection.apply(&mut *tx, stored).await?;
-    crate::crm::outbox::CrmOutbox.apply(&mut *tx, stored).await?;
-    Ok(())
+/// Writes the batch in one statement: its events (postgres-es's table), the read models that
+/// follow leads, the CRM outbox tasks, the Soho CRM ids claimed and the webhooks' receipts.
+/// Returns where the last event stands in the log, if there were events.
+async fn write_all(
+    tx: &mut PgConnection,
+    events: &[NewEvent],
+    lead_events: Vec<(Uuid, i64, soho_aggregates::lead::LeadEvent)>,
+    tasks: &crate::crm::outbox::Tasks,
+    soho_ids: &SohoIds,
+    receipts: &Receipts,
+) -> anyhow::Result<Option<LogPosition>> {
+    use soho_projections::leads::{write_with, LeadWrites, FIRST_FREE_PARAMETER as FIRST};
+    use sqlx::Row;
+    let writes = LeadWrites::gather(tx, lead_events).await?;
+    let also = format!(
+        "appended AS ({}), outbox AS ({}), receipts AS ({}), {}",
+        log::append_sql(FIRST),
+        crate::crm::outbox::Tasks::sql(FIRST + 7),
+        Receipts::sql(FIRST + 11),
+        SohoIds::sql(FIRST + 14),
+    );
+    let select = "SELECT max(tx_id::text::bigint), max(global_position) FROM appended";
+    let row = write_with(
+        tx,
+        &writes,
+        &also,
+        |query| soho_ids.bind(receipts.bind(tasks.bind(log::bind_append(query, events)))),
+        select,
+    )
+    .await?;
+    let (tx_id, global_position): (Option<i64>, Option<i64>) = (row.try_get(0)?, row.try_get(1)?);
+    Ok(tx_id
+        .zip(global_position)
+        .map(|(tx_id, global_position)| LogPosition { tx_id, global_position }))
 }
 
 /// One lead per Soho CRM id (`lead_soho_ids`): the rule is checked here, so a command that
@@ -291,24 +344,25 @@ impl SohoIds {
         }
     }
 
-    /// The claims, written; a lead whose CRM record was recreated moves to its new id.
-    async fn save(&self, tx: &mut PgConnection) -> anyhow::Result<()> {
-        if self.claimed.is_empty() {
-            return Ok(());
-        }
-        let (ids, leads): (Vec<&str>, Vec<Uuid>) =
-            self.claimed.iter().map(|(id, lead)| (id.as_str(), *lead)).unzip();
-        sqlx::query(
-            "WITH moved AS (DELETE FROM lead_soho_ids WHERE ctid = ANY(ARRAY( \
-               SELECT s.ctid FROM unnest($2::uuid[]) AS w(id) CROSS JOIN LATERAL \
-                 (SELECT ctid FROM lead_soho_ids WHERE lead_id = w.id LIMIT 1) s))) \
-             INSERT INTO lead_soho_ids (soho_lead_id, lead_id) SELECT * FROM unnest($1::text[], $2::uuid[])",
+    /// The claims, as CTEs of the batch's statement (parameters numbered from `first`); a lead
+    /// whose CRM record was recreated moves to its new id.
+    fn sql(first: usize) -> String {
+        let (ids, leads) = (first, first + 1);
+        format!(
+            "moved AS (DELETE FROM lead_soho_ids WHERE ctid = ANY(ARRAY( \
+               SELECT s.ctid FROM unnest(${leads}::uuid[]) AS w(id) CROSS JOIN LATERAL \
+                 (SELECT ctid FROM lead_soho_ids WHERE lead_id = w.id LIMIT 1) s))), \
+             claimed AS (INSERT INTO lead_soho_ids (soho_lead_id, lead_id) \
+               SELECT * FROM unnest(${ids}::text[], ${leads}::uuid[]))"
         )
-        .bind(ids)
-        .bind(leads)
-        .execute(tx)
-        .await?;
-        Ok(())
+    }
+
+    fn bind<'q>(
+        &self,
+        query: soho_projections::leads::Query<'q>,
+    ) -> soho_projections::leads::Query<'q> {
+        let (ids, leads): (Vec<String>, Vec<Uuid>) = self.claimed.iter().cloned().unzip();
+        query.bind(ids).bind(leads)
     }
 }
 

@@ -40,6 +40,11 @@ impl WriterConnection {
         self.open.as_mut().ok_or(sqlx::Error::PoolClosed)
     }
 
+    /// The connection whose transaction [`Self::begin`] began.
+    pub(super) fn transaction(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
+        self.open.as_mut().ok_or(sqlx::Error::PoolClosed)
+    }
+
     async fn try_begin(&mut self, begin: &str) -> Result<(), sqlx::Error> {
         if self.open.is_none() {
             self.open = Some(self.options.connect().await?);

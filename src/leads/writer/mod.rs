@@ -2,7 +2,9 @@
 //! (DESIGN.md "Write path").
 //!
 //! Requests queue; the writer takes whatever is queued (no timer: one request alone pays no
-//! batching delay, sixteen at once share one commit) and writes the batch in one transaction:
+//! batching delay, sixteen at once share one commit), and again once its transaction has begun
+//! (what came while it waited for the leads lock, held by another server's batch, joins this
+//! one), and writes the batch in one transaction:
 //! the person locks and duplicate rules for submissions, the Lead aggregate's decisions
 //! (`Lead::handle`, the only place a lead rule lives), the events (postgres-es's table), and the
 //! read models that follow leads (list row, counters, status history, CRM outbox, live feed),
@@ -156,7 +158,8 @@ impl WriterTask {
             let mut requests = Vec::with_capacity(BATCH);
             let mut conn = connection::WriterConnection::new(&pool);
             while self.requests.recv_many(&mut requests, BATCH).await > 0 {
-                batch::write(&mut conn, std::mem::take(&mut requests)).await;
+                let taken = std::mem::take(&mut requests);
+                batch::write(&mut conn, &mut self.requests, taken).await;
             }
         })
     }

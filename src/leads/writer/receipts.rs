@@ -46,6 +46,11 @@ impl Receipts {
         Ok(Self { answered, new: Vec::new() })
     }
 
+    /// No receipt to write.
+    pub(super) fn is_empty(&self) -> bool {
+        self.new.is_empty()
+    }
+
     /// The answer `webhook_id` got before, if it did.
     pub(super) fn answered(&self, webhook_id: &str) -> Option<&Value> {
         self.answered.get(webhook_id)
@@ -57,20 +62,24 @@ impl Receipts {
         self.new.push((webhook_id.to_string(), endpoint, answer));
     }
 
-    pub(super) async fn save(&self, tx: &mut PgConnection) -> anyhow::Result<()> {
-        if self.new.is_empty() {
-            return Ok(());
-        }
-        sqlx::query(
+    /// The receipts' INSERT, a CTE of the batch's statement (parameters numbered from `first`).
+    pub(super) fn sql(first: usize) -> String {
+        let (ids, endpoints, answers) = (first, first + 1, first + 2);
+        format!(
             "INSERT INTO webhook_receipts (webhook_id, endpoint, status_code, response) \
-             SELECT id, endpoint, 200, response FROM unnest($1::text[], $2::text[], $3::jsonb[]) \
-               AS r(id, endpoint, response)",
+             SELECT id, endpoint, 200, response \
+             FROM unnest(${ids}::text[], ${endpoints}::text[], ${answers}::jsonb[]) \
+               AS r(id, endpoint, response)"
         )
-        .bind(self.new.iter().map(|(id, _, _)| id.as_str()).collect::<Vec<_>>())
-        .bind(self.new.iter().map(|(_, endpoint, _)| *endpoint).collect::<Vec<_>>())
-        .bind(self.new.iter().map(|(_, _, answer)| answer.clone()).collect::<Vec<_>>())
-        .execute(tx)
-        .await?;
-        Ok(())
+    }
+
+    pub(super) fn bind<'q>(
+        &self,
+        query: soho_projections::leads::Query<'q>,
+    ) -> soho_projections::leads::Query<'q> {
+        query
+            .bind(self.new.iter().map(|(id, _, _)| id.clone()).collect::<Vec<_>>())
+            .bind(self.new.iter().map(|(_, endpoint, _)| *endpoint).collect::<Vec<_>>())
+            .bind(self.new.iter().map(|(_, _, answer)| answer.clone()).collect::<Vec<_>>())
     }
 }
