@@ -154,6 +154,7 @@ async fn every_operation_answers_below_500_and_only_as_documented() {
         Some(a.admin.clone()),
         Some(a.sub.clone()),
         Some(auditor),
+        Some(key),
         None,
         Some("forged.token.value".to_string()),
     ];
