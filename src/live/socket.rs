@@ -1,7 +1,9 @@
 //! `GET /ws`: a partner user's live updates. Authenticated by `access_token` in the query or a
 //! first message `{"type": "auth", "token": ...}`; closed with 4401 for a bad or expired token,
 //! or once the user is disabled or its partner suspended. `{"type": "resume", "after": n}`
-//! replays what was missed from the feed, then live messages continue with no gap and no repeat.
+//! replays what was missed from the feed, then live messages continue with no gap and no repeat;
+//! live messages wait for it up to `RESUME_WAIT` after authentication, so that what was missed
+//! comes first even when a change is broadcast between the two.
 //!
 //! Close codes: 4401 not (or no longer) authorised; 4403 not a partner's user (auditors); 4410
 //! too far behind: reconnect and resume from the last position received.
@@ -31,6 +33,10 @@ const PING_EVERY: Duration = Duration::from_secs(25);
 const STANDING_EVERY: Duration = Duration::from_secs(2);
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_PATIENCE: Duration = Duration::from_secs(60);
+/// How long live messages wait, after authentication, for the client's `resume` (they queue
+/// meanwhile): a reconnecting client sends it at once, and must first receive what it missed,
+/// positions strictly increasing; a message broadcast between the two would otherwise come first.
+const RESUME_WAIT: Duration = Duration::from_millis(250);
 
 #[derive(Deserialize)]
 pub struct SocketQuery {
@@ -97,10 +103,15 @@ async fn serve(portal: Arc<Portal>, socket: WebSocket, token: String, scope: Lea
     let mut ping = tokio::time::interval(PING_EVERY);
     let mut standing = tokio::time::interval(STANDING_EVERY);
     let mut pong_due = false;
+    let resume_wait = tokio::time::sleep(RESUME_WAIT);
+    tokio::pin!(resume_wait);
+    let mut waiting_for_resume = true;
     let outcome: Option<(u16, &'static str)> = loop {
         tokio::select! {
+            () = &mut resume_wait, if waiting_for_resume => waiting_for_resume = false,
             incoming = stream.next() => match incoming {
                 Some(Ok(Message::Text(text))) => {
+                    waiting_for_resume = false;
                     if let Ok(ClientMessage::Resume { after }) = serde_json::from_str(&text) {
                         // Live messages keep queueing meanwhile; those already sent are skipped.
                         match replay(&portal, &mut sink, after, scope).await {
@@ -114,7 +125,7 @@ async fn serve(portal: Arc<Portal>, socket: WebSocket, token: String, scope: Lea
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break None,
                 Some(Ok(_)) => {}
             },
-            message = live.recv() => match message {
+            message = live.recv(), if !waiting_for_resume => match message {
                 Ok(message) if message.position > last_sent && message.visible_to(&scope) => {
                     last_sent = message.position;
                     if send(&mut sink, Message::Text(Utf8Bytes::from(&*message.json))).await.is_err() {
