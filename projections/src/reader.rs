@@ -344,6 +344,15 @@ pub fn lock_statement(name: &str) -> String {
     )
 }
 
+/// `lock`'s statement in its shared form: writers of an inline read model take it so that a
+/// replay (which takes `lock`) waits for them and holds them off, without holding off each other.
+pub fn lock_shared_statement(name: &str) -> String {
+    format!(
+        "SELECT pg_advisory_xact_lock_shared(hashtext('soho-subscriber'), hashtext({}))",
+        literal(name)
+    )
+}
+
 /// `announce`'s statement as SQL text, to send with others in one round trip (one simple query).
 pub fn announce_statement(name: &str, position: LogPosition) -> String {
     let message = format!("{name} {} {}", position.tx_id, position.global_position);

@@ -1,10 +1,10 @@
 //! One batch of lead commands, in one transaction.
 //!
-//! The transaction first takes the leads read model's lock (the one its replay takes), so lead
-//! writes, from every server, commit one batch at a time: the live feed's positions then grow
-//! in commit order (a reader that follows them never skips a late commit), the log's order is
-//! the order the read models were written in (so a replay writes them the same), and the
-//! duplicate rules see every earlier submission without a lock per person.
+//! The batch takes its locks (see [`super::locks`]), reads what its rules need, lets the Lead
+//! aggregate decide each command, reads back the leads its duplicates are answered with, and only
+//! then takes the writers' order lock for its one writing statement and its commit. The duplicate
+//! rules see every earlier submission of the same person (its lock was held until that batch
+//! committed), from any server.
 
 use std::collections::HashMap;
 
@@ -14,11 +14,11 @@ use soho_aggregates::lead::LeadCommand;
 use soho_aggregates::{Lead, LeadId};
 use soho_projections::log::{self, NewEvent};
 use soho_projections::LogPosition;
-use sqlx::PgConnection;
-use tokio::sync::mpsc;
+use sqlx::{Executor, PgConnection};
 use uuid::Uuid;
 
 use super::connection::WriterConnection;
+use super::locks;
 use super::receipts::Receipts;
 use super::{Job, Request, Submission, WriteError, Written};
 use crate::leads::queries;
@@ -26,26 +26,13 @@ use crate::leads::queries;
 /// How often a batch is tried after a deadlock before its requests are told it failed.
 const ATTEMPTS: usize = 3;
 
-/// Writes `requests`, with whatever `queue` received while the transaction began, and answers
-/// each.
-pub(super) async fn write(
-    conn: &mut WriterConnection,
-    queue: &mut mpsc::Receiver<Request>,
-    mut requests: Vec<Request>,
-) {
-    let lock = soho_projections::reader::lock_statement(soho_projections::leads::NAME);
+/// Writes `requests` and answers each.
+pub(super) async fn write(conn: &mut WriterConnection, requests: Vec<Request>) {
+    let begin = locks::begin_statement(&requests);
     let mut attempt = 1;
     let answers = loop {
-        let written = match conn.begin(&lock).await {
-            Ok(_) => {
-                if attempt == 1 {
-                    while requests.len() < super::BATCH {
-                        let Ok(request) = queue.try_recv() else { break };
-                        requests.push(request);
-                    }
-                }
-                try_write(conn, &requests).await
-            }
+        let written = match conn.begin(&begin).await {
+            Ok(_) => try_write(conn, &requests).await,
             Err(error) => Err(error.into()),
         };
         match written {
@@ -216,23 +203,34 @@ async fn decide_and_write(tx: &mut PgConnection, requests: &[Request]) -> anyhow
             Err(refused) => decided.push(Decided::Refused(refused.into())),
         }
     }
-    let appended = if events.is_empty() && soho_ids.claimed.is_empty() && receipts.is_empty() {
-        None
-    } else {
-        write_all(tx, &events, lead_events, &tasks, &soho_ids, &receipts).await?
-    };
-    // Only a duplicate's answer is read back: the others are what the batch just wrote.
-    let existing: Vec<Uuid> = decided
+    // A duplicate is answered with its lead as this batch leaves it, or else as stored: read
+    // back before the order lock (it is committed already). The others are what the batch writes.
+    let duplicates: std::collections::HashSet<Uuid> = decided
         .iter()
         .filter_map(|d| match d {
             Decided::Existing(lead) => Some(*lead),
             _ => None,
         })
         .collect();
-    let views: HashMap<Uuid, queries::LeadView> = if existing.is_empty() {
-        HashMap::new()
+    let mut views: HashMap<Uuid, queries::LeadView> = HashMap::new();
+    for d in &decided {
+        match d {
+            Decided::Write { view, .. } if duplicates.contains(&view.id) => {
+                views.insert(view.id, (**view).clone());
+            }
+            _ => {}
+        }
+    }
+    let stored: Vec<Uuid> =
+        duplicates.into_iter().filter(|lead| !views.contains_key(lead)).collect();
+    if !stored.is_empty() {
+        views.extend(queries::leads_by_id(&mut *tx, &stored).await?.into_iter().map(|v| (v.id, v)));
+    }
+    let appended = if events.is_empty() && soho_ids.claimed.is_empty() && receipts.is_empty() {
+        None
     } else {
-        queries::leads_by_id(&mut *tx, &existing).await?.into_iter().map(|v| (v.id, v)).collect()
+        tx.execute(locks::ORDER.as_str()).await?;
+        write_all(tx, &events, lead_events, &tasks, &soho_ids, &receipts).await?
     };
     // Soho CRM workers on every server look for the new tasks.
     let announce = appended

@@ -2,9 +2,9 @@
 //!
 //! Every batch used to borrow a pooled connection (which the pool pings before lending it),
 //! then send BEGIN, the leads lock, …, the NOTIFY and COMMIT one round trip each. The writer
-//! is the one place every lead command of a server passes through one at a time, so each round
-//! trip there is paid by every request: here BEGIN and the lock go together, as do the NOTIFY
-//! and COMMIT, on a connection kept open between batches.
+//! is the one place every lead command of a server passes through, so each round trip there is
+//! paid by every request: here BEGIN and the locks go together, as do the NOTIFY and COMMIT, on a
+//! connection kept open between batches.
 
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, Executor, PgConnection, PgPool};
@@ -22,18 +22,17 @@ impl WriterConnection {
         Self { options, open: None }
     }
 
-    /// Begins a transaction holding the leads read model's lock. A kept connection that fails
+    /// Begins a transaction with `begin` (BEGIN and the batch's locks). A kept connection that fails
     /// here (the database restarted since the last batch) is replaced once: nothing was
     /// written on it, so trying again on a new one is safe.
-    pub(super) async fn begin(&mut self, lock: &str) -> Result<&mut PgConnection, sqlx::Error> {
-        let begin = format!("BEGIN; {lock}");
+    pub(super) async fn begin(&mut self, begin: &str) -> Result<&mut PgConnection, sqlx::Error> {
         let kept = self.open.is_some();
-        match self.try_begin(&begin).await {
+        match self.try_begin(begin).await {
             Ok(()) => {}
             Err(error) if kept && lost(&error) => {
                 tracing::info!(error = %error, "the lead writer's connection was lost; opening another");
                 self.open = None;
-                self.try_begin(&begin).await?;
+                self.try_begin(begin).await?;
             }
             Err(error) => return Err(error),
         }

@@ -1,18 +1,19 @@
-//! The lead writer: one per server, it owns the transaction every lead command is written in
+//! The lead writer: one per server, it owns the transactions every lead command is written in
 //! (DESIGN.md "Write path").
 //!
-//! Requests queue; the writer takes whatever is queued (no timer: one request alone pays no
-//! batching delay, sixteen at once share one commit), and again once its transaction has begun
-//! (what came while it waited for the leads lock, held by another server's batch, joins this
-//! one), and writes the batch in one transaction:
-//! the person locks and duplicate rules for submissions, the Lead aggregate's decisions
-//! (`Lead::handle`, the only place a lead rule lives), the events (postgres-es's table), and the
-//! read models that follow leads (list row, counters, status history, CRM outbox, live feed),
-//! set-based for the whole batch. A command its aggregate refuses fails alone; its neighbours
-//! commit. A full queue is answered at once (`Busy`), never waited on.
+//! Requests queue; a batch takes whatever is queued (no timer: one request alone pays no
+//! batching delay, sixteen at once share one commit) and is written in one transaction:
+//! the locks on the people, leads and webhooks it is about, the duplicate rules for submissions,
+//! the Lead aggregate's decisions (`Lead::handle`, the only place a lead rule lives), and then,
+//! under the writers' order lock, the events (postgres-es's table) and the read models that
+//! follow leads (list row, counters, status history, CRM outbox, live feed), set-based for the
+//! whole batch, in one statement (see `locks` for why only that part is serialised across
+//! servers). A command its aggregate refuses fails alone; its neighbours commit. A full queue is
+//! answered at once (`Busy`), never waited on.
 
 mod batch;
 mod connection;
+mod locks;
 mod receipts;
 
 use chrono::{DateTime, Utc};
@@ -158,8 +159,7 @@ impl WriterTask {
             let mut requests = Vec::with_capacity(BATCH);
             let mut conn = connection::WriterConnection::new(&pool);
             while self.requests.recv_many(&mut requests, BATCH).await > 0 {
-                let taken = std::mem::take(&mut requests);
-                batch::write(&mut conn, &mut self.requests, taken).await;
+                batch::write(&mut conn, std::mem::take(&mut requests)).await;
             }
         })
     }

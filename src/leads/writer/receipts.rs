@@ -1,7 +1,8 @@
 //! Webhooks' receipts (`webhook_receipts`), kept by the lead writer: looked up for the batch's
-//! webhooks before anything is decided, and written with the events they caused. Batches commit
-//! one at a time under the leads lock, from every server, so a repeat always finds the receipt
-//! of a delivery that came before it; two deliveries in one batch are told apart here.
+//! webhooks before anything is decided, and written with the events they caused. A batch holds
+//! a lock on each webhook id it answers until it commits, on every server, so a repeat always
+//! finds the receipt of a delivery that came before it; two deliveries in one batch are told
+//! apart here.
 
 use std::collections::HashMap;
 
