@@ -98,6 +98,7 @@ pub async fn start(settings: Settings, pool: PgPool) -> anyhow::Result<RunningPo
     let portal = Arc::new(portal);
 
     let mut subscribers: Vec<Arc<dyn Projection>> = soho_projections::followed();
+    subscribers.push(Arc::new(crate::audit::sealer::Sealer));
     subscribers.push(Arc::new(InvitationSender { portal: Arc::clone(&portal), mailer }));
     let reader = Arc::new(CatchUpReader::new(pool, subscribers, checkpoints));
     reader.register().await.context("registering the subscribers")?;

@@ -7,6 +7,10 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use soho_projections::{replay, Projection};
 
+mod audit;
+
+pub use audit::AuditCommand;
+
 use crate::config::Settings;
 use crate::db::embedded::Leftover;
 use crate::db::{self, Database};
@@ -83,18 +87,6 @@ pub enum CrmCommand {
     },
 }
 
-#[derive(Subcommand)]
-pub enum AuditCommand {
-    /// Print every event of a lead, in order, with who caused it; with --at, also the lead as it
-    /// was at that instant.
-    Lead {
-        id: uuid::Uuid,
-        /// An RFC 3339 instant, e.g. 2026-11-24T12:00:00Z.
-        #[arg(long)]
-        at: Option<chrono::DateTime<chrono::Utc>>,
-    },
-}
-
 pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => crate::app::serve(settings).await,
@@ -112,6 +104,9 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
                 response.status()
             );
             Ok(())
+        }
+        Command::Audit { command: AuditCommand::Verify { file: Some(file) } } => {
+            audit::verify_file(&file)
         }
         Command::Openapi => {
             println!("{}", serde_json::to_string_pretty(&crate::http::openapi::document())?);
@@ -132,10 +127,12 @@ async fn run_tool(command: Command, settings: Settings, database: &Database) -> 
     match command {
         Command::Serve | Command::Openapi | Command::Healthcheck => unreachable!("handled by run"),
         Command::Migrate => {
-            println!("migrations applied");
+            // Events written before the hash chain existed are chained here, not at first start.
+            let sealed = audit::seal(pool).await?;
+            println!("migrations applied; log sealed up to chain position {sealed}");
             Ok(())
         }
-        Command::Audit { command: AuditCommand::Lead { id, at } } => audit_lead(pool, id, at).await,
+        Command::Audit { command } => audit::run(pool, command).await,
         Command::Crm { command: CrmCommand::Status } => {
             let backlog = crate::metrics::crm_backlog(pool).await?;
             let usage = crate::crm::limits::usage(
@@ -221,48 +218,6 @@ async fn run_tool(command: Command, settings: Settings, database: &Database) -> 
             Ok(())
         }
     }
-}
-
-async fn audit_lead(
-    pool: &sqlx::PgPool,
-    id: uuid::Uuid,
-    at: Option<chrono::DateTime<chrono::Utc>>,
-) -> anyhow::Result<()> {
-    let events =
-        crate::http::audit::lead_events(pool, id).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    if events.is_empty() {
-        bail!("no lead {id} in the log");
-    }
-    println!("Lead {id}: {} event(s)", events.len());
-    for event in &events {
-        let meta = &event.metadata;
-        let who = match (meta["actorType"].as_str(), meta["actorId"].as_str()) {
-            (Some(kind), Some(id)) => format!("{kind} {id}"),
-            (Some(kind), None) => kind.to_string(),
-            _ => "unknown".to_string(),
-        };
-        let webhook =
-            meta["webhookId"].as_str().map(|w| format!(" webhook {w}")).unwrap_or_default();
-        println!(
-            "#{:<3} {}  {:<28} by {who}{webhook}\n      {}",
-            event.sequence,
-            event.recorded_at.to_rfc3339(),
-            event.event_type,
-            event.payload
-        );
-    }
-    if let Some(at) = at {
-        match crate::http::audit::lead_state(pool, id, at)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-        {
-            Some(lead) => {
-                println!("State at {}:\n{}", at.to_rfc3339(), serde_json::to_string_pretty(&lead)?)
-            }
-            None => println!("The lead did not exist yet at {}.", at.to_rfc3339()),
-        }
-    }
-    Ok(())
 }
 
 /// Invites an auditor and prints the link (auditors get no email: the operator hands it over).

@@ -2,6 +2,7 @@
 //! binaries share it.
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod commands;

@@ -447,6 +447,42 @@ async fn every_lead_route_keeps_tenants_and_sub_accounts_apart() {
             ],
         ),
         (
+            route(Method::GET, format!("/leads/{l}/receipt"), None),
+            [
+                (200, Some(true)),
+                (403, None),
+                (403, None),
+                (404, None),
+                (403, None),
+                (200, Some(true)),
+                (401, None),
+            ],
+        ),
+        (
+            route(Method::GET, format!("/audit/leads/{l}/export"), None),
+            [
+                (403, None),
+                (403, None),
+                (403, None),
+                (403, None),
+                (403, None),
+                (200, Some(true)),
+                (401, None),
+            ],
+        ),
+        (
+            route(Method::GET, "/audit/verify".into(), None),
+            [
+                (403, None),
+                (403, None),
+                (403, None),
+                (403, None),
+                (403, None),
+                (200, Some(false)),
+                (401, None),
+            ],
+        ),
+        (
             route(Method::GET, format!("/audit/leads/{l}/state?at={now}"), None),
             [
                 (403, None),

@@ -1,75 +1,120 @@
-//! Audits: every stored event of a lead with its metadata, and the lead as it was at any past
-//! instant, rebuilt from its events. For auditors only.
+//! Audits (CONTRACT 7): every stored event of a lead with its hashes, the lead as it was at any
+//! past instant, the whole log checked against its hash chain, a lead's events exported for an
+//! offline check, and registration receipts.
 
 use axum::extract::{Query, State};
-use axum::routing::get;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use soho_aggregates::Lead;
-use utoipa::ToSchema;
+use serde::Deserialize;
 
+use super::json::ApiJson;
 use super::path::ApiPath;
 use super::problem::ApiError;
 use super::AppState;
-use crate::auth::Auditor;
-use crate::commands::load_aggregate;
-use crate::leads::queries::LeadView;
+use crate::audit::receipt::{self, Receipt, ReceiptCheck};
+use crate::audit::verify::Verdict;
+use crate::audit::{self, AuditEvent};
+use crate::auth::{Auditor, CurrentUser};
+use crate::leads::queries::{self, LeadView};
+use soho_aggregates::Role;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/audit/leads/{id}/events", get(events))
         .route("/audit/leads/{id}/state", get(state_at))
+        .route("/audit/leads/{id}/export", get(export))
+        .route("/audit/verify", get(verify))
+        .route("/audit/receipts/check", post(check_receipt))
+        .route("/leads/{id}/receipt", get(lead_receipt))
 }
 
-/// One stored event, as kept in the log.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct AuditEvent {
-    /// Its place in the global log.
-    pub position: i64,
-    /// Its place in the lead's stream (1, 2, ...).
-    pub sequence: i64,
-    #[serde(rename = "type")]
-    pub event_type: String,
-    pub version: String,
-    pub recorded_at: DateTime<Utc>,
-    pub payload: serde_json::Value,
-    /// Who caused it and why: actorType, actorId, webhookId, correlationId.
-    pub metadata: serde_json::Value,
-}
-
-/// Every event of a lead, oldest first.
-pub async fn lead_events(pool: &sqlx::PgPool, id: uuid::Uuid) -> Result<Vec<AuditEvent>, ApiError> {
-    let mut conn = pool.acquire().await?;
-    let stored = soho_projections::log::read_stream(&mut conn, "Lead", &id.to_string()).await?;
-    Ok(stored
-        .into_iter()
-        .map(|e| AuditEvent {
-            position: e.global_position,
-            sequence: e.sequence,
-            event_type: e.event_type,
-            version: e.event_version,
-            recorded_at: e.recorded_at,
-            payload: e.payload,
-            metadata: e.metadata,
-        })
-        .collect())
-}
-
-/// Every stored event of a lead, in order, with its metadata.
+/// Every stored event of a lead, in order, with its metadata and hashes.
 #[utoipa::path(get, path = "/audit/leads/{id}/events", tag = "audit", security(("bearer" = [])),
-    responses((status = 200, body = [AuditEvent]), (status = 404, body = super::problem::Problem)))]
+    responses((status = 200, body = [AuditEvent]),
+        (status = 503, description = "its newest events are not sealed yet", body = super::problem::Problem)))]
 pub async fn events(
     State(portal): State<AppState>,
     _auditor: Auditor,
     ApiPath(id): ApiPath<uuid::Uuid>,
 ) -> Result<Json<Vec<AuditEvent>>, ApiError> {
-    let events = lead_events(&portal.pool, id).await?;
+    let events = audit::lead_events(&portal.pool, &portal.checkpoints, id).await?;
     if events.is_empty() {
         return Err(ApiError::NotFound);
     }
     Ok(Json(events))
+}
+
+/// A lead's events as JSON lines with their hashes, for `soho-portal audit verify --file`.
+#[utoipa::path(get, path = "/audit/leads/{id}/export", tag = "audit", security(("bearer" = [])),
+    responses((status = 200, description = "one event per line", content_type = "application/jsonl", body = String), (status = 503, body = super::problem::Problem)))]
+pub async fn export(
+    State(portal): State<AppState>,
+    _auditor: Auditor,
+    ApiPath(id): ApiPath<uuid::Uuid>,
+) -> Result<impl IntoResponse, ApiError> {
+    let lines = audit::export_lead(&portal.pool, &portal.checkpoints, id).await?;
+    if lines.is_empty() {
+        return Err(ApiError::NotFound);
+    }
+    let disposition = format!("attachment; filename=\"lead-{id}.jsonl\"");
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/jsonl".to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        lines,
+    ))
+}
+
+/// The whole log checked against its hash chain; names the first broken position.
+#[utoipa::path(get, path = "/audit/verify", tag = "audit", security(("bearer" = [])),
+    responses((status = 200, body = Verdict),))]
+pub async fn verify(
+    State(portal): State<AppState>,
+    _auditor: Auditor,
+) -> Result<Json<Verdict>, ApiError> {
+    Ok(Json(audit::verify::verify_log(&portal.pool, &|_| {}).await?))
+}
+
+/// A lead's registration receipt: for its partner's admin and auditors.
+#[utoipa::path(get, path = "/leads/{id}/receipt", tag = "audit", security(("bearer" = [])),
+    responses((status = 200, body = Receipt),
+        (status = 503, body = super::problem::Problem)))]
+pub async fn lead_receipt(
+    State(portal): State<AppState>,
+    user: CurrentUser,
+    ApiPath(id): ApiPath<uuid::Uuid>,
+) -> Result<Json<Receipt>, ApiError> {
+    match (user.role, user.partner_id) {
+        (Role::Auditor, _) => {}
+        (Role::Admin, Some(partner)) => {
+            let scope = Some(queries::LeadScope::Partner(partner));
+            queries::lead(&portal.pool, id, scope).await?.ok_or(ApiError::NotFound)?;
+        }
+        _ => {
+            return Err(ApiError::Forbidden(
+                "receipts are for the partner's admins and auditors".into(),
+            ))
+        }
+    }
+    let receipt = receipt::issue(&portal.pool, &portal.checkpoints, id).await?;
+    receipt.map(Json).ok_or(ApiError::NotFound)
+}
+
+/// Whether a receipt holds against the log as it is now.
+#[utoipa::path(post, path = "/audit/receipts/check", tag = "audit", security(("bearer" = [])),
+    request_body = Receipt,
+    responses((status = 200, body = ReceiptCheck), (status = 400, body = super::problem::Problem),
+        (status = 422, body = super::problem::Problem)))]
+pub async fn check_receipt(
+    State(portal): State<AppState>,
+    _auditor: Auditor,
+    ApiJson(receipt): ApiJson<Receipt>,
+) -> Result<Json<ReceiptCheck>, ApiError> {
+    Ok(Json(receipt::check(&portal.pool, &receipt).await?))
 }
 
 #[derive(Deserialize)]
@@ -77,21 +122,11 @@ pub struct At {
     at: Option<String>,
 }
 
-/// The lead rebuilt from the events recorded up to `at` (inclusive); `None` if it did not exist.
-pub async fn lead_state(
-    pool: &sqlx::PgPool,
-    id: uuid::Uuid,
-    at: DateTime<Utc>,
-) -> Result<Option<LeadView>, ApiError> {
-    let mut conn = pool.acquire().await?;
-    let (lead, applied) = load_aggregate::<Lead>(&mut conn, &id.to_string(), Some(at)).await?;
-    Ok((applied > 0).then(|| LeadView::of_aggregate(&lead)).flatten())
-}
-
 /// The lead as it was at an instant, rebuilt from its events.
 #[utoipa::path(get, path = "/audit/leads/{id}/state", tag = "audit", security(("bearer" = [])),
     params(("at" = String, Query, description = "RFC 3339 instant")),
-    responses((status = 200, body = LeadView), (status = 404, description = "no such lead at that instant", body = super::problem::Problem),
+    responses((status = 200, body = LeadView),
+        (status = 404, description = "no such lead at that instant", body = super::problem::Problem),
         (status = 422, body = super::problem::Problem)))]
 pub async fn state_at(
     State(portal): State<AppState>,
@@ -108,5 +143,5 @@ pub async fn state_at(
             ApiError::invalid("at", "must be an RFC 3339 timestamp such as 2026-11-24T12:00:00Z")
         })?
         .with_timezone(&Utc);
-    lead_state(&portal.pool, id, at).await?.map(Json).ok_or(ApiError::NotFound)
+    audit::lead_state(&portal.pool, id, at).await?.map(Json).ok_or(ApiError::NotFound)
 }

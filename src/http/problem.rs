@@ -128,6 +128,17 @@ impl From<crate::leads::writer::WriteError> for ApiError {
     }
 }
 
+impl From<crate::audit::AuditError> for ApiError {
+    fn from(error: crate::audit::AuditError) -> Self {
+        use crate::audit::AuditError;
+        match error {
+            AuditError::NotSealed => Self::Overloaded { retry_after_seconds: 1 },
+            AuditError::Database(error) => error.into(),
+            AuditError::Replay(error) => Self::Internal(error),
+        }
+    }
+}
+
 impl From<crate::auth::password::Busy> for ApiError {
     fn from(_: crate::auth::password::Busy) -> Self {
         Self::Overloaded { retry_after_seconds: 1 }

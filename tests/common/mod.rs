@@ -786,6 +786,19 @@ impl TestPortal {
         self.cli_with(&[], args).await
     }
 
+    /// Runs the portal's command line; returns whether it succeeded and what it printed.
+    pub async fn cli_outcome(&self, args: &[&str]) -> (bool, String) {
+        let output = portal_command(args)
+            .env("DB_URL", &self.db_url)
+            .env("JWT_SECRET", JWT_SECRET)
+            .env("SOHO_WEBHOOK_SECRET", WEBHOOK_SECRET)
+            .env("PUBLIC_BASE_URL", "https://partners.example.com")
+            .output()
+            .await
+            .unwrap();
+        (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
     /// `cli` with settings of its own (the ones the servers run with, such as their limits).
     pub async fn cli_with(&self, envs: &[(&str, &str)], args: &[&str]) -> String {
         let output = portal_command(args)

@@ -11,8 +11,25 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Every stored event of a lead, in order, with its metadata. */
+        /** Every stored event of a lead, in order, with its metadata and hashes. */
         get: operations["events"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/audit/leads/{id}/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A lead's events as JSON lines with their hashes, for `soho-portal audit verify --file`. */
+        get: operations["export"];
         put?: never;
         post?: never;
         delete?: never;
@@ -30,6 +47,40 @@ export interface paths {
         };
         /** The lead as it was at an instant, rebuilt from its events. */
         get: operations["state_at"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/audit/receipts/check": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Whether a receipt holds against the log as it is now. */
+        post: operations["check_receipt"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/audit/verify": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The whole log checked against its hash chain; names the first broken position. */
+        get: operations["verify"];
         put?: never;
         post?: never;
         delete?: never;
@@ -270,6 +321,23 @@ export interface paths {
          *     submitted it, and auditors.
          */
         get: operations["history"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/leads/{id}/receipt": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A lead's registration receipt: for its partner's admin and auditors. */
+        get: operations["lead_receipt"];
         put?: never;
         post?: never;
         delete?: never;
@@ -815,6 +883,8 @@ export interface components {
         };
         /** @description One stored event, as kept in the log. */
         AuditEvent: {
+            /** @description SHA-256 (hex) over the event and `prevHash` (CONTRACT 7). */
+            hash: string;
             /** @description Who caused it and why: actorType, actorId, webhookId, correlationId. */
             metadata: unknown;
             payload: unknown;
@@ -823,6 +893,8 @@ export interface components {
              * @description Its place in the global log.
              */
             position: number;
+            /** @description The hash of the event before it in commit order (64 zeros for the first event). */
+            prevHash: string;
             /** Format: date-time */
             recordedAt: string;
             /**
@@ -832,6 +904,15 @@ export interface components {
             sequence: number;
             type: string;
             version: string;
+        };
+        /** @description Where the chain first fails, and why. */
+        Broken: {
+            /**
+             * Format: int64
+             * @description The event's global position (`position` in the audit events and exports).
+             */
+            position: number;
+            reason: string;
         };
         /** @description A key just created: the only time the key itself is shown. */
         CreatedKey: {
@@ -1049,6 +1130,30 @@ export interface components {
             /** @description Always `received`. */
             status: string;
         };
+        Receipt: {
+            /** @description The chain hash of the lead's first event (`LeadSubmitted`). */
+            eventHash: string;
+            /** Format: uuid */
+            leadId: string;
+            /** Format: uuid */
+            partnerId: string;
+            /**
+             * @description SHA-256 (hex) of the deployment's salt and the person's key: the lower-cased email, or the
+             *     normalised phone for a lead without an email.
+             */
+            personKeyHash: string;
+            /**
+             * Format: date-time
+             * @description When the log recorded the lead.
+             */
+            recordedAt: string;
+        };
+        /** @description Whether a receipt holds against the log as it is now. */
+        ReceiptCheck: {
+            ok: boolean;
+            /** @description Why not, when it does not hold. */
+            reason?: string | null;
+        };
         RefreshRequest: {
             /** @description For clients without cookies; the browser's cookie is used when this is absent. */
             refreshToken?: string | null;
@@ -1123,6 +1228,27 @@ export interface components {
             /** @description The test delivery's `webhook-id`. */
             messageId: string;
         };
+        /** @description The outcome of a check, as `GET /audit/verify` answers it. */
+        Verdict: {
+            /**
+             * Format: int64
+             * @description Events checked against their hashes.
+             */
+            events: number;
+            firstBroken?: null | components["schemas"]["Broken"];
+            /**
+             * @description The hash of the last one: write it down, and a later check proves nothing before it
+             *     changed.
+             */
+            head: string;
+            ok: boolean;
+            /**
+             * Format: int64
+             * @description Events committed but not sealed yet (the sealer runs a moment behind the writers); they
+             *     are neither vouched for nor broken.
+             */
+            unsealed: number;
+        };
         /** @description One week of the dashboard's chart. */
         WeekFigures: {
             /**
@@ -1188,12 +1314,13 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description no such resource, or not one the caller may see (a malformed id too) */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description a field or parameter is invalid; `errors` names each */
@@ -1203,6 +1330,82 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description its newest events are not sealed yet */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    export: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the resource's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description one event per line */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/jsonl": string;
+                };
+            };
+            /** @description no bearer token, or one that is invalid or expired, or whose user may no longer act */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role may not use this route */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such resource, or not one the caller may see (a malformed id too) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a field or parameter is invalid; `errors` names each */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
                 };
             };
         };
@@ -1263,6 +1466,109 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    check_receipt: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Receipt"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReceiptCheck"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no bearer token, or one that is invalid or expired, or whose user may no longer act */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role may not use this route */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    verify: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Verdict"];
+                };
+            };
+            /** @description no bearer token, or one that is invalid or expired, or whose user may no longer act */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role may not use this route */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
@@ -2138,6 +2444,72 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    lead_receipt: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the resource's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Receipt"];
+                };
+            };
+            /** @description no bearer token, or one that is invalid or expired, or whose user may no longer act */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role may not use this route */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such resource, or not one the caller may see (a malformed id too) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a field or parameter is invalid; `errors` names each */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
                 };
             };
         };

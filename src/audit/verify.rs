@@ -1,0 +1,258 @@
+//! Checking the chain: the whole log against its sealed hashes (`audit verify`, `GET
+//! /audit/verify`), or an exported lead offline, without the database (`audit verify --file`).
+
+use futures::TryStreamExt;
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, PgPool};
+use utoipa::ToSchema;
+
+use super::chain::{ChainHash, SealedContent};
+
+/// The outcome of a check, as `GET /audit/verify` answers it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Verdict {
+    /// Events checked against their hashes.
+    pub events: u64,
+    /// The hash of the last one: write it down, and a later check proves nothing before it
+    /// changed.
+    pub head: String,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_broken: Option<Broken>,
+    /// Events committed but not sealed yet (the sealer runs a moment behind the writers); they
+    /// are neither vouched for nor broken.
+    pub unsealed: u64,
+}
+
+/// Where the chain first fails, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Broken {
+    /// The event's global position (`position` in the audit events and exports).
+    pub position: i64,
+    pub reason: String,
+}
+
+impl Verdict {
+    fn new(events: u64, head: ChainHash, first_broken: Option<Broken>, unsealed: u64) -> Verdict {
+        Verdict { events, head: head.to_hex(), ok: first_broken.is_none(), first_broken, unsealed }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct Link {
+    chain_position: i64,
+    tx_id: i64,
+    global_position: i64,
+    prev_hash: Vec<u8>,
+    hash: Vec<u8>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Event {
+    tx_id: i64,
+    global_position: i64,
+    aggregate_type: String,
+    aggregate_id: String,
+    sequence: i64,
+    event_type: String,
+    event_version: String,
+    payload: serde_json::Value,
+    metadata: serde_json::Value,
+    recorded_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Event {
+    fn place(&self) -> (i64, i64) {
+        (self.tx_id, self.global_position)
+    }
+
+    fn content(self) -> SealedContent {
+        SealedContent {
+            aggregate_type: self.aggregate_type,
+            aggregate_id: self.aggregate_id,
+            sequence: self.sequence,
+            event_type: self.event_type,
+            version: self.event_version,
+            recorded_at: self.recorded_at,
+            payload: self.payload,
+            metadata: self.metadata,
+        }
+    }
+}
+
+fn broken(position: i64, reason: &str) -> Option<Broken> {
+    Some(Broken { position, reason: reason.to_string() })
+}
+
+/// Checks every stored event against the chain, in commit order, and names the first place it
+/// fails. `progress` is told how many events have been checked, now and then.
+///
+/// The chain and the log are read as two ordered streams over two connections sharing one
+/// snapshot (exported by the first), merged here: each a plain index-ordered read.
+pub async fn verify_log(
+    pool: &PgPool,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Verdict, sqlx::Error> {
+    let mut links_conn = pool.acquire().await?;
+    let mut events_conn = pool.acquire().await?;
+    sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut *links_conn)
+        .await?;
+    let (snapshot,): (String,) =
+        sqlx::query_as("SELECT pg_export_snapshot()").fetch_one(&mut *links_conn).await?;
+    sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut *events_conn)
+        .await?;
+    sqlx::query(&format!("SET TRANSACTION SNAPSHOT '{}'", snapshot.replace('\'', "")))
+        .execute(&mut *events_conn)
+        .await?;
+    let verdict = merge(&mut links_conn, &mut events_conn, progress).await;
+    let _ = sqlx::query("ROLLBACK").execute(&mut *links_conn).await;
+    let _ = sqlx::query("ROLLBACK").execute(&mut *events_conn).await;
+    verdict
+}
+
+async fn merge(
+    links_conn: &mut PgConnection,
+    events_conn: &mut PgConnection,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Verdict, sqlx::Error> {
+    let mut links = sqlx::query_as::<_, Link>(
+        "SELECT chain_position, tx_id, global_position, prev_hash, hash FROM audit_chain \
+         ORDER BY chain_position",
+    )
+    .fetch(links_conn);
+    let mut events = sqlx::query_as::<_, Event>(
+        "SELECT tx_id::text::bigint AS tx_id, global_position, aggregate_type, aggregate_id, \
+           sequence, event_type, event_version, payload, metadata, recorded_at \
+         FROM events ORDER BY events.tx_id, events.global_position",
+    )
+    .fetch(events_conn);
+
+    let mut checked = 0u64;
+    let mut prev = ChainHash::GENESIS;
+    let mut next_event = events.try_next().await?;
+    while let Some(link) = links.try_next().await? {
+        let position = link.global_position;
+        if link.chain_position != checked as i64 + 1 {
+            return Ok(Verdict::new(
+                checked,
+                prev,
+                broken(position, "a link of the chain is missing"),
+                0,
+            ));
+        }
+        if ChainHash::from_bytes(&link.prev_hash) != Some(prev) {
+            return Ok(Verdict::new(
+                checked,
+                prev,
+                broken(position, "its prevHash is not the previous event's hash"),
+                0,
+            ));
+        }
+        let Some(event) = next_event.take() else {
+            return Ok(Verdict::new(
+                checked,
+                prev,
+                broken(position, "the event is missing from the log"),
+                0,
+            ));
+        };
+        if event.place() < (link.tx_id, link.global_position) {
+            let reason =
+                "the event was never sealed but sits among sealed events (inserted afterwards)";
+            return Ok(Verdict::new(checked, prev, broken(event.global_position, reason), 0));
+        }
+        if event.place() > (link.tx_id, link.global_position) {
+            return Ok(Verdict::new(
+                checked,
+                prev,
+                broken(position, "the event is missing from the log"),
+                0,
+            ));
+        }
+        let hash = event.content().hash(prev);
+        if ChainHash::from_bytes(&link.hash) != Some(hash) {
+            return Ok(Verdict::new(
+                checked,
+                prev,
+                broken(position, "the event's content does not match its hash"),
+                0,
+            ));
+        }
+        prev = hash;
+        checked += 1;
+        if checked % 10_000 == 0 {
+            progress(checked);
+        }
+        next_event = events.try_next().await?;
+    }
+    let mut unsealed = u64::from(next_event.is_some());
+    while events.try_next().await?.is_some() {
+        unsealed += 1;
+    }
+    progress(checked);
+    Ok(Verdict::new(checked, prev, None, unsealed))
+}
+
+/// One line of an export: an event as sealed, with its place and hashes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportedEvent {
+    pub position: i64,
+    #[serde(flatten)]
+    pub content: SealedContent,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// Checks an export offline: every line's hash over its content and `prevHash`, positions
+/// rising, and each stream's sequence starting at 1 without a gap (so a removed line shows).
+/// An event's `prevHash` is the hash of the event before it in the whole log, which an export of
+/// one lead does not carry: that link is checked by `audit verify` against the database.
+pub fn verify_export(text: &str) -> Verdict {
+    let mut checked = 0u64;
+    let mut head = ChainHash::GENESIS;
+    let mut last_position = i64::MIN;
+    let mut sequences = std::collections::HashMap::<(String, String), i64>::new();
+    for (number, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let fail = |position, reason: String| {
+            Verdict::new(checked, head, Some(Broken { position, reason }), 0)
+        };
+        let event: ExportedEvent = match serde_json::from_str(line) {
+            Ok(event) => event,
+            Err(error) => {
+                return fail(0, format!("line {} is not an exported event: {error}", number + 1))
+            }
+        };
+        let position = event.position;
+        if position <= last_position {
+            return fail(position, "positions do not rise: a line was moved".into());
+        }
+        let stream = (event.content.aggregate_type.clone(), event.content.aggregate_id.clone());
+        let expected = sequences.get(&stream).map_or(1, |s| s + 1);
+        if event.content.sequence != expected {
+            return fail(
+                position,
+                format!(
+                    "sequence {} where {expected} was due: a line is missing",
+                    event.content.sequence
+                ),
+            );
+        }
+        let (Some(prev), Some(hash)) =
+            (ChainHash::from_hex(&event.prev_hash), ChainHash::from_hex(&event.hash))
+        else {
+            return fail(position, "prevHash and hash must be 64 hex digits".into());
+        };
+        if event.content.hash(prev) != hash {
+            return fail(position, "the event's content does not match its hash".into());
+        }
+        sequences.insert(stream, expected);
+        last_position = position;
+        head = hash;
+        checked += 1;
+    }
+    Verdict::new(checked, head, None, 0)
+}
