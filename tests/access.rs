@@ -471,6 +471,18 @@ async fn every_lead_route_keeps_tenants_and_sub_accounts_apart() {
             ],
         ),
         (
+            route(Method::GET, format!("/audit/partners/{}/stats?at={now}", a.id), None),
+            [
+                (403, None),
+                (403, None),
+                (403, None),
+                (403, None),
+                (403, None),
+                (200, Some(false)),
+                (401, None),
+            ],
+        ),
+        (
             route(Method::GET, "/audit/verify".into(), None),
             [
                 (403, None),

@@ -333,3 +333,74 @@ async fn a_receipt_holds_against_the_log_and_fails_once_the_log_is_altered() {
     assert!(verdict["reason"].as_str().unwrap().contains("hash"), "{verdict}");
     s.portal.stop().await;
 }
+
+#[tokio::test]
+async fn an_auditor_sees_a_partners_figures_as_they_stood_at_any_instant() {
+    let s = setup().await;
+    let pause = || tokio::time::sleep(std::time::Duration::from_millis(60));
+    let instant = || chrono::Utc::now().to_rfc3339().replace('+', "%2B");
+    let stats_at = |partner: uuid::Uuid, at: String| {
+        let portal = &s.portal;
+        let auditor = s.auditor.clone();
+        async move {
+            let path = format!("/audit/partners/{partner}/stats?at={at}");
+            let response = portal.get(&path, Some(&auditor)).await;
+            assert_eq!(response.status(), 200, "{path}");
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let before_all =
+        (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339().replace('+', "%2B");
+    pause().await;
+    let after_setup = instant();
+    pause().await;
+    let second: Value = s
+        .portal
+        .post("/leads", Some(&s.a.sub), &json!({"lastName": "Babbage", "email": "cb@example.com"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let second = second["id"].as_str().unwrap();
+    pause().await;
+    let after_second = instant();
+    pause().await;
+    let lost = s
+        .portal
+        .patch(&format!("/leads/{second}/status"), Some(&s.a.admin), &json!({"status": "lost"}))
+        .await;
+    assert_eq!(lost.status(), 200);
+
+    let then = stats_at(s.a.id, before_all).await;
+    assert_eq!(then["totalLeads"], 0, "{then}");
+    let then = stats_at(s.a.id, after_setup).await;
+    assert_eq!(
+        (then["totalLeads"].clone(), then["byStatus"]["qualified"].clone()),
+        (json!(1), json!(1)),
+        "{then}"
+    );
+    let then = stats_at(s.a.id, after_second.clone()).await;
+    assert_eq!(then["totalLeads"], 2, "{then}");
+    assert_eq!(then["byStatus"]["new"], 1, "the second lead was new then: {then}");
+    assert_eq!(then["byStatus"]["lost"], 0, "{then}");
+    let now = stats_at(s.a.id, instant()).await;
+    assert_eq!(now["byStatus"]["lost"], 1, "{now}");
+    // The figures now equal the live dashboard's.
+    let live: Value =
+        s.portal.get("/dashboard/stats", Some(&s.a.admin)).await.json().await.unwrap();
+    assert_eq!(now["byStatus"], live["byStatus"]);
+    assert_eq!(now["totalLeads"], live["totalLeads"]);
+    // The other partner's figures are its own.
+    let other = stats_at(s.b.id, after_second.clone()).await;
+    assert_eq!(other["totalLeads"], 1, "{other}");
+
+    let path = |partner: uuid::Uuid, query: &str| format!("/audit/partners/{partner}/stats{query}");
+    let unknown = path(uuid::Uuid::new_v4(), &format!("?at={after_second}"));
+    assert_eq!(s.portal.get(&unknown, Some(&s.auditor)).await.status(), 404);
+    let missing = s.portal.get(&path(s.a.id, ""), Some(&s.auditor)).await;
+    assert_eq!(missing.status(), 422);
+    assert_eq!(common::problem_fields(&missing.json().await.unwrap()), vec!["at"]);
+    let own = path(s.a.id, &format!("?at={after_second}"));
+    assert_eq!(s.portal.get(&own, Some(&s.a.admin)).await.status(), 403);
+    s.portal.stop().await;
+}

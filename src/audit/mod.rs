@@ -5,6 +5,7 @@
 pub mod chain;
 pub mod receipt;
 pub mod sealer;
+pub mod stats;
 pub mod verify;
 
 use std::time::Duration;

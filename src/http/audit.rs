@@ -18,7 +18,7 @@ use crate::audit::receipt::{self, Receipt, ReceiptCheck};
 use crate::audit::verify::Verdict;
 use crate::audit::{self, AuditEvent};
 use crate::auth::{Auditor, CurrentUser};
-use crate::leads::queries::{self, LeadView};
+use crate::leads::queries::{self, DashboardStats, LeadView};
 use soho_aggregates::Role;
 
 pub fn routes() -> Router<AppState> {
@@ -28,6 +28,7 @@ pub fn routes() -> Router<AppState> {
         .route("/audit/leads/{id}/export", get(export))
         .route("/audit/verify", get(verify))
         .route("/audit/receipts/check", post(check_receipt))
+        .route("/audit/partners/{id}/stats", get(partner_stats_at))
         .route("/leads/{id}/receipt", get(lead_receipt))
 }
 
@@ -134,14 +135,34 @@ pub async fn state_at(
     ApiPath(id): ApiPath<uuid::Uuid>,
     Query(query): Query<At>,
 ) -> Result<Json<LeadView>, ApiError> {
-    let at = query
-        .at
-        .as_deref()
-        .ok_or_else(|| ApiError::invalid("at", "is required (an RFC 3339 instant)"))?;
-    let at = DateTime::parse_from_rfc3339(at)
-        .map_err(|_| {
-            ApiError::invalid("at", "must be an RFC 3339 timestamp such as 2026-11-24T12:00:00Z")
-        })?
-        .with_timezone(&Utc);
+    let at = query.instant()?;
     audit::lead_state(&portal.pool, id, at).await?.map(Json).ok_or(ApiError::NotFound)
+}
+
+/// A partner's dashboard figures as they stood at an instant, rebuilt from the log.
+#[utoipa::path(get, path = "/audit/partners/{id}/stats", tag = "audit", security(("bearer" = [])),
+    params(("at" = String, Query, description = "RFC 3339 instant")),
+    responses((status = 200, body = DashboardStats), (status = 422, body = super::problem::Problem)))]
+pub async fn partner_stats_at(
+    State(portal): State<AppState>,
+    _auditor: Auditor,
+    ApiPath(id): ApiPath<uuid::Uuid>,
+    Query(query): Query<At>,
+) -> Result<Json<DashboardStats>, ApiError> {
+    let at = query.instant()?;
+    let stats = audit::stats::partner_stats_at(&portal.pool, id.into(), at).await?;
+    stats.map(Json).ok_or(ApiError::NotFound)
+}
+
+impl At {
+    fn instant(&self) -> Result<DateTime<Utc>, ApiError> {
+        let at = self
+            .at
+            .as_deref()
+            .ok_or_else(|| ApiError::invalid("at", "is required (an RFC 3339 instant)"))?;
+        let at = DateTime::parse_from_rfc3339(at).map_err(|_| {
+            ApiError::invalid("at", "must be an RFC 3339 timestamp such as 2026-11-24T12:00:00Z")
+        })?;
+        Ok(at.with_timezone(&Utc))
+    }
 }

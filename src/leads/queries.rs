@@ -362,16 +362,23 @@ pub async fn stats(pool: &PgPool, scope: LeadScope) -> Result<DashboardStats, sq
             .bind(id)
             .fetch_all(pool)
             .await?;
-    let mut by_status: BTreeMap<String, i64> =
-        LeadStatus::ALL.iter().map(|s| (s.as_str().to_string(), 0)).collect();
-    for (status, leads) in rows {
-        by_status.insert(status, leads);
+    Ok(DashboardStats::of_counts(kind, rows))
+}
+
+impl DashboardStats {
+    /// The figures from leads counted by status (statuses without leads count 0).
+    pub fn of_counts(scope: &'static str, counts: impl IntoIterator<Item = (String, i64)>) -> Self {
+        let mut by_status: BTreeMap<String, i64> =
+            LeadStatus::ALL.iter().map(|s| (s.as_str().to_string(), 0)).collect();
+        for (status, leads) in counts {
+            *by_status.entry(status).or_default() += leads;
+        }
+        let total_leads: i64 = by_status.values().sum();
+        let converted = by_status.get("converted").copied().unwrap_or(0);
+        let conversion_rate =
+            if total_leads == 0 { 0.0 } else { converted as f64 / total_leads as f64 };
+        DashboardStats { scope, total_leads, by_status, conversion_rate }
     }
-    let total_leads: i64 = by_status.values().sum();
-    let converted = by_status.get("converted").copied().unwrap_or(0);
-    let conversion_rate =
-        if total_leads == 0 { 0.0 } else { converted as f64 / total_leads as f64 };
-    Ok(DashboardStats { scope: kind, total_leads, by_status, conversion_rate })
 }
 
 /// One week of the dashboard's chart.
