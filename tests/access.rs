@@ -483,6 +483,30 @@ async fn every_lead_route_keeps_tenants_and_sub_accounts_apart() {
             ],
         ),
         (
+            route(Method::GET, format!("/audit/leads?id={l}"), None),
+            [
+                (403, None),
+                (403, None),
+                (403, None),
+                (403, None),
+                (403, None),
+                (200, Some(true)),
+                (401, None),
+            ],
+        ),
+        (
+            route(Method::GET, "/audit/partners".into(), None),
+            [
+                (403, None),
+                (403, None),
+                (403, None),
+                (403, None),
+                (403, None),
+                (200, Some(false)),
+                (401, None),
+            ],
+        ),
+        (
             route(Method::GET, "/audit/verify".into(), None),
             [
                 (403, None),

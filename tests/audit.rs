@@ -404,3 +404,40 @@ async fn an_auditor_sees_a_partners_figures_as_they_stood_at_any_instant() {
     assert_eq!(s.portal.get(&own, Some(&s.a.admin)).await.status(), 403);
     s.portal.stop().await;
 }
+
+#[tokio::test]
+async fn an_auditor_finds_a_lead_by_id_by_soho_id_and_by_partner() {
+    let s = setup().await;
+    let find = |query: String| {
+        let portal = &s.portal;
+        let auditor = s.auditor.clone();
+        async move {
+            let response = portal.get(&format!("/audit/leads?{query}"), Some(&auditor)).await;
+            (response.status().as_u16(), response.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, by_id) = find(format!("id={}", s.lead)).await;
+    assert_eq!(status, 200);
+    assert_eq!(by_id.as_array().unwrap().len(), 1);
+    assert_eq!(by_id[0]["partnerId"], s.a.id.to_string());
+    assert_eq!(by_id[0]["partnerName"].as_str().map(str::is_empty), Some(false), "{by_id}");
+    let soho = by_id[0]["sohoLeadId"].as_str().expect("synced by now").to_string();
+    let (_, by_soho) = find(format!("sohoLeadId={soho}")).await;
+    assert_eq!(by_soho[0]["id"], s.lead.as_str());
+    let (_, by_partner) = find(format!("partnerId={}", s.b.id)).await;
+    let ids: Vec<&Value> = by_partner.as_array().unwrap().iter().map(|l| &l["id"]).collect();
+    assert_eq!(ids.len(), 1, "partner B has one lead: {by_partner}");
+    assert_ne!(ids[0], s.lead.as_str());
+    let (_, nothing) = find("sohoLeadId=no-such-record".into()).await;
+    assert_eq!(nothing, json!([]));
+    for bad in ["", "id=nope", "id=1&partnerId=2", "partnerId=x"] {
+        assert_eq!(find(bad.into()).await.0, 422, "{bad}");
+    }
+    let partners: Value =
+        s.portal.get("/audit/partners", Some(&s.auditor)).await.json().await.unwrap();
+    assert_eq!(partners.as_array().unwrap().len(), 2, "{partners}");
+    assert_eq!(s.portal.get("/audit/partners", Some(&s.a.admin)).await.status(), 403);
+    let path = format!("/audit/leads?id={}", s.lead);
+    assert_eq!(s.portal.get(&path, Some(&s.a.admin)).await.status(), 403);
+    s.portal.stop().await;
+}

@@ -3,6 +3,7 @@
 //! and registration receipts (`receipt`).
 
 pub mod chain;
+pub mod find;
 pub mod receipt;
 pub mod sealer;
 pub mod stats;

@@ -9,11 +9,13 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::json::ApiJson;
 use super::path::ApiPath;
 use super::problem::ApiError;
 use super::AppState;
+use crate::audit::find::{self, AuditedPartner, FoundLead, LeadKey};
 use crate::audit::receipt::{self, Receipt, ReceiptCheck};
 use crate::audit::verify::Verdict;
 use crate::audit::{self, AuditEvent};
@@ -23,6 +25,8 @@ use soho_aggregates::Role;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/audit/leads", get(find_leads))
+        .route("/audit/partners", get(partners))
         .route("/audit/leads/{id}/events", get(events))
         .route("/audit/leads/{id}/state", get(state_at))
         .route("/audit/leads/{id}/export", get(export))
@@ -30,6 +34,53 @@ pub fn routes() -> Router<AppState> {
         .route("/audit/receipts/check", post(check_receipt))
         .route("/audit/partners/{id}/stats", get(partner_stats_at))
         .route("/leads/{id}/receipt", get(lead_receipt))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+pub struct FindLeads {
+    /// The lead's id.
+    id: Option<String>,
+    /// Its record id in Soho CRM.
+    soho_lead_id: Option<String>,
+    /// Its partner: that partner's newest 100 leads.
+    partner_id: Option<String>,
+}
+
+/// Finds leads to audit by exactly one of: id, Soho CRM id, partner.
+#[utoipa::path(get, path = "/audit/leads", tag = "audit", security(("bearer" = [])), params(FindLeads),
+    responses((status = 200, body = [FoundLead]), (status = 422, body = super::problem::Problem)))]
+pub async fn find_leads(
+    State(portal): State<AppState>,
+    _auditor: Auditor,
+    Query(query): Query<FindLeads>,
+) -> Result<Json<Vec<FoundLead>>, ApiError> {
+    let uuid = |field: &str, text: &str| {
+        text.trim().parse::<uuid::Uuid>().map_err(|_| ApiError::invalid(field, "must be a UUID"))
+    };
+    let key = match (&query.id, &query.soho_lead_id, &query.partner_id) {
+        (Some(id), None, None) => LeadKey::Id(uuid("id", id)?),
+        (None, Some(soho), None) => {
+            let soho = soho.trim();
+            if soho.is_empty() || soho.len() > 64 || soho.contains('\0') {
+                return Err(ApiError::invalid("sohoLeadId", "must be 1 to 64 characters"));
+            }
+            LeadKey::SohoLeadId(soho.to_string())
+        }
+        (None, None, Some(partner)) => LeadKey::Partner(uuid("partnerId", partner)?),
+        _ => return Err(ApiError::invalid("id", "give exactly one of id, sohoLeadId, partnerId")),
+    };
+    Ok(Json(find::leads(&portal.pool, key).await?))
+}
+
+/// Every partner, by name, for an auditor to pick one.
+#[utoipa::path(get, path = "/audit/partners", tag = "audit", security(("bearer" = [])),
+    responses((status = 200, body = [AuditedPartner])))]
+pub async fn partners(
+    State(portal): State<AppState>,
+    _auditor: Auditor,
+) -> Result<Json<Vec<AuditedPartner>>, ApiError> {
+    Ok(Json(find::partners(&portal.pool).await?))
 }
 
 /// Every stored event of a lead, in order, with its metadata and hashes.

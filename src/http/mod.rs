@@ -56,7 +56,7 @@ pub type AppState = Arc<Portal>;
         leads::submit, leads::list, leads::export, leads::one, leads::change_status, leads::history,
         leads::stats, leads::weekly, leads::changes, crate::live::socket::upgrade,
         audit::events, audit::state_at, audit::export, audit::verify, audit::lead_receipt,
-        audit::check_receipt, audit::partner_stats_at,
+        audit::check_receipt, audit::partner_stats_at, audit::find_leads, audit::partners,
     ),
     components(schemas(problem::Problem, problem::FieldError)),
     modifiers(&BearerAuth)

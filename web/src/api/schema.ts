@@ -4,6 +4,23 @@
  */
 
 export interface paths {
+    "/audit/leads": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Finds leads to audit by exactly one of: id, Soho CRM id, partner. */
+        get: operations["find_leads"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/audit/leads/{id}/events": {
         parameters: {
             query?: never;
@@ -47,6 +64,23 @@ export interface paths {
         };
         /** The lead as it was at an instant, rebuilt from its events. */
         get: operations["state_at"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/audit/partners": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every partner, by name, for an auditor to pick one. */
+        get: operations["partners"];
         put?: never;
         post?: never;
         delete?: never;
@@ -922,6 +956,14 @@ export interface components {
             type: string;
             version: string;
         };
+        /** @description A partner as an auditor picks it. */
+        AuditedPartner: {
+            /** Format: uuid */
+            id: string;
+            name: string;
+            sohoPartnerId: string;
+            status: string;
+        };
         /** @description Where the chain first fails, and why. */
         Broken: {
             /**
@@ -1015,6 +1057,19 @@ export interface components {
         FieldError: {
             field: string;
             message: string;
+        };
+        /** @description A lead as an auditor's search lists it. */
+        FoundLead: {
+            /** Format: date-time */
+            createdAt: string;
+            /** Format: uuid */
+            id: string;
+            lastName: string;
+            /** Format: uuid */
+            partnerId: string;
+            partnerName: string;
+            sohoLeadId?: string | null;
+            status: string;
         };
         /**
          * @description Ready or not, and nothing more: this is public, so the CRM's address, its errors and the
@@ -1293,6 +1348,58 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    find_leads: {
+        parameters: {
+            query?: {
+                /** @description The lead's id. */
+                id?: string | null;
+                /** @description Its record id in Soho CRM. */
+                sohoLeadId?: string | null;
+                /** @description Its partner: that partner's newest 100 leads. */
+                partnerId?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FoundLead"][];
+                };
+            };
+            /** @description no bearer token, or one that is invalid or expired, or whose user may no longer act */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role may not use this route */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     events: {
         parameters: {
             query?: never;
@@ -1483,6 +1590,43 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    partners: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditedPartner"][];
+                };
+            };
+            /** @description no bearer token, or one that is invalid or expired, or whose user may no longer act */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role may not use this route */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
