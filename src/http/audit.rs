@@ -26,10 +26,10 @@ use soho_aggregates::Role;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/audit/leads", get(find_leads))
-        .route("/audit/partners", get(partners))
+        .route("/audit/partners", get(list_partners))
         .route("/audit/leads/{id}/events", get(events))
         .route("/audit/leads/{id}/state", get(state_at))
-        .route("/audit/leads/{id}/export", get(export))
+        .route("/audit/leads/{id}/export", get(export_lead))
         .route("/audit/verify", get(verify))
         .route("/audit/receipts/check", post(check_receipt))
         .route("/audit/partners/{id}/stats", get(partner_stats_at))
@@ -76,7 +76,7 @@ pub async fn find_leads(
 /// Every partner, by name, for an auditor to pick one.
 #[utoipa::path(get, path = "/audit/partners", tag = "audit", security(("bearer" = [])),
     responses((status = 200, body = [AuditedPartner])))]
-pub async fn partners(
+pub async fn list_partners(
     State(portal): State<AppState>,
     _auditor: Auditor,
 ) -> Result<Json<Vec<AuditedPartner>>, ApiError> {
@@ -102,7 +102,7 @@ pub async fn events(
 /// A lead's events as JSON lines with their hashes, for `soho-portal audit verify --file`.
 #[utoipa::path(get, path = "/audit/leads/{id}/export", tag = "audit", security(("bearer" = [])),
     responses((status = 200, description = "one event per line", content_type = "application/jsonl", body = String), (status = 503, body = super::problem::Problem)))]
-pub async fn export(
+pub async fn export_lead(
     State(portal): State<AppState>,
     _auditor: Auditor,
     ApiPath(id): ApiPath<uuid::Uuid>,

@@ -55,8 +55,8 @@ pub type AppState = Arc<Portal>;
         partner_webhooks::remove, partner_webhooks::test, partner_webhooks::deliveries,
         leads::submit, leads::list, leads::export, leads::one, leads::change_status, leads::history,
         leads::stats, leads::weekly, leads::changes, crate::live::socket::upgrade,
-        audit::events, audit::state_at, audit::export, audit::verify, audit::lead_receipt,
-        audit::check_receipt, audit::partner_stats_at, audit::find_leads, audit::partners,
+        audit::events, audit::state_at, audit::export_lead, audit::verify, audit::lead_receipt,
+        audit::check_receipt, audit::partner_stats_at, audit::find_leads, audit::list_partners,
     ),
     components(schemas(problem::Problem, problem::FieldError)),
     modifiers(&BearerAuth)

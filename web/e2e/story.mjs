@@ -5,7 +5,7 @@
 // and the dashboard change without a reload → invite a sub-account → log in as it → it sees only
 // its own leads → a public-form submission appears for the admin. Every page is screenshotted
 // into e2e/artifacts/ and checked with axe-core (no serious or critical violation).
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { createServer } from "node:http";
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -24,16 +24,17 @@ const PASSWORD = "correct horse battery staple";
 let passed = 0;
 let failed = 0;
 /// Every `step` below; a run that does not reach them all has failed, whatever threw.
-const STEPS = 12;
+const STEPS = 13;
 /// Set when a step has reported its own failure (so the outer catch does not count it twice).
 let reported = false;
 const failures = [];
+
+const binary = process.env.SOHO_PORTAL_BIN ?? join(root, "target", "debug", "soho-portal");
 
 function startPortal() {
   const data = mkdtempSync(join(tmpdir(), "soho-e2e-"));
   // Reachable by the unprivileged user the embedded PostgreSQL runs as when we are root.
   chmodSync(data, 0o755);
-  const binary = process.env.SOHO_PORTAL_BIN ?? join(root, "target", "debug", "soho-portal");
   const child = spawn(binary, ["serve"], {
     cwd: tmpdir(),
     env: { PATH: process.env.PATH, HOME: process.env.HOME, DATA_DIR: data, LISTEN_ADDR: "127.0.0.1:0", WEB_DIR: join(here, "..", "dist"), RUST_LOG: "warn" },
@@ -325,6 +326,49 @@ try {
     } finally {
       receiver.close();
     }
+  });
+
+  await step("an auditor finds the lead, steps through its timeline, sees it between two changes, a partner's past figures, and the log verified", async () => {
+    // Auditors are created by the operator, on the command line, against the running portal's data.
+    const printed = execFileSync(binary, ["user", "create-auditor", "--email", "auditor@example.com"], {
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, DATA_DIR: data, RUST_LOG: "warn" },
+      encoding: "utf8",
+    });
+    const token = printed.match(/register\?token=(\S+)/)?.[1];
+    if (!token) throw new Error(`no registration link in: ${printed}`);
+    const auditor = watchPolicy(await (await browser.newContext()).newPage());
+    await auditor.goto(`${portal}/register?token=${token}`);
+    await auditor.fill("input[name=name]", "Audrey Auditor");
+    await auditor.fill("input[name=password]", PASSWORD);
+    await auditor.fill("input[name=confirm]", PASSWORD);
+    await auditor.click("button:has-text('Create my account')");
+    await auditor.waitForSelector("h1:has-text('Audit')");
+    await auditor.fill("input[name=id]", leadId);
+    await auditor.click("form[aria-label='Find a lead by its id'] button");
+    await auditor.waitForSelector(`table a[href='/audit/leads/${leadId}']`);
+    await check(auditor, "16-audit-find");
+    await auditor.click(`table a[href='/audit/leads/${leadId}']`);
+    await auditor.waitForSelector("[data-testid=timeline] li:has-text('Status contacted → converted')");
+    await auditor.waitForSelector("[data-testid=state-status]:has-text('converted')");
+    await auditor.click("button:has-text('Previous event')");
+    await auditor.waitForSelector("[data-testid=state-status]:has-text('contacted')");
+    await auditor.click("button:has-text('Check its receipt against the log')");
+    await auditor.waitForSelector("[data-testid=receipt-check]:has-text('The receipt holds')");
+    await check(auditor, "17-audit-lead");
+    await auditor.click("dl >> a[href^='/audit/partners/']");
+    await auditor.waitForSelector("h1:has-text('Acme Referrals Ltd')");
+    await auditor.waitForSelector("[data-testid=status-converted]:has-text('1')");
+    await auditor.fill("input[name=at]", "2020-01-01T00:00:00");
+    await auditor.click("form[aria-label='Figures at an instant'] button");
+    await auditor.waitForSelector("[data-testid=total-leads]:has-text('0')");
+    await check(auditor, "18-audit-partner-past");
+    await auditor.click("nav >> text=Audit");
+    await auditor.click("button:has-text('Verify the whole log')");
+    await auditor.waitForSelector("[data-testid=verdict]:has-text('Intact')", { timeout: 30_000 });
+    await check(auditor, "19-audit-verified");
+    // The admin sees the lead's registration receipt on its page.
+    await admin.goto(`${portal}/leads/${leadId}`);
+    await admin.waitForSelector("[data-testid=receipt-hash]");
   });
 
   await step("on a phone-sized screen the pages still work", async () => {

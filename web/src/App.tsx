@@ -13,6 +13,9 @@ const NewLeadPage = lazy(() => import("./pages/NewLead").then((m) => ({ default:
 const ProfilePage = lazy(() => import("./pages/Profile").then((m) => ({ default: m.ProfilePage })));
 const PublicFormPage = lazy(() => import("./pages/PublicForm").then((m) => ({ default: m.PublicFormPage })));
 const RegisterPage = lazy(() => import("./pages/Register").then((m) => ({ default: m.RegisterPage })));
+const AuditHomePage = lazy(() => import("./pages/audit/AuditHome").then((m) => ({ default: m.AuditHomePage })));
+const AuditLeadPage = lazy(() => import("./pages/audit/AuditLead").then((m) => ({ default: m.AuditLeadPage })));
+const AuditPartnerPage = lazy(() => import("./pages/audit/AuditPartner").then((m) => ({ default: m.AuditPartnerPage })));
 const TeamPage = lazy(() => import("./pages/Team").then((m) => ({ default: m.TeamPage })));
 
 function NotFound() {
@@ -24,10 +27,15 @@ function NotFound() {
   );
 }
 
-function RequireSession({ children, admin }: { children: ReactNode; admin?: boolean }) {
+/** A page for a logged-in user. Auditors have pages of their own (under /audit) and partners'
+ *  users theirs: each is sent to its own start rather than to a page that would refuse it. */
+function RequireSession({ children, admin, auditor }: { children: ReactNode; admin?: boolean; auditor?: boolean }) {
   const { session, ended } = useSession();
   const location = useLocation();
   if (!session) return <Navigate to={`/login?${ended ? "expired=1&" : ""}next=${encodeURIComponent(location.pathname + location.search)}`} replace />;
+  const isAuditor = session.user.role === "auditor";
+  if (isAuditor && !auditor) return <Navigate to="/audit" replace />;
+  if (!isAuditor && auditor) return <Navigate to="/" replace />;
   if (admin && session.user.role !== "admin") return <Navigate to="/" replace />;
   return <>{children}</>;
 }
@@ -52,6 +60,9 @@ export function App() {
                   <Route path="/leads/:id" element={<RequireSession><LeadDetailPage /></RequireSession>} />
                   <Route path="/team" element={<RequireSession admin><TeamPage /></RequireSession>} />
                   <Route path="/profile" element={<RequireSession><ProfilePage /></RequireSession>} />
+                  <Route path="/audit" element={<RequireSession auditor><AuditHomePage /></RequireSession>} />
+                  <Route path="/audit/leads/:id" element={<RequireSession auditor><AuditLeadPage /></RequireSession>} />
+                  <Route path="/audit/partners/:id" element={<RequireSession auditor><AuditPartnerPage /></RequireSession>} />
                   <Route path="*" element={<NotFound />} />
                 </Routes>
               </Layout>

@@ -17,6 +17,12 @@ export type ApiKey = components["schemas"]["ApiKey"];
 export type CreatedKey = components["schemas"]["CreatedKey"];
 export type WebhookEndpoint = components["schemas"]["Endpoint"];
 export type WebhookDelivery = components["schemas"]["Delivery"];
+export type AuditEvent = components["schemas"]["AuditEvent"];
+export type FoundLead = components["schemas"]["FoundLead"];
+export type AuditedPartner = components["schemas"]["AuditedPartner"];
+export type Verdict = components["schemas"]["Verdict"];
+export type Receipt = components["schemas"]["Receipt"];
+export type ReceiptCheck = components["schemas"]["ReceiptCheck"];
 
 export const STATUSES = ["new", "contacted", "qualified", "converted", "lost"] as const;
 export type Status = (typeof STATUSES)[number];
@@ -107,4 +113,32 @@ export function leadQuery(filters: Record<string, string | undefined>): string {
   for (const [key, value] of Object.entries(filters)) if (value) params.set(key, value);
   const text = params.toString();
   return text ? `?${text}` : "";
+}
+
+/** A text answer (an export), for a logged-in caller; refreshes a token that ran out, once. */
+export async function apiText(path: string, token?: string | null): Promise<string> {
+  const send = (bearer?: string | null) => fetch(path, { headers: bearer ? { authorization: `Bearer ${bearer}` } : {} });
+  let response = await send(token);
+  if (response.status === 401 && token) {
+    const fresh = await refreshSession();
+    if (!fresh) onUnauthorised();
+    else response = await send(fresh.accessToken);
+  }
+  if (!response.ok) {
+    const problem = (await response.json().catch(() => null)) as Problem | null;
+    throw new ApiError(response.status, problem ?? { type: "about:blank", title: response.statusText, status: response.status, detail: response.statusText });
+  }
+  return response.text();
+}
+
+/** Hands `text` to the browser as a file download. */
+export function download(name: string, text: string, type: string) {
+  const url = URL.createObjectURL(new Blob([text], { type }));
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = name;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
 }

@@ -46,7 +46,7 @@ export interface paths {
             cookie?: never;
         };
         /** A lead's events as JSON lines with their hashes, for `soho-portal audit verify --file`. */
-        get: operations["export"];
+        get: operations["export_lead"];
         put?: never;
         post?: never;
         delete?: never;
@@ -80,7 +80,7 @@ export interface paths {
             cookie?: never;
         };
         /** Every partner, by name, for an auditor to pick one. */
-        get: operations["partners"];
+        get: operations["list_partners"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1467,7 +1467,7 @@ export interface operations {
             };
         };
     };
-    export: {
+    export_lead: {
         parameters: {
             query?: never;
             header?: never;
@@ -1594,7 +1594,7 @@ export interface operations {
             };
         };
     };
-    partners: {
+    list_partners: {
         parameters: {
             query?: never;
             header?: never;

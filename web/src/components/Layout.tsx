@@ -15,6 +15,7 @@ export function Layout({ children }: { children: ReactNode }) {
       .catch(() => setDev(null));
   }, []);
   const admin = session?.user.role === "admin";
+  const auditor = session?.user.role === "auditor";
   return (
     <div className="app">
       <a className="skip" href="#main">Skip to content</a>
@@ -22,11 +23,15 @@ export function Layout({ children }: { children: ReactNode }) {
         <span className="brand">Soho Partner Portal</span>
         {session && (
           <nav aria-label="Main">
-            <NavLink to="/" end>Dashboard</NavLink>
-            <NavLink to="/leads" end>Leads</NavLink>
-            <NavLink to="/leads/new">New lead</NavLink>
-            {admin && <NavLink to="/team">Team</NavLink>}
-            <NavLink to="/profile">Profile</NavLink>
+            {auditor ? <NavLink to="/audit">Audit</NavLink> : (
+              <>
+                <NavLink to="/" end>Dashboard</NavLink>
+                <NavLink to="/leads" end>Leads</NavLink>
+                <NavLink to="/leads/new">New lead</NavLink>
+                {admin && <NavLink to="/team">Team</NavLink>}
+                <NavLink to="/profile">Profile</NavLink>
+              </>
+            )}
             <button type="button" className="link" onClick={() => { signOut(); navigate("/login"); }}>Log out</button>
           </nav>
         )}

@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useState, type FormEvent } from "react";
 import { useParams } from "react-router-dom";
-import { api, STATUSES, type HistoryEntry, type Lead } from "../api/client";
+import { api, download, STATUSES, type HistoryEntry, type Lead, type Receipt } from "../api/client";
 import { ErrorNote, Loading } from "../components/Layout";
 import { useLiveUpdates } from "../live/useLiveUpdates";
 import { useSession } from "../session";
@@ -13,6 +13,12 @@ export function LeadDetailPage() {
   const [history, setHistory] = useState<HistoryEntry[]>([]);
   const [error, setError] = useState<unknown>(null);
   const [saving, setSaving] = useState(false);
+  // The registration receipt (admins): proof of who registered the person first, for disputes.
+  const [receipt, setReceipt] = useState<Receipt | null>(null);
+  const admin = session?.user.role === "admin";
+  useEffect(() => {
+    if (admin) api<Receipt>(`/leads/${id}/receipt`, { token }).then(setReceipt, () => setReceipt(null));
+  }, [admin, id, token]);
   const load = useCallback(async () => {
     try {
       setLead(await api<Lead>(`/leads/${id}`, { token }));
@@ -81,6 +87,17 @@ export function LeadDetailPage() {
             </li>
           ))}
         </ol>
+      )}
+      {receipt && (
+        <>
+          <h2>Registration receipt</h2>
+          <p>Proof that your company registered this person at this instant, checkable by an auditor against the portal's tamper-evident log. It carries no personal data.</p>
+          <dl className="fields">
+            <dt>Recorded</dt><dd><time dateTime={receipt.recordedAt}>{new Date(receipt.recordedAt).toLocaleString()}</time></dd>
+            <dt>Event hash</dt><dd><code className="hash" data-testid="receipt-hash">{receipt.eventHash}</code></dd>
+          </dl>
+          <button type="button" onClick={() => download(`receipt-${receipt.leadId}.json`, JSON.stringify(receipt, null, 2), "application/json")}>Download receipt</button>
+        </>
       )}
     </section>
   );
