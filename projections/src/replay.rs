@@ -1,11 +1,13 @@
 //! Rebuilding a read model from the log, and checking that a rebuild equals the live tables.
 //!
-//! Both run in one transaction under the subscriber's lock, so the live reader pauses meanwhile
-//! and readers of the tables see either the old rows or the new ones, never a half-built model.
-//! The check rebuilds up to the live checkpoint exactly, compares, and rolls back: it changes
-//! nothing.
+//! A rebuild loads shadow tables and swaps them in (see [`rebuild_all`]): readers see the old
+//! rows or the new ones, never a half-built model, and writers wait only for the last events and
+//! the swap. The check runs in one transaction under the subscriber's lock: it rebuilds up to the
+//! live checkpoint exactly, compares, and rolls back, changing nothing.
 
 use sqlx::{PgConnection, PgPool};
+
+mod shadow;
 
 use crate::log::{self, LogPosition};
 use crate::reader::{checkpoint, lock, register, save_checkpoint};
@@ -43,10 +45,11 @@ pub async fn rebuild(
     rebuild_all(pool, &[projection], progress).await
 }
 
-/// Rebuilds several read models in one pass over the log: each batch is read once and handed
-/// to each of them. Their secondary indexes are dropped meanwhile and built again at the end
-/// (one sorted build is far cheaper than a million index insertions); readers are held off by
-/// the TRUNCATE's lock until the commit either way.
+/// Rebuilds several read models in one pass over the log, while the portal keeps serving: the
+/// rebuild goes into shadow tables (`shadow`), read once from the log and handed to each
+/// projection; their indexes are built after the bulk; then what was appended meanwhile is
+/// applied, and only the last few events and the swap run under the projections' locks (writers
+/// of inline read models and their subscribers wait that long, readers only for the swap).
 pub async fn rebuild_all(
     pool: &PgPool,
     projections: &[&dyn Projection],
@@ -55,39 +58,69 @@ pub async fn rebuild_all(
     for projection in projections {
         register(pool, projection.name()).await?;
     }
-    let mut tx = pool.begin().await?;
+    let tables = tables_of(projections);
+    // A connection of its own: its search_path sends the projections' writes to the shadow.
+    let mut conn = pool.acquire().await?.detach();
+    let result = rebuild_in_shadow(pool, &mut conn, projections, &tables, progress).await;
+    let _ = sqlx::Connection::close(conn).await;
+    if result.is_ok() {
+        let mut conn = pool.acquire().await?;
+        shadow::clean_up(&mut conn).await?;
+        for table in &tables {
+            sqlx::query(&format!("ANALYZE {table}")).execute(&mut *conn).await?;
+        }
+    }
+    result
+}
+
+async fn rebuild_in_shadow(
+    pool: &PgPool,
+    conn: &mut PgConnection,
+    projections: &[&dyn Projection],
+    tables: &[&'static str],
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Rebuilt, ProjectionError> {
+    if !shadow::claim(&mut *conn).await? {
+        return Err(ProjectionError::Effect("another replay is running".into()));
+    }
+    shadow::create(&mut *conn, tables).await?;
+    sqlx::query(&format!("SET search_path = {}, public", shadow::SHADOW))
+        .execute(&mut *conn)
+        .await?;
+    for (name, value) in crate::KEYED_PLANS {
+        sqlx::query(&format!("SET {name} = {value}")).execute(&mut *conn).await?;
+    }
+    let mut done = Rebuilt { events: 0, checkpoint: LogPosition::START };
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    apply_range(pool, &mut tx, projections, &mut done, None, progress).await?;
+    tx.commit().await?;
+    shadow::build_indexes(&mut *conn, tables).await?;
+    // What was appended during the bulk, without holding anyone off, until little is left.
+    loop {
+        let before = done.events;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        apply_range(pool, &mut tx, projections, &mut done, None, progress).await?;
+        tx.commit().await?;
+        if done.events - before < REPLAY_BATCH as u64 {
+            break;
+        }
+    }
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     for projection in projections {
         lock(&mut tx, projection.name()).await?;
     }
     await_inline_writes(&mut tx, projections).await?;
-    let tables = tables_of(projections);
-    let indexes: Vec<(String, String)> = sqlx::query_as(
-        "SELECT i.indexname, i.indexdef FROM pg_indexes i \
-         WHERE i.schemaname = current_schema() AND i.tablename = ANY($1) \
-           AND NOT EXISTS (SELECT 1 FROM pg_constraint c \
-                           WHERE c.conindid = format('%I.%I', i.schemaname, i.indexname)::regclass)",
-    )
-    .bind(&tables)
-    .fetch_all(&mut *tx)
-    .await?;
-    for (name, _) in &indexes {
-        sqlx::query(&format!("DROP INDEX \"{}\"", name.replace('"', "\"\"")))
-            .execute(&mut *tx)
-            .await?;
-    }
-    let rebuilt = apply_from_start(pool, &mut tx, projections, None, progress).await?;
-    for (_, definition) in &indexes {
-        sqlx::query(definition).execute(&mut *tx).await?;
-    }
+    apply_range(pool, &mut tx, projections, &mut done, None, progress).await?;
+    shadow::swap(&mut tx, tables).await?;
     for projection in projections {
         // Rebuilt under the lock its writers take: up to the head, and retired again if written
         // inline (the writers apply what comes next).
         let checkpoint =
-            if projection.written_inline() { crate::reader::RETIRED } else { rebuilt.checkpoint };
+            if projection.written_inline() { crate::reader::RETIRED } else { done.checkpoint };
         save_checkpoint(&mut tx, projection.name(), checkpoint).await?;
     }
     tx.commit().await?;
-    Ok(rebuilt)
+    Ok(done)
 }
 
 /// Rebuilds up to the live checkpoint inside a transaction that is rolled back, and reports every
@@ -160,9 +193,7 @@ fn tables_of(projections: &[&dyn Projection]) -> Vec<&'static str> {
     projections.iter().flat_map(|p| p.tables().iter().copied()).collect()
 }
 
-/// Applies the log from its start. The next batch is read, on another connection, while the
-/// current one is applied: reading and decoding the log is a good part of a replay's time, and
-/// the database and the portal then work at once.
+/// Empties the tables (as `conn` finds them) and applies the log from its start, up to `up_to`.
 async fn apply_from_start(
     pool: &PgPool,
     conn: &mut PgConnection,
@@ -170,11 +201,34 @@ async fn apply_from_start(
     up_to: Option<LogPosition>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Rebuilt, ProjectionError> {
-    let tables = tables_of(projections).join(", ");
-    // RESTART IDENTITY: positions numbered by the projection come out the same on a rebuild.
-    sqlx::query(&format!("TRUNCATE {tables} RESTART IDENTITY")).execute(&mut *conn).await?;
     for (name, value) in crate::KEYED_PLANS {
         sqlx::query(&format!("SET LOCAL {name} = {value}")).execute(&mut *conn).await?;
+    }
+    let mut done = Rebuilt { events: 0, checkpoint: LogPosition::START };
+    apply_range(pool, conn, projections, &mut done, up_to, progress).await?;
+    for (name, _) in crate::KEYED_PLANS {
+        // Back to the session's settings, for what the transaction does next (comparisons).
+        sqlx::query(&format!("RESET {name}")).execute(&mut *conn).await?;
+    }
+    Ok(done)
+}
+
+/// Applies the log after `done.checkpoint` (from its start: emptying the tables first), up to
+/// `up_to` or everything settled, advancing `done`. The next batch is read, on another
+/// connection, while the current one is applied: reading and decoding the log is a good part of
+/// a replay's time, and the database and the portal then work at once.
+async fn apply_range(
+    pool: &PgPool,
+    conn: &mut PgConnection,
+    projections: &[&dyn Projection],
+    done: &mut Rebuilt,
+    up_to: Option<LogPosition>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<(), ProjectionError> {
+    if done.checkpoint == LogPosition::START {
+        let tables = tables_of(projections).join(", ");
+        // RESTART IDENTITY: positions numbered by the projection come out the same on a rebuild.
+        sqlx::query(&format!("TRUNCATE {tables} RESTART IDENTITY")).execute(&mut *conn).await?;
     }
     let read = |after: LogPosition| {
         let pool = pool.clone();
@@ -183,9 +237,7 @@ async fn apply_from_start(
             log::read_after(&mut reader, after, up_to, REPLAY_BATCH).await
         })
     };
-    let mut at = LogPosition::START;
-    let mut events = 0u64;
-    let mut next = read(at);
+    let mut next = read(done.checkpoint);
     loop {
         let batch = next
             .await
@@ -195,13 +247,9 @@ async fn apply_from_start(
         for projection in projections {
             projection.apply(&mut *conn, &batch).await?;
         }
-        events += batch.len() as u64;
-        at = last;
-        progress(events);
+        done.events += batch.len() as u64;
+        done.checkpoint = last;
+        progress(done.events);
     }
-    for (name, _) in crate::KEYED_PLANS {
-        // Back to the session's settings, for what the transaction does next (comparisons).
-        sqlx::query(&format!("RESET {name}")).execute(&mut *conn).await?;
-    }
-    Ok(Rebuilt { events, checkpoint: at })
+    Ok(())
 }

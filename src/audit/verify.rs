@@ -183,7 +183,7 @@ async fn merge(
         }
         prev = hash;
         checked += 1;
-        if checked % 10_000 == 0 {
+        if checked.is_multiple_of(10_000) {
             progress(checked);
         }
         next_event = events.try_next().await?;
