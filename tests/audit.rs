@@ -441,3 +441,45 @@ async fn an_auditor_finds_a_lead_by_id_by_soho_id_and_by_partner() {
     assert_eq!(s.portal.get(&path, Some(&s.a.admin)).await.status(), 403);
     s.portal.stop().await;
 }
+
+/// Long enough that the contents are checked in many chunks at once: the first break is still
+/// the one named, wherever the later ones are.
+#[tokio::test]
+async fn a_long_log_is_checked_in_parallel_and_still_names_the_first_break() {
+    let s = setup().await;
+    s.sql(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+         SELECT 'Lead', gen_random_uuid()::text, 1, 'LeadSyncedToCrm', '1', \
+                jsonb_build_object('LeadSyncedToCrm', jsonb_build_object('sohoLeadId', n::text, 'at', now())), \
+                '{\"actorType\": \"system\"}' \
+         FROM generate_series(1, 30000) AS n",
+    )
+    .await;
+    let verdict = s.sealed().await;
+    assert_eq!(verdict["ok"], true, "{verdict}");
+    let nth = |n: i64| {
+        let portal = &s.portal;
+        async move {
+            portal
+                .count(&format!("SELECT global_position FROM events ORDER BY tx_id, global_position OFFSET {n} LIMIT 1"))
+                .await
+        }
+    };
+    let (early, late) = (nth(20_000).await, nth(28_000).await);
+    for position in [late, early] {
+        s.sql(&format!("UPDATE events SET metadata = '{{\"actorType\": \"user\"}}' WHERE global_position = {position}")).await;
+    }
+    let verdict = s.verify().await;
+    assert_eq!(verdict["firstBroken"]["position"], early, "{verdict}");
+    assert_eq!(verdict["events"], 20_000, "{verdict}");
+    for position in [late, early] {
+        s.sql(&format!("UPDATE events SET metadata = '{{\"actorType\": \"system\"}}' WHERE global_position = {position}")).await;
+    }
+    s.intact().await;
+    let missing = nth(12_345).await;
+    s.sql(&format!("DELETE FROM events WHERE global_position = {missing}")).await;
+    let verdict = s.verify().await;
+    assert_eq!(verdict["firstBroken"]["position"], missing, "{verdict}");
+    assert!(verdict["firstBroken"]["reason"].as_str().unwrap().contains("missing"), "{verdict}");
+    s.portal.stop().await;
+}

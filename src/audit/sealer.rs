@@ -2,7 +2,9 @@
 //! chained onto the one before, in the same transaction as its checkpoint. Whichever server holds
 //! the subscriber's lock seals; the others wait, so the chain has one order everywhere.
 
-use soho_projections::{Projection, ProjectionError, StoredEvent};
+use std::sync::Arc;
+
+use soho_projections::{CatchUpReader, Checkpoints, Projection, ProjectionError, StoredEvent};
 use sqlx::PgConnection;
 
 use super::chain::{ChainHash, SealedContent};
@@ -76,4 +78,20 @@ impl Projection for Sealer {
         .await?;
         Ok(())
     }
+}
+
+/// Seals whatever the log holds that is not sealed yet, in large batches (a running portal seals
+/// continuously; this serves a log no portal has run on since it grew, and `migrate`). Returns
+/// the chain's length.
+pub async fn seal_all(pool: &sqlx::PgPool) -> Result<i64, ProjectionError> {
+    let reader = CatchUpReader::new(
+        pool.clone(),
+        vec![Arc::new(Sealer) as Arc<dyn Projection>],
+        Checkpoints::default(),
+    )
+    .with_batch_size(10_000);
+    reader.register().await?;
+    reader.catch_up().await?;
+    let mut conn = pool.acquire().await?;
+    Ok(head(&mut conn).await?.0)
 }

@@ -7,6 +7,7 @@ use sqlx::{PgConnection, PgPool};
 use utoipa::ToSchema;
 
 use super::chain::{ChainHash, SealedContent};
+use super::AuditError;
 
 /// The outcome of a check, as `GET /audit/verify` answers it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -57,8 +58,9 @@ struct Event {
     sequence: i64,
     event_type: String,
     event_version: String,
-    payload: serde_json::Value,
-    metadata: serde_json::Value,
+    /// The payload and metadata as PostgreSQL prints them, parsed on the blocking pool.
+    payload: String,
+    metadata: String,
     recorded_at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -67,17 +69,18 @@ impl Event {
         (self.tx_id, self.global_position)
     }
 
-    fn content(self) -> SealedContent {
-        SealedContent {
+    /// `None` if the stored JSON does not parse (it always does, as jsonb).
+    fn content(self) -> Option<SealedContent> {
+        Some(SealedContent {
             aggregate_type: self.aggregate_type,
             aggregate_id: self.aggregate_id,
             sequence: self.sequence,
             event_type: self.event_type,
             version: self.event_version,
             recorded_at: self.recorded_at,
-            payload: self.payload,
-            metadata: self.metadata,
-        }
+            payload: serde_json::from_str(&self.payload).ok()?,
+            metadata: serde_json::from_str(&self.metadata).ok()?,
+        })
     }
 }
 
@@ -93,7 +96,7 @@ fn broken(position: i64, reason: &str) -> Option<Broken> {
 pub async fn verify_log(
     pool: &PgPool,
     progress: &(dyn Fn(u64) + Sync),
-) -> Result<Verdict, sqlx::Error> {
+) -> Result<Verdict, AuditError> {
     let mut links_conn = pool.acquire().await?;
     let mut events_conn = pool.acquire().await?;
     sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -113,11 +116,37 @@ pub async fn verify_log(
     verdict
 }
 
+/// Events hashed per blocking task, and tasks in flight at once.
+const CHUNK: usize = 4_096;
+const IN_FLIGHT: usize = 4;
+
+/// One sealed event to check: its content against its stored hash, given its stored `prevHash`.
+struct Sealed {
+    event: Event,
+    prev: ChainHash,
+    hash: ChainHash,
+}
+
+/// Where a chunk first fails: the event's index in the chain (0-based) and its position.
+type ChunkFailure = (u64, i64, ChainHash);
+
+fn check_chunk(first_index: u64, chunk: Vec<Sealed>) -> Option<ChunkFailure> {
+    chunk.into_iter().enumerate().find_map(|(i, sealed)| {
+        let position = sealed.event.global_position;
+        let matches = sealed.event.content().is_some_and(|c| c.hash(sealed.prev) == sealed.hash);
+        (!matches).then_some((first_index + i as u64, position, sealed.prev))
+    })
+}
+
+/// Merges the chain and the log. The links' order and prevHashes are checked here, in order;
+/// each event's content against its hash (the costly part: parsing, canonical JSON, SHA-256) in
+/// chunks on the blocking pool, since with every `prevHash` already tied to the previous link's
+/// hash the chunks no longer depend on each other.
 async fn merge(
     links_conn: &mut PgConnection,
     events_conn: &mut PgConnection,
     progress: &(dyn Fn(u64) + Sync),
-) -> Result<Verdict, sqlx::Error> {
+) -> Result<Verdict, AuditError> {
     let mut links = sqlx::query_as::<_, Link>(
         "SELECT chain_position, tx_id, global_position, prev_hash, hash FROM audit_chain \
          ORDER BY chain_position",
@@ -125,68 +154,70 @@ async fn merge(
     .fetch(links_conn);
     let mut events = sqlx::query_as::<_, Event>(
         "SELECT tx_id::text::bigint AS tx_id, global_position, aggregate_type, aggregate_id, \
-           sequence, event_type, event_version, payload, metadata, recorded_at \
+           sequence, event_type, event_version, payload::text AS payload, \
+           metadata::text AS metadata, recorded_at \
          FROM events ORDER BY events.tx_id, events.global_position",
     )
     .fetch(events_conn);
 
     let mut checked = 0u64;
     let mut prev = ChainHash::GENESIS;
+    let mut chunk = Vec::with_capacity(CHUNK);
+    let mut pending = std::collections::VecDeque::new();
+    let mut structural = None;
     let mut next_event = events.try_next().await?;
     while let Some(link) = links.try_next().await? {
         let position = link.global_position;
-        if link.chain_position != checked as i64 + 1 {
-            return Ok(Verdict::new(
-                checked,
-                prev,
-                broken(position, "a link of the chain is missing"),
-                0,
-            ));
-        }
-        if ChainHash::from_bytes(&link.prev_hash) != Some(prev) {
-            return Ok(Verdict::new(
-                checked,
-                prev,
-                broken(position, "its prevHash is not the previous event's hash"),
-                0,
-            ));
-        }
-        let Some(event) = next_event.take() else {
-            return Ok(Verdict::new(
-                checked,
-                prev,
-                broken(position, "the event is missing from the log"),
-                0,
-            ));
+        let place = (link.tx_id, link.global_position);
+        let failure = if link.chain_position != checked as i64 + 1 {
+            Some((position, "a link of the chain is missing"))
+        } else if ChainHash::from_bytes(&link.prev_hash) != Some(prev) {
+            Some((position, "its prevHash is not the previous event's hash"))
+        } else {
+            match &next_event {
+                None => Some((position, "the event is missing from the log")),
+                Some(e) if e.place() < place => Some((
+                    e.global_position,
+                    "the event was never sealed but sits among sealed events (inserted afterwards)",
+                )),
+                Some(e) if e.place() > place => {
+                    Some((position, "the event is missing from the log"))
+                }
+                Some(_) => None,
+            }
         };
-        if event.place() < (link.tx_id, link.global_position) {
-            let reason =
-                "the event was never sealed but sits among sealed events (inserted afterwards)";
-            return Ok(Verdict::new(checked, prev, broken(event.global_position, reason), 0));
+        if let Some((position, reason)) = failure {
+            structural = Some(Verdict::new(checked, prev, broken(position, reason), 0));
+            break;
         }
-        if event.place() > (link.tx_id, link.global_position) {
-            return Ok(Verdict::new(
-                checked,
-                prev,
-                broken(position, "the event is missing from the log"),
-                0,
-            ));
-        }
-        let hash = event.content().hash(prev);
-        if ChainHash::from_bytes(&link.hash) != Some(hash) {
-            return Ok(Verdict::new(
-                checked,
-                prev,
-                broken(position, "the event's content does not match its hash"),
-                0,
-            ));
+        let hash = ChainHash::from_bytes(&link.hash).unwrap_or_default();
+        if let Some(event) = next_event.take() {
+            chunk.push(Sealed { event, prev, hash });
         }
         prev = hash;
         checked += 1;
-        if checked.is_multiple_of(10_000) {
-            progress(checked);
+        if chunk.len() == CHUNK {
+            let first = checked - CHUNK as u64;
+            let work = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+            pending.push_back(tokio::task::spawn_blocking(move || check_chunk(first, work)));
+            if pending.len() > IN_FLIGHT {
+                if let Some(verdict) = settle(pending.pop_front()).await? {
+                    return Ok(verdict);
+                }
+                progress(checked);
+            }
         }
         next_event = events.try_next().await?;
+    }
+    let first = checked - chunk.len() as u64;
+    pending.push_back(tokio::task::spawn_blocking(move || check_chunk(first, chunk)));
+    while let Some(task) = pending.pop_front() {
+        if let Some(verdict) = settle(Some(task)).await? {
+            return Ok(verdict);
+        }
+    }
+    if let Some(verdict) = structural {
+        return Ok(verdict);
     }
     let mut unsealed = u64::from(next_event.is_some());
     while events.try_next().await?.is_some() {
@@ -194,6 +225,22 @@ async fn merge(
     }
     progress(checked);
     Ok(Verdict::new(checked, prev, None, unsealed))
+}
+
+/// A chunk's outcome as the verdict it forces, if it found an event not matching its hash.
+async fn settle(
+    task: Option<tokio::task::JoinHandle<Option<ChunkFailure>>>,
+) -> Result<Option<Verdict>, AuditError> {
+    let Some(task) = task else { return Ok(None) };
+    let failure = task.await.map_err(|e| AuditError::Replay(e.into()))?;
+    Ok(failure.map(|(index, position, head)| {
+        Verdict::new(
+            index,
+            head,
+            broken(position, "the event's content does not match its hash"),
+            0,
+        )
+    }))
 }
 
 /// One line of an export: an event as sealed, with its place and hashes.

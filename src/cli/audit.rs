@@ -1,12 +1,10 @@
 //! `soho-portal audit ...`: a lead's events and past state, checking the hash chain (the whole
 //! log, or an export offline), and exporting a lead for such a check.
 
-use std::sync::Arc;
-
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
-use soho_projections::{replay, CatchUpReader, Checkpoints, Projection};
+use soho_projections::{replay, Checkpoints};
 use sqlx::PgPool;
 
 use crate::audit::{self, sealer, verify};
@@ -51,18 +49,9 @@ pub async fn run(pool: &PgPool, command: AuditCommand) -> anyhow::Result<()> {
     }
 }
 
-/// Seals whatever the log holds that is not sealed yet (a running portal does it continuously;
-/// this serves a log no portal has run on since it grew). Returns the chain's length.
+/// Seals what no running portal has sealed yet; returns the chain's length.
 pub async fn seal(pool: &PgPool) -> anyhow::Result<i64> {
-    let reader = CatchUpReader::new(
-        pool.clone(),
-        vec![Arc::new(sealer::Sealer) as Arc<dyn Projection>],
-        Checkpoints::default(),
-    );
-    reader.register().await?;
-    reader.catch_up().await.context("sealing the log")?;
-    let mut conn = pool.acquire().await?;
-    Ok(sealer::head(&mut conn).await?.0)
+    sealer::seal_all(pool).await.context("sealing the log")
 }
 
 async fn verify_log(pool: &PgPool) -> anyhow::Result<()> {

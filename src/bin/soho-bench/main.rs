@@ -6,6 +6,7 @@
 //! The portal servers run as child processes on an embedded PostgreSQL with its durable defaults;
 //! the load generator and the Soho CRM simulator run in this process, on the same machine.
 
+mod audit;
 mod live;
 mod load;
 mod peer;
@@ -234,9 +235,16 @@ async fn run(stack: &mut Stack, sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
     stack.keep_servers(0).await?;
     let bar = indicatif::ProgressBar::new(sizes.leads as u64 * 3);
     reads::seed(stack, sizes.leads, &bar).await?;
+    step("sealing the seeded log, and audit verify of all of it");
+    rows.extend(audit::seal_and_verify(stack).await?);
     step("replay of every read model");
-    rows.push(reads::replay(stack).await?);
+    let replay = reads::replay(stack).await?;
+    let replay_took =
+        std::time::Duration::from_secs_f64(replay.operations as f64 / replay.throughput.max(1.0));
+    rows.push(replay);
     stack.add_server().await?;
+    step("replay of every read model while leads are submitted");
+    rows.push(audit::replay_under_load(stack, clients, replay_took).await?);
     let leads = reads::lead_count(stack).await?;
 
     for searching in [false, true] {
