@@ -232,20 +232,31 @@ async fn an_exported_lead_verifies_offline_and_an_edited_export_does_not() {
     let (ok, stdout) = offline(check("intact.jsonl", export.clone())).await;
     assert!(ok && stdout.contains("ok: "), "{stdout}");
 
-    // Keys in another order (as another tool might write them) still verify.
+    // A line's members in another order (as another tool might write them) still verify: the
+    // hash covers each member, the payload and metadata byte for byte as the database prints them.
     let reordered: String = export
         .lines()
         .map(|line| {
-            let value: serde_json::Map<String, Value> = serde_json::from_str(line).unwrap();
-            let mut pairs: Vec<(String, Value)> = value.into_iter().collect();
-            pairs.reverse();
-            let body: Vec<String> =
-                pairs.iter().map(|(k, v)| format!("{}:{v}", Value::from(k.as_str()))).collect();
+            let members: std::collections::BTreeMap<String, Box<serde_json::value::RawValue>> =
+                serde_json::from_str(line).unwrap();
+            let body: Vec<String> = members
+                .iter()
+                .rev()
+                .map(|(k, v)| format!("{}:{}", Value::from(k.as_str()), v.get()))
+                .collect();
             format!("{{{}}}\n", body.join(","))
         })
         .collect();
+    assert_ne!(reordered, export);
     let (ok, stdout) = offline(check("reordered.jsonl", reordered)).await;
     assert!(ok, "{stdout}");
+    // Re-serialised JSON is other bytes: it does not pass for the original.
+    let compacted: String = export
+        .lines()
+        .map(|line| format!("{}\n", serde_json::from_str::<Value>(line).unwrap()))
+        .collect();
+    let (ok, _) = offline(check("compacted.jsonl", compacted)).await;
+    assert!(!ok, "a payload re-serialised is not the payload that was hashed");
 
     let edited = export.replacen("Lovelace", "Lovelacf", 1);
     assert_ne!(edited, export);

@@ -47,6 +47,12 @@ pub trait Projection: Send + Sync + 'static {
         self.follows()
     }
 
+    /// Whether its batches carry the events' payload and metadata as JSON values (a subscriber
+    /// that reads them in another form, as text, leaves them out of the batch).
+    fn wants_payloads(&self) -> bool {
+        true
+    }
+
     /// Written by the commands themselves, in the transaction that appends the events, under
     /// the lock `replay` takes: not followed by a catch-up reader (its checkpoint is retired,
     /// see [`reader::retire`]), only replayed.

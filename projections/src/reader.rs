@@ -195,7 +195,7 @@ impl CatchUpReader {
         }
         let after = checkpoint(tx, name).await?;
         let (events, held) =
-            log::read_settled(tx, after, self.batch_size, subscriber.reads()).await?;
+            log::read_settled(tx, after, self.batch_size, payloads_of(subscriber)).await?;
         let Some(last) = events.last().map(|e| e.position()) else {
             return Ok(Outcome::Nothing(if held { Batch::Held } else { Batch::Idle }));
         };
@@ -282,6 +282,15 @@ impl CatchUpReader {
                 }
             }
         }
+    }
+}
+
+/// The aggregate types whose events reach `subscriber` with their payload and metadata.
+fn payloads_of(subscriber: &dyn Projection) -> &'static [&'static str] {
+    if subscriber.wants_payloads() {
+        subscriber.reads()
+    } else {
+        &[]
     }
 }
 

@@ -90,6 +90,9 @@ async fn rebuild_in_shadow(
     for (name, value) in crate::KEYED_PLANS {
         sqlx::query(&format!("SET {name} = {value}")).execute(&mut *conn).await?;
     }
+    // The bulk's commit need not wait for its flush: if the server crashes, the shadow is
+    // rebuilt anyway (UNLOGGED tables are emptied by a crash).
+    sqlx::query("SET synchronous_commit = off").execute(&mut *conn).await?;
     let mut done = Rebuilt { events: 0, checkpoint: LogPosition::START };
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     apply_range(pool, &mut tx, projections, &mut done, None, progress).await?;

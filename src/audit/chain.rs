@@ -3,14 +3,16 @@
 //! event before it in commit order, so altering, removing or reordering any sealed event breaks
 //! every hash from there on.
 //!
-//! The hashed bytes are a canonical JSON array (object keys sorted, no spaces), so an export can
-//! be checked offline by anyone with a JSON parser and SHA-256, whatever order its keys came in.
+//! The hashed bytes are a JSON array of the event's fields, its payload and metadata exactly as
+//! PostgreSQL prints them (`jsonb` output: the bytes an auditor reads back, deterministic for a
+//! stored value). Checking an event then hashes what the database sends, without parsing it, and
+//! an export carries the same bytes verbatim, so it can be checked offline by anyone with SHA-256.
 
 use std::fmt::Write as _;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 /// A SHA-256 hash of the chain.
@@ -52,80 +54,105 @@ pub struct SealedContent {
     pub event_type: String,
     pub version: String,
     pub recorded_at: DateTime<Utc>,
-    pub payload: Value,
-    pub metadata: Value,
+    /// As PostgreSQL prints the stored `jsonb` (`payload::text`), byte for byte.
+    pub payload: Box<RawValue>,
+    pub metadata: Box<RawValue>,
+}
+
+/// An event's columns as the database sends them for hashing.
+#[derive(Debug, sqlx::FromRow)]
+pub struct StoredContent {
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub recorded_at: DateTime<Utc>,
+    /// `payload::text`, `metadata::text`.
+    pub payload_text: String,
+    pub metadata_text: String,
+}
+
+/// The columns of [`StoredContent`], for a query over `events e`.
+pub const STORED_COLUMNS: &str = "e.aggregate_type, e.aggregate_id, e.sequence, e.event_type, \
+     e.event_version, e.recorded_at, e.payload::text AS payload_text, \
+     e.metadata::text AS metadata_text";
+
+impl StoredContent {
+    /// The event's hash when `prev` is the hash of the event before it.
+    pub fn hash(&self, prev: ChainHash) -> ChainHash {
+        hash_of(
+            prev,
+            [&self.aggregate_type, &self.aggregate_id],
+            self.sequence,
+            [&self.event_type, &self.event_version],
+            self.recorded_at,
+            [&self.payload_text, &self.metadata_text],
+        )
+    }
+
+    /// As an export carries it; `None` if the database's JSON does not parse (it always does).
+    pub fn into_sealed(self) -> Option<SealedContent> {
+        Some(SealedContent {
+            aggregate_type: self.aggregate_type,
+            aggregate_id: self.aggregate_id,
+            sequence: self.sequence,
+            event_type: self.event_type,
+            version: self.event_version,
+            recorded_at: self.recorded_at,
+            payload: RawValue::from_string(self.payload_text).ok()?,
+            metadata: RawValue::from_string(self.metadata_text).ok()?,
+        })
+    }
 }
 
 impl SealedContent {
-    pub fn of(event: &soho_projections::StoredEvent) -> SealedContent {
-        SealedContent {
-            aggregate_type: event.aggregate_type.clone(),
-            aggregate_id: event.aggregate_id.clone(),
-            sequence: event.sequence,
-            event_type: event.event_type.clone(),
-            version: event.event_version.clone(),
-            recorded_at: event.recorded_at,
-            payload: event.payload.clone(),
-            metadata: event.metadata.clone(),
-        }
-    }
-
     /// The event's hash when `prev` is the hash of the event before it.
     pub fn hash(&self, prev: ChainHash) -> ChainHash {
-        let mut text = String::with_capacity(512);
-        text.push_str("[\"soho-audit/1\",\"");
-        text.push_str(&prev.to_hex());
-        text.push_str("\",");
-        for field in [&self.aggregate_type, &self.aggregate_id] {
-            write_string(&mut text, field);
-            text.push(',');
-        }
-        let _ = write!(text, "{},", self.sequence);
-        for field in [&self.event_type, &self.version] {
-            write_string(&mut text, field);
-            text.push(',');
-        }
-        write_string(&mut text, &self.recorded_at.to_rfc3339_opts(SecondsFormat::Micros, true));
-        text.push(',');
-        write_canonical(&mut text, &self.payload);
-        text.push(',');
-        write_canonical(&mut text, &self.metadata);
-        text.push(']');
-        ChainHash(Sha256::digest(text.as_bytes()).into())
+        hash_of(
+            prev,
+            [&self.aggregate_type, &self.aggregate_id],
+            self.sequence,
+            [&self.event_type, &self.version],
+            self.recorded_at,
+            [self.payload.get(), self.metadata.get()],
+        )
     }
 }
 
-/// `value` as canonical JSON: object keys in byte order, no whitespace.
-fn write_canonical(out: &mut String, value: &Value) {
-    match value {
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            out.push('{');
-            for (i, (key, value)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_string(out, key);
-                out.push(':');
-                write_canonical(out, value);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(out, item);
-            }
-            out.push(']');
-        }
-        Value::String(text) => write_string(out, text),
-        // Numbers, booleans and null have one serde_json rendering each.
-        other => out.push_str(&other.to_string()),
+/// SHA-256 of `["soho-audit/1", prevHash, type, id, sequence, eventType, version, recordedAt,
+/// payload, metadata]`: strings JSON-escaped, payload and metadata verbatim.
+fn hash_of(
+    prev: ChainHash,
+    stream: [&str; 2],
+    sequence: i64,
+    kind: [&str; 2],
+    recorded_at: DateTime<Utc>,
+    json: [&str; 2],
+) -> ChainHash {
+    let mut text = String::with_capacity(256 + json[0].len() + json[1].len());
+    text.push_str("[\"soho-audit/1\",\"");
+    let mut hex = [0u8; 64];
+    // Writing 32 bytes into 64 hex digits cannot fail.
+    let _ = hex::encode_to_slice(prev.0, &mut hex);
+    text.push_str(std::str::from_utf8(&hex).unwrap_or_default());
+    text.push_str("\",");
+    for field in stream {
+        write_string(&mut text, field);
+        text.push(',');
     }
+    let _ = write!(text, "{sequence},");
+    for field in kind {
+        write_string(&mut text, field);
+        text.push(',');
+    }
+    write_string(&mut text, &recorded_at.to_rfc3339_opts(SecondsFormat::Micros, true));
+    text.push(',');
+    text.push_str(json[0]);
+    text.push(',');
+    text.push_str(json[1]);
+    text.push(']');
+    ChainHash(Sha256::digest(text.as_bytes()).into())
 }
 
 fn write_string(out: &mut String, text: &str) {
@@ -138,6 +165,7 @@ mod tests {
     use super::*;
 
     fn content() -> SealedContent {
+        let raw = |text: &str| RawValue::from_string(text.to_string()).unwrap();
         SealedContent {
             aggregate_type: "Lead".into(),
             aggregate_id: "7f1c0f9e-3b7a-4a57-9d43-0c3f2b9e1a11".into(),
@@ -145,17 +173,30 @@ mod tests {
             event_type: "LeadSubmitted".into(),
             version: "1.0".into(),
             recorded_at: "2026-12-06T10:00:00.123456Z".parse().unwrap(),
-            payload: serde_json::json!({"b": 1, "a": {"y": [1, "x"], "x": null}}),
-            metadata: serde_json::json!({"actorType": "user"}),
+            payload: raw(r#"{"b": 1, "a": {"x": null, "y": [1, "x"]}}"#),
+            metadata: raw(r#"{"actorType": "user"}"#),
         }
     }
 
     #[test]
-    fn key_order_does_not_change_the_hash() {
-        let mut reordered = content();
-        reordered.payload =
-            serde_json::from_str(r#"{"a": {"x": null, "y": [1, "x"]}, "b": 1}"#).unwrap();
-        assert_eq!(content().hash(ChainHash::GENESIS), reordered.hash(ChainHash::GENESIS));
+    fn the_stored_and_the_exported_forms_hash_alike() {
+        let c = content();
+        let stored = StoredContent {
+            aggregate_type: c.aggregate_type.clone(),
+            aggregate_id: c.aggregate_id.clone(),
+            sequence: c.sequence,
+            event_type: c.event_type.clone(),
+            event_version: c.version.clone(),
+            recorded_at: c.recorded_at,
+            payload_text: c.payload.get().to_string(),
+            metadata_text: c.metadata.get().to_string(),
+        };
+        assert_eq!(stored.hash(ChainHash([7; 32])), c.hash(ChainHash([7; 32])));
+        // An export line carries the JSON verbatim, whatever else is around it.
+        let line = serde_json::to_string(&c).unwrap();
+        let back: SealedContent = serde_json::from_str(&line).unwrap();
+        assert_eq!(back.payload.get(), c.payload.get());
+        assert_eq!(back.hash(ChainHash::GENESIS), c.hash(ChainHash::GENESIS));
     }
 
     #[test]
@@ -169,21 +210,18 @@ mod tests {
             |c| c.event_type = "LeadStatusChanged".into(),
             |c| c.version = "1.1".into(),
             |c| c.recorded_at += chrono::Duration::microseconds(1),
-            |c| c.payload["b"] = 2.into(),
-            |c| c.metadata["actorType"] = "crm".into(),
+            |c| {
+                c.payload =
+                    RawValue::from_string(r#"{"b": 2, "a": {"x": null, "y": [1, "x"]}}"#.into())
+                        .unwrap()
+            },
+            |c| c.metadata = RawValue::from_string(r#"{"actorType": "crm"}"#.into()).unwrap(),
         ];
         for edit in edits {
             let mut edited = content();
             edit(&mut edited);
             assert_ne!(edited.hash(ChainHash::GENESIS), base, "{edited:?}");
         }
-    }
-
-    #[test]
-    fn canonical_json_sorts_keys_and_escapes_strings() {
-        let mut out = String::new();
-        write_canonical(&mut out, &serde_json::json!({"é": "\"<", "a": [true, 1.5]}));
-        assert_eq!(out, r#"{"a":[true,1.5],"é":"\"<"}"#);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 
 use crate::commands::load_aggregate;
 use crate::leads::queries::LeadView;
-use chain::{ChainHash, SealedContent};
+use chain::{ChainHash, StoredContent};
 use verify::ExportedEvent;
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +59,8 @@ pub struct AuditEvent {
 struct SealedRow {
     #[sqlx(flatten)]
     event: soho_projections::StoredEvent,
+    payload_text: String,
+    metadata_text: String,
     prev_hash: Option<Vec<u8>>,
     hash: Option<Vec<u8>>,
 }
@@ -72,21 +74,8 @@ pub async fn lead_events(
     checkpoints: &Checkpoints,
     id: uuid::Uuid,
 ) -> Result<Vec<AuditEvent>, AuditError> {
-    let rows = sealed_stream(pool, id).await?;
-    let rows = match rows.iter().rev().find(|r| r.hash.is_none()) {
-        None => rows,
-        Some(unsealed) => {
-            if !wait_sealed(pool, checkpoints, unsealed.event.position()).await? {
-                return Err(AuditError::NotSealed);
-            }
-            sealed_stream(pool, id).await?
-        }
-    };
-    let mut events = Vec::with_capacity(rows.len());
-    for row in rows {
-        let (Some(prev), Some(hash)) = (row.prev_hash, row.hash) else {
-            return Err(AuditError::NotSealed);
-        };
+    let mut events = Vec::new();
+    for (row, prev, hash) in sealed_rows(pool, checkpoints, id).await? {
         let e = row.event;
         events.push(AuditEvent {
             position: e.global_position,
@@ -103,11 +92,36 @@ pub async fn lead_events(
     Ok(events)
 }
 
+/// A lead's stored events with their chain hashes, once the newest is sealed.
+async fn sealed_rows(
+    pool: &PgPool,
+    checkpoints: &Checkpoints,
+    id: uuid::Uuid,
+) -> Result<Vec<(SealedRow, Vec<u8>, Vec<u8>)>, AuditError> {
+    let rows = sealed_stream(pool, id).await?;
+    let rows = match rows.iter().rev().find(|r| r.hash.is_none()) {
+        None => rows,
+        Some(unsealed) => {
+            if !wait_sealed(pool, checkpoints, unsealed.event.position()).await? {
+                return Err(AuditError::NotSealed);
+            }
+            sealed_stream(pool, id).await?
+        }
+    };
+    rows.into_iter()
+        .map(|mut row| match (row.prev_hash.take(), row.hash.take()) {
+            (Some(prev), Some(hash)) => Ok((row, prev, hash)),
+            _ => Err(AuditError::NotSealed),
+        })
+        .collect()
+}
+
 async fn sealed_stream(pool: &PgPool, id: uuid::Uuid) -> Result<Vec<SealedRow>, sqlx::Error> {
     sqlx::query_as::<_, SealedRow>(
         "SELECT e.global_position, e.tx_id::text::bigint AS tx_id, e.aggregate_type, \
            e.aggregate_id, e.sequence, e.event_type, e.event_version, e.payload, e.metadata, \
-           e.recorded_at, c.prev_hash, c.hash \
+           e.recorded_at, e.payload::text AS payload_text, e.metadata::text AS metadata_text, \
+           c.prev_hash, c.hash \
          FROM events e LEFT JOIN audit_chain c ON c.global_position = e.global_position \
          WHERE e.aggregate_type = 'Lead' AND e.aggregate_id = $1 ORDER BY e.sequence",
     )
@@ -124,22 +138,21 @@ pub async fn export_lead(
     id: uuid::Uuid,
 ) -> Result<String, AuditError> {
     let mut out = String::new();
-    for event in lead_events(pool, checkpoints, id).await? {
-        let line = ExportedEvent {
-            position: event.position,
-            content: SealedContent {
-                aggregate_type: "Lead".into(),
-                aggregate_id: id.to_string(),
-                sequence: event.sequence,
-                event_type: event.event_type,
-                version: event.version,
-                recorded_at: event.recorded_at,
-                payload: event.payload,
-                metadata: event.metadata,
-            },
-            prev_hash: event.prev_hash,
-            hash: event.hash,
+    for (row, prev, hash) in sealed_rows(pool, checkpoints, id).await? {
+        let e = row.event;
+        let content = StoredContent {
+            aggregate_type: e.aggregate_type,
+            aggregate_id: e.aggregate_id,
+            sequence: e.sequence,
+            event_type: e.event_type,
+            event_version: e.event_version,
+            recorded_at: e.recorded_at,
+            payload_text: row.payload_text,
+            metadata_text: row.metadata_text,
         };
+        let content = content.into_sealed().ok_or(AuditError::NotSealed)?;
+        let line =
+            ExportedEvent::new(e.global_position, content, hex::encode(prev), hex::encode(hash));
         // An ExportedEvent always serialises (string keys, JSON values).
         out.push_str(&serde_json::to_string(&line).unwrap_or_default());
         out.push('\n');

@@ -11,7 +11,7 @@ use soho_projections::Checkpoints;
 use sqlx::PgPool;
 use utoipa::ToSchema;
 
-use super::chain::{ChainHash, SealedContent};
+use super::chain::{ChainHash, StoredContent};
 use super::AuditError;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -40,6 +40,7 @@ pub struct ReceiptCheck {
 /// The lead's first event as stored, with the hash chain's record of it.
 struct FirstEvent {
     stored: soho_projections::StoredEvent,
+    content: StoredContent,
     prev_hash: Option<Vec<u8>>,
     hash: Option<Vec<u8>>,
 }
@@ -49,20 +50,35 @@ async fn first_event(pool: &PgPool, lead: uuid::Uuid) -> Result<Option<FirstEven
     struct Row {
         #[sqlx(flatten)]
         stored: soho_projections::StoredEvent,
+        payload_text: String,
+        metadata_text: String,
         prev_hash: Option<Vec<u8>>,
         hash: Option<Vec<u8>>,
     }
     let row: Option<Row> = sqlx::query_as(
         "SELECT e.global_position, e.tx_id::text::bigint AS tx_id, e.aggregate_type, \
            e.aggregate_id, e.sequence, e.event_type, e.event_version, e.payload, e.metadata, \
-           e.recorded_at, c.prev_hash, c.hash \
+           e.recorded_at, e.payload::text AS payload_text, e.metadata::text AS metadata_text, \
+           c.prev_hash, c.hash \
          FROM events e LEFT JOIN audit_chain c ON c.global_position = e.global_position \
          WHERE e.aggregate_type = 'Lead' AND e.aggregate_id = $1 AND e.sequence = 1",
     )
     .bind(lead.to_string())
     .fetch_optional(pool)
     .await?;
-    Ok(row.map(|r| FirstEvent { stored: r.stored, prev_hash: r.prev_hash, hash: r.hash }))
+    Ok(row.map(|r| {
+        let content = StoredContent {
+            aggregate_type: r.stored.aggregate_type.clone(),
+            aggregate_id: r.stored.aggregate_id.clone(),
+            sequence: r.stored.sequence,
+            event_type: r.stored.event_type.clone(),
+            event_version: r.stored.event_version.clone(),
+            recorded_at: r.stored.recorded_at,
+            payload_text: r.payload_text,
+            metadata_text: r.metadata_text,
+        };
+        FirstEvent { stored: r.stored, content, prev_hash: r.prev_hash, hash: r.hash }
+    }))
 }
 
 async fn salt(pool: &PgPool) -> Result<Vec<u8>, sqlx::Error> {
@@ -124,7 +140,7 @@ pub async fn check(pool: &PgPool, receipt: &Receipt) -> Result<ReceiptCheck, Aud
     let Some(prev) = first.prev_hash.as_deref().and_then(ChainHash::from_bytes) else {
         return refuse("the lead's first event is not sealed");
     };
-    let recomputed = SealedContent::of(&first.stored).hash(prev);
+    let recomputed = first.content.hash(prev);
     if Some(recomputed) != ChainHash::from_hex(&receipt.event_hash) {
         return refuse("the lead's first event as stored does not have the receipt's hash");
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use soho_projections::{CatchUpReader, Checkpoints, Projection, ProjectionError, StoredEvent};
 use sqlx::PgConnection;
 
-use super::chain::{ChainHash, SealedContent};
+use super::chain::{ChainHash, StoredContent, STORED_COLUMNS};
 
 /// The subscriber's name (its checkpoint says how far the log is sealed).
 pub const NAME: &str = "audit_chain";
@@ -44,19 +44,47 @@ impl Projection for Sealer {
         &["Partner", "User", "Lead"]
     }
 
+    /// It hashes the JSON as PostgreSQL prints it, which it reads itself (see `apply`).
+    fn wants_payloads(&self) -> bool {
+        false
+    }
+
     async fn apply(
         &self,
         tx: &mut PgConnection,
         events: &[StoredEvent],
     ) -> Result<(), ProjectionError> {
+        let (Some(first), Some(last)) = (events.first(), events.last()) else { return Ok(()) };
+        // The batch's events in the same order, with their JSON as text. All of the range's
+        // transactions had ended when the batch was read, so it holds exactly the batch.
+        let stored: Vec<(i64, StoredContent)> = sqlx::query_as::<_, Sealing>(&format!(
+            "SELECT e.global_position, {STORED_COLUMNS} FROM events e \
+             WHERE (e.tx_id, e.global_position) >= ($1::text::xid8, $2) \
+               AND (e.tx_id, e.global_position) <= ($3::text::xid8, $4) \
+             ORDER BY e.tx_id, e.global_position"
+        ))
+        .bind(first.tx_id)
+        .bind(first.global_position)
+        .bind(last.tx_id)
+        .bind(last.global_position)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|row| (row.global_position, row.content))
+        .collect();
+        let same = stored.len() == events.len()
+            && stored.iter().zip(events).all(|((p, _), e)| *p == e.global_position);
+        if !same {
+            return Err(ProjectionError::Effect("the log changed under the sealer".into()));
+        }
         let (mut position, mut prev) = head(tx).await?;
         let mut chain_positions = Vec::with_capacity(events.len());
         let mut tx_ids = Vec::with_capacity(events.len());
         let mut global_positions = Vec::with_capacity(events.len());
         let mut prev_hashes = Vec::with_capacity(events.len());
         let mut hashes = Vec::with_capacity(events.len());
-        for event in events {
-            let hash = SealedContent::of(event).hash(prev);
+        for (event, (_, content)) in events.iter().zip(&stored) {
+            let hash = content.hash(prev);
             position += 1;
             chain_positions.push(position);
             tx_ids.push(event.tx_id);
@@ -78,6 +106,13 @@ impl Projection for Sealer {
         .await?;
         Ok(())
     }
+}
+
+#[derive(sqlx::FromRow)]
+struct Sealing {
+    global_position: i64,
+    #[sqlx(flatten)]
+    content: StoredContent,
 }
 
 /// Seals whatever the log holds that is not sealed yet, in large batches (a running portal seals

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
 use utoipa::ToSchema;
 
-use super::chain::{ChainHash, SealedContent};
+use serde_json::value::RawValue;
+
+use super::chain::{ChainHash, SealedContent, StoredContent, STORED_COLUMNS};
 use super::AuditError;
 
 /// The outcome of a check, as `GET /audit/verify` answers it.
@@ -53,34 +55,13 @@ struct Link {
 struct Event {
     tx_id: i64,
     global_position: i64,
-    aggregate_type: String,
-    aggregate_id: String,
-    sequence: i64,
-    event_type: String,
-    event_version: String,
-    /// The payload and metadata as PostgreSQL prints them, parsed on the blocking pool.
-    payload: String,
-    metadata: String,
-    recorded_at: chrono::DateTime<chrono::Utc>,
+    #[sqlx(flatten)]
+    content: StoredContent,
 }
 
 impl Event {
     fn place(&self) -> (i64, i64) {
         (self.tx_id, self.global_position)
-    }
-
-    /// `None` if the stored JSON does not parse (it always does, as jsonb).
-    fn content(self) -> Option<SealedContent> {
-        Some(SealedContent {
-            aggregate_type: self.aggregate_type,
-            aggregate_id: self.aggregate_id,
-            sequence: self.sequence,
-            event_type: self.event_type,
-            version: self.event_version,
-            recorded_at: self.recorded_at,
-            payload: serde_json::from_str(&self.payload).ok()?,
-            metadata: serde_json::from_str(&self.metadata).ok()?,
-        })
     }
 }
 
@@ -133,13 +114,13 @@ type ChunkFailure = (u64, i64, ChainHash);
 fn check_chunk(first_index: u64, chunk: Vec<Sealed>) -> Option<ChunkFailure> {
     chunk.into_iter().enumerate().find_map(|(i, sealed)| {
         let position = sealed.event.global_position;
-        let matches = sealed.event.content().is_some_and(|c| c.hash(sealed.prev) == sealed.hash);
+        let matches = sealed.event.content.hash(sealed.prev) == sealed.hash;
         (!matches).then_some((first_index + i as u64, position, sealed.prev))
     })
 }
 
 /// Merges the chain and the log. The links' order and prevHashes are checked here, in order;
-/// each event's content against its hash (the costly part: parsing, canonical JSON, SHA-256) in
+/// each event's content against its hash (the costly part: SHA-256 over all of it) in
 /// chunks on the blocking pool, since with every `prevHash` already tied to the previous link's
 /// hash the chunks no longer depend on each other.
 async fn merge(
@@ -152,13 +133,11 @@ async fn merge(
          ORDER BY chain_position",
     )
     .fetch(links_conn);
-    let mut events = sqlx::query_as::<_, Event>(
-        "SELECT tx_id::text::bigint AS tx_id, global_position, aggregate_type, aggregate_id, \
-           sequence, event_type, event_version, payload::text AS payload, \
-           metadata::text AS metadata, recorded_at \
-         FROM events ORDER BY events.tx_id, events.global_position",
-    )
-    .fetch(events_conn);
+    let events_sql = format!(
+        "SELECT e.tx_id::text::bigint AS tx_id, e.global_position, {STORED_COLUMNS} \
+         FROM events e ORDER BY e.tx_id, e.global_position"
+    );
+    let mut events = sqlx::query_as::<_, Event>(&events_sql).fetch(events_conn);
 
     let mut checked = 0u64;
     let mut prev = ChainHash::GENESIS;
@@ -243,15 +222,54 @@ async fn settle(
     }))
 }
 
-/// One line of an export: an event as sealed, with its place and hashes.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One line of an export: an event as sealed, with its place and hashes. Its payload and
+/// metadata are the database's bytes, verbatim (they are what the hash covers).
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ExportedEvent {
     pub position: i64,
-    #[serde(flatten)]
-    pub content: SealedContent,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub version: String,
+    pub recorded_at: chrono::DateTime<chrono::Utc>,
+    pub payload: Box<RawValue>,
+    pub metadata: Box<RawValue>,
     pub prev_hash: String,
     pub hash: String,
+}
+
+impl ExportedEvent {
+    pub fn new(position: i64, content: SealedContent, prev_hash: String, hash: String) -> Self {
+        ExportedEvent {
+            position,
+            aggregate_type: content.aggregate_type,
+            aggregate_id: content.aggregate_id,
+            sequence: content.sequence,
+            event_type: content.event_type,
+            version: content.version,
+            recorded_at: content.recorded_at,
+            payload: content.payload,
+            metadata: content.metadata,
+            prev_hash,
+            hash,
+        }
+    }
+
+    fn content(self) -> SealedContent {
+        SealedContent {
+            aggregate_type: self.aggregate_type,
+            aggregate_id: self.aggregate_id,
+            sequence: self.sequence,
+            event_type: self.event_type,
+            version: self.version,
+            recorded_at: self.recorded_at,
+            payload: self.payload,
+            metadata: self.metadata,
+        }
+    }
 }
 
 /// Checks an export offline: every line's hash over its content and `prevHash`, positions
@@ -277,15 +295,12 @@ pub fn verify_export(text: &str) -> Verdict {
         if position <= last_position {
             return fail(position, "positions do not rise: a line was moved".into());
         }
-        let stream = (event.content.aggregate_type.clone(), event.content.aggregate_id.clone());
+        let stream = (event.aggregate_type.clone(), event.aggregate_id.clone());
         let expected = sequences.get(&stream).map_or(1, |s| s + 1);
-        if event.content.sequence != expected {
+        if event.sequence != expected {
             return fail(
                 position,
-                format!(
-                    "sequence {} where {expected} was due: a line is missing",
-                    event.content.sequence
-                ),
+                format!("sequence {} where {expected} was due: a line is missing", event.sequence),
             );
         }
         let (Some(prev), Some(hash)) =
@@ -293,7 +308,7 @@ pub fn verify_export(text: &str) -> Verdict {
         else {
             return fail(position, "prevHash and hash must be 64 hex digits".into());
         };
-        if event.content.hash(prev) != hash {
+        if event.content().hash(prev) != hash {
             return fail(position, "the event's content does not match its hash".into());
         }
         sequences.insert(stream, expected);
