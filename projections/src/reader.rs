@@ -240,7 +240,11 @@ impl CatchUpReader {
         let mut wake = self.wake.subscribe();
         let mut seen = wake.borrow_and_update().clone();
         let mut backoff = Duration::from_millis(100);
+        let linger = subscriber.linger();
         loop {
+            if !linger.is_zero() {
+                tokio::time::sleep(linger).await;
+            }
             let pause = match self.run_batch(subscriber.as_ref()).await {
                 Ok(Batch::Applied(n)) => {
                     tracing::debug!(events = n, "applied");
