@@ -76,6 +76,18 @@ impl Setup {
             .await
     }
 
+    /// Swaps two of the lead's events in its stream (through a free sequence number: the key
+    /// is checked row by row).
+    async fn swap_sequences(&self, a: i64, b: i64) {
+        for (from, to) in [(a, 1000), (b, a), (1000, b)] {
+            self.sql(&format!(
+                "UPDATE events SET sequence = {to} WHERE aggregate_id = '{}' AND sequence = {from}",
+                self.lead
+            ))
+            .await;
+        }
+    }
+
     /// Asserts the check names `position`, over HTTP and on the command line.
     async fn broken_at(&self, position: i64, reason: &str) {
         let verdict = self.verify().await;
@@ -153,35 +165,13 @@ async fn the_log_verifies_untouched_and_any_edit_deletion_or_swap_is_named() {
 
     // Two events of the lead swapped in its stream.
     let (second, third) = (s.position(2).await, s.position(3).await);
-    let lead = &s.lead;
-    s.sql(&format!(
-        "UPDATE events SET sequence = 1000 WHERE aggregate_id = '{lead}' AND sequence = 2"
-    ))
-    .await;
-    s.sql(&format!(
-        "UPDATE events SET sequence = 2 WHERE aggregate_id = '{lead}' AND sequence = 3"
-    ))
-    .await;
-    s.sql(&format!(
-        "UPDATE events SET sequence = 3 WHERE aggregate_id = '{lead}' AND sequence = 1000"
-    ))
-    .await;
+    s.swap_sequences(2, 3).await;
     s.broken_at(second.min(third), "content").await;
+    s.swap_sequences(2, 3).await;
+    s.intact().await;
 
     // An event slipped in among sealed ones, pretending to be from the past.
-    s.sql(&format!(
-        "UPDATE events SET sequence = 1000 WHERE aggregate_id = '{lead}' AND sequence = 3"
-    ))
-    .await;
-    s.sql(&format!(
-        "UPDATE events SET sequence = 3 WHERE aggregate_id = '{lead}' AND sequence = 2"
-    ))
-    .await;
-    s.sql(&format!(
-        "UPDATE events SET sequence = 2 WHERE aggregate_id = '{lead}' AND sequence = 1000"
-    ))
-    .await;
-    s.intact().await;
+    let lead = &s.lead;
     s.sql(&format!(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, tx_id) \
          SELECT aggregate_type, aggregate_id, 99, event_type, event_version, payload, metadata, '1'::xid8 \

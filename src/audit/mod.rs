@@ -55,14 +55,33 @@ pub struct AuditEvent {
     pub prev_hash: String,
 }
 
+/// A lead's stored event with its JSON as text (what the hash covers) and, once sealed, its
+/// chain hashes.
 #[derive(sqlx::FromRow)]
-struct SealedRow {
+pub(crate) struct SealedRow {
     #[sqlx(flatten)]
-    event: soho_projections::StoredEvent,
-    payload_text: String,
-    metadata_text: String,
-    prev_hash: Option<Vec<u8>>,
-    hash: Option<Vec<u8>>,
+    pub event: soho_projections::StoredEvent,
+    pub payload_text: String,
+    pub metadata_text: String,
+    pub prev_hash: Option<Vec<u8>>,
+    pub hash: Option<Vec<u8>>,
+}
+
+impl SealedRow {
+    /// What the event's hash covers, as stored.
+    pub fn content(&self) -> StoredContent {
+        let e = &self.event;
+        StoredContent {
+            aggregate_type: e.aggregate_type.clone(),
+            aggregate_id: e.aggregate_id.clone(),
+            sequence: e.sequence,
+            event_type: e.event_type.clone(),
+            event_version: e.event_version.clone(),
+            recorded_at: e.recorded_at,
+            payload_text: self.payload_text.clone(),
+            metadata_text: self.metadata_text.clone(),
+        }
+    }
 }
 
 /// How long a read waits for the sealer to reach a lead's newest event (it runs moments behind).
@@ -98,14 +117,14 @@ async fn sealed_rows(
     checkpoints: &Checkpoints,
     id: uuid::Uuid,
 ) -> Result<Vec<(SealedRow, Vec<u8>, Vec<u8>)>, AuditError> {
-    let rows = sealed_stream(pool, id).await?;
+    let rows = sealed_stream(pool, id, false).await?;
     let rows = match rows.iter().rev().find(|r| r.hash.is_none()) {
         None => rows,
         Some(unsealed) => {
             if !wait_sealed(pool, checkpoints, unsealed.event.position()).await? {
                 return Err(AuditError::NotSealed);
             }
-            sealed_stream(pool, id).await?
+            sealed_stream(pool, id, false).await?
         }
     };
     rows.into_iter()
@@ -116,16 +135,23 @@ async fn sealed_rows(
         .collect()
 }
 
-async fn sealed_stream(pool: &PgPool, id: uuid::Uuid) -> Result<Vec<SealedRow>, sqlx::Error> {
+/// A lead's stored events (or only its first, the submission), in order.
+pub(crate) async fn sealed_stream(
+    pool: &PgPool,
+    id: uuid::Uuid,
+    first_only: bool,
+) -> Result<Vec<SealedRow>, sqlx::Error> {
     sqlx::query_as::<_, SealedRow>(
         "SELECT e.global_position, e.tx_id::text::bigint AS tx_id, e.aggregate_type, \
            e.aggregate_id, e.sequence, e.event_type, e.event_version, e.payload, e.metadata, \
            e.recorded_at, e.payload::text AS payload_text, e.metadata::text AS metadata_text, \
            c.prev_hash, c.hash \
          FROM events e LEFT JOIN audit_chain c ON c.global_position = e.global_position \
-         WHERE e.aggregate_type = 'Lead' AND e.aggregate_id = $1 ORDER BY e.sequence",
+         WHERE e.aggregate_type = 'Lead' AND e.aggregate_id = $1 AND (NOT $2 OR e.sequence = 1) \
+         ORDER BY e.sequence",
     )
     .bind(id.to_string())
+    .bind(first_only)
     .fetch_all(pool)
     .await
 }

@@ -11,8 +11,8 @@ use soho_projections::Checkpoints;
 use sqlx::PgPool;
 use utoipa::ToSchema;
 
-use super::chain::{ChainHash, StoredContent};
-use super::AuditError;
+use super::chain::ChainHash;
+use super::{sealed_stream, AuditError, SealedRow};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -38,47 +38,8 @@ pub struct ReceiptCheck {
 }
 
 /// The lead's first event as stored, with the hash chain's record of it.
-struct FirstEvent {
-    stored: soho_projections::StoredEvent,
-    content: StoredContent,
-    prev_hash: Option<Vec<u8>>,
-    hash: Option<Vec<u8>>,
-}
-
-async fn first_event(pool: &PgPool, lead: uuid::Uuid) -> Result<Option<FirstEvent>, sqlx::Error> {
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        #[sqlx(flatten)]
-        stored: soho_projections::StoredEvent,
-        payload_text: String,
-        metadata_text: String,
-        prev_hash: Option<Vec<u8>>,
-        hash: Option<Vec<u8>>,
-    }
-    let row: Option<Row> = sqlx::query_as(
-        "SELECT e.global_position, e.tx_id::text::bigint AS tx_id, e.aggregate_type, \
-           e.aggregate_id, e.sequence, e.event_type, e.event_version, e.payload, e.metadata, \
-           e.recorded_at, e.payload::text AS payload_text, e.metadata::text AS metadata_text, \
-           c.prev_hash, c.hash \
-         FROM events e LEFT JOIN audit_chain c ON c.global_position = e.global_position \
-         WHERE e.aggregate_type = 'Lead' AND e.aggregate_id = $1 AND e.sequence = 1",
-    )
-    .bind(lead.to_string())
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.map(|r| {
-        let content = StoredContent {
-            aggregate_type: r.stored.aggregate_type.clone(),
-            aggregate_id: r.stored.aggregate_id.clone(),
-            sequence: r.stored.sequence,
-            event_type: r.stored.event_type.clone(),
-            event_version: r.stored.event_version.clone(),
-            recorded_at: r.stored.recorded_at,
-            payload_text: r.payload_text,
-            metadata_text: r.metadata_text,
-        };
-        FirstEvent { stored: r.stored, content, prev_hash: r.prev_hash, hash: r.hash }
-    }))
+async fn first_event(pool: &PgPool, lead: uuid::Uuid) -> Result<Option<SealedRow>, sqlx::Error> {
+    Ok(sealed_stream(pool, lead, true).await?.into_iter().next())
 }
 
 async fn salt(pool: &PgPool) -> Result<Vec<u8>, sqlx::Error> {
@@ -109,7 +70,7 @@ pub async fn issue(
         return Ok(None);
     };
     if first.hash.is_none() {
-        if !super::wait_sealed(pool, checkpoints, first.stored.position()).await? {
+        if !super::wait_sealed(pool, checkpoints, first.event.position()).await? {
             return Err(AuditError::NotSealed);
         }
         first = first_event(pool, lead).await?.ok_or(AuditError::NotSealed)?;
@@ -117,14 +78,14 @@ pub async fn issue(
     let hash =
         first.hash.as_deref().and_then(ChainHash::from_bytes).ok_or(AuditError::NotSealed)?;
     let LeadEvent::LeadSubmitted { partner_id, details, .. } =
-        first.stored.decode::<LeadEvent>().map_err(|e| AuditError::Replay(e.into()))?
+        first.event.decode::<LeadEvent>().map_err(|e| AuditError::Replay(e.into()))?
     else {
         return Ok(None);
     };
     Ok(Some(Receipt {
         lead_id: lead,
         partner_id: partner_id.as_uuid(),
-        recorded_at: first.stored.recorded_at,
+        recorded_at: first.event.recorded_at,
         person_key_hash: person_key_hash(&salt(pool).await?, &details),
         event_hash: hash.to_hex(),
     }))
@@ -140,7 +101,7 @@ pub async fn check(pool: &PgPool, receipt: &Receipt) -> Result<ReceiptCheck, Aud
     let Some(prev) = first.prev_hash.as_deref().and_then(ChainHash::from_bytes) else {
         return refuse("the lead's first event is not sealed");
     };
-    let recomputed = first.content.hash(prev);
+    let recomputed = first.content().hash(prev);
     if Some(recomputed) != ChainHash::from_hex(&receipt.event_hash) {
         return refuse("the lead's first event as stored does not have the receipt's hash");
     }
@@ -148,13 +109,13 @@ pub async fn check(pool: &PgPool, receipt: &Receipt) -> Result<ReceiptCheck, Aud
         return refuse("the chain's hash of the lead's first event has changed");
     }
     let Ok(LeadEvent::LeadSubmitted { partner_id, details, .. }) =
-        first.stored.decode::<LeadEvent>()
+        first.event.decode::<LeadEvent>()
     else {
         return refuse("the lead's first event is not its submission");
     };
     let salt = salt(pool).await?;
     let matches = partner_id.as_uuid() == receipt.partner_id
-        && first.stored.recorded_at == receipt.recorded_at
+        && first.event.recorded_at == receipt.recorded_at
         && person_key_hash(&salt, &details) == receipt.person_key_hash;
     if !matches {
         return refuse("the receipt's partner, instant or person does not match the log");
