@@ -121,7 +121,8 @@ impl SealedContent {
 }
 
 /// SHA-256 of `["soho-audit/1", prevHash, type, id, sequence, eventType, version, recordedAt,
-/// payload, metadata]`: strings JSON-escaped, payload and metadata verbatim.
+/// payload, metadata]`: strings JSON-escaped, payload and metadata verbatim. Fed to the hasher
+/// piece by piece: `audit verify` runs this for every event of the log.
 fn hash_of(
     prev: ChainHash,
     stream: [&str; 2],
@@ -130,34 +131,44 @@ fn hash_of(
     recorded_at: DateTime<Utc>,
     json: [&str; 2],
 ) -> ChainHash {
-    let mut text = String::with_capacity(256 + json[0].len() + json[1].len());
-    text.push_str("[\"soho-audit/1\",\"");
+    let mut hasher = Sha256::new();
     let mut hex = [0u8; 64];
     // Writing 32 bytes into 64 hex digits cannot fail.
     let _ = hex::encode_to_slice(prev.0, &mut hex);
-    text.push_str(std::str::from_utf8(&hex).unwrap_or_default());
-    text.push_str("\",");
+    hasher.update(b"[\"soho-audit/1\",\"");
+    hasher.update(hex);
+    hasher.update(b"\",");
     for field in stream {
-        write_string(&mut text, field);
-        text.push(',');
+        update_string(&mut hasher, field);
+        hasher.update(b",");
     }
-    let _ = write!(text, "{sequence},");
+    let mut number = String::with_capacity(24);
+    let _ = write!(number, "{sequence},");
+    hasher.update(number.as_bytes());
     for field in kind {
-        write_string(&mut text, field);
-        text.push(',');
+        update_string(&mut hasher, field);
+        hasher.update(b",");
     }
-    write_string(&mut text, &recorded_at.to_rfc3339_opts(SecondsFormat::Micros, true));
-    text.push(',');
-    text.push_str(json[0]);
-    text.push(',');
-    text.push_str(json[1]);
-    text.push(']');
-    ChainHash(Sha256::digest(text.as_bytes()).into())
+    update_string(&mut hasher, &recorded_at.to_rfc3339_opts(SecondsFormat::Micros, true));
+    hasher.update(b",");
+    hasher.update(json[0].as_bytes());
+    hasher.update(b",");
+    hasher.update(json[1].as_bytes());
+    hasher.update(b"]");
+    ChainHash(hasher.finalize().into())
 }
 
-fn write_string(out: &mut String, text: &str) {
-    // Serialising a &str cannot fail.
-    out.push_str(&serde_json::to_string(text).unwrap_or_default());
+/// `text` as a JSON string: as is between quotes when nothing in it needs escaping (ids, type
+/// names, instants), else as serde_json escapes it.
+fn update_string(hasher: &mut Sha256, text: &str) {
+    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        hasher.update(b"\"");
+        hasher.update(text.as_bytes());
+        hasher.update(b"\"");
+    } else {
+        // Serialising a &str cannot fail.
+        hasher.update(serde_json::to_string(text).unwrap_or_default().as_bytes());
+    }
 }
 
 #[cfg(test)]
@@ -221,6 +232,16 @@ mod tests {
             let mut edited = content();
             edit(&mut edited);
             assert_ne!(edited.hash(ChainHash::GENESIS), base, "{edited:?}");
+        }
+    }
+
+    #[test]
+    fn strings_are_hashed_as_serde_json_writes_them() {
+        for text in ["plain", "with \"quotes\"", "back\\slash", "tab\there", "é ünï"] {
+            let mut fast = Sha256::new();
+            update_string(&mut fast, text);
+            let slow = Sha256::digest(serde_json::to_string(text).unwrap().as_bytes());
+            assert_eq!(fast.finalize(), slow, "{text}");
         }
     }
 

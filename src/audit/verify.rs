@@ -51,12 +51,35 @@ struct Link {
     hash: Vec<u8>,
 }
 
-#[derive(sqlx::FromRow)]
 struct Event {
     tx_id: i64,
     global_position: i64,
-    #[sqlx(flatten)]
     content: StoredContent,
+}
+
+/// An events row by column position (a named lookup per column per row shows in profiles).
+type EventRow =
+    (i64, i64, String, String, i64, String, String, chrono::DateTime<chrono::Utc>, String, String);
+
+impl From<EventRow> for Event {
+    fn from(row: EventRow) -> Self {
+        let (tx_id, global_position, aggregate_type, aggregate_id, sequence, event_type) =
+            (row.0, row.1, row.2, row.3, row.4, row.5);
+        Event {
+            tx_id,
+            global_position,
+            content: StoredContent {
+                aggregate_type,
+                aggregate_id,
+                sequence,
+                event_type,
+                event_version: row.6,
+                recorded_at: row.7,
+                payload_text: row.8,
+                metadata_text: row.9,
+            },
+        }
+    }
 }
 
 impl Event {
@@ -137,7 +160,8 @@ async fn merge(
         "SELECT e.tx_id::text::bigint AS tx_id, e.global_position, {STORED_COLUMNS} \
          FROM events e ORDER BY e.tx_id, e.global_position"
     );
-    let mut events = sqlx::query_as::<_, Event>(&events_sql).fetch(events_conn);
+    let mut events =
+        sqlx::query_as::<_, EventRow>(&events_sql).fetch(events_conn).map_ok(Event::from);
 
     let mut checked = 0u64;
     let mut prev = ChainHash::GENESIS;
