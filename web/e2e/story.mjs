@@ -143,6 +143,8 @@ try {
     await check(admin, "05-leads");
     await admin.click(`tr[data-lead='${leadId}'] a`);
     await admin.waitForSelector("[data-testid=sync-state]:has-text('synced (record')");
+    await admin.waitForSelector("[data-testid=submitted]:has-text('by you')");
+    await admin.waitForSelector("[data-testid=signed-in-as]:has-text('Olive Owner (admin)')");
     await check(admin, "06-lead");
     await admin.click("nav >> text=Leads");
     await admin.waitForSelector(`tr[data-lead='${leadId}']`);

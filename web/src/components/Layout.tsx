@@ -32,6 +32,7 @@ export function Layout({ children }: { children: ReactNode }) {
                 <NavLink to="/profile">Profile</NavLink>
               </>
             )}
+            <span className="who" data-testid="signed-in-as">{session.user.name || session.user.email}{auditor ? " (auditor)" : admin ? " (admin)" : ""}</span>
             <button type="button" className="link" onClick={() => { signOut(); navigate("/login"); }}>Log out</button>
           </nav>
         )}

@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useState, type FormEvent } from "react";
-import { useParams } from "react-router-dom";
+import { Link, useParams } from "react-router-dom";
 import { api, download, STATUSES, type HistoryEntry, type Lead, type Receipt } from "../api/client";
 import { ErrorNote, Loading } from "../components/Layout";
 import { useLiveUpdates } from "../live/useLiveUpdates";
@@ -13,6 +13,8 @@ export function LeadDetailPage() {
   const [history, setHistory] = useState<HistoryEntry[]>([]);
   const [error, setError] = useState<unknown>(null);
   const [saving, setSaving] = useState(false);
+  // Said after a change, until the next one: the form is reset, so this is the confirmation.
+  const [changed, setChanged] = useState<string | null>(null);
   // The registration receipt (admins): proof of who registered the person first, for disputes.
   const [receipt, setReceipt] = useState<Receipt | null>(null);
   const admin = session?.user.role === "admin";
@@ -36,10 +38,13 @@ export function LeadDetailPage() {
     event.preventDefault();
     const form = new FormData(event.currentTarget);
     setSaving(true);
+    setChanged(null);
     try {
-      setLead(await api<Lead>(`/leads/${id}/status`, { method: "PATCH", token, body: { status: form.get("status"), note: form.get("note") || undefined } }));
+      const updated = await api<Lead>(`/leads/${id}/status`, { method: "PATCH", token, body: { status: form.get("status"), note: form.get("note") || undefined } });
+      setLead(updated);
       setHistory(await api<HistoryEntry[]>(`/leads/${id}/history`, { token }));
       setError(null);
+      setChanged(`Status changed to ${updated.status}.`);
     } catch (e) {
       setError(e);
     } finally {
@@ -50,7 +55,13 @@ export function LeadDetailPage() {
   if (!lead) return <Loading />;
   return (
     <section>
+      <p><Link to="/leads">← Leads</Link></p>
       <h1>{[lead.firstName, lead.lastName].filter(Boolean).join(" ")}</h1>
+      <p data-testid="submitted">
+        Submitted <time dateTime={lead.createdAt}>{new Date(lead.createdAt).toLocaleString()}</time>{" "}
+        {lead.submittedBy.type === "public" ? "through your public form" : lead.submittedBy.id === session?.user.id ? "by you" : "by a member of your team"}
+        {lead.updatedAt !== lead.createdAt && <>; last updated <time dateTime={lead.updatedAt}>{new Date(lead.updatedAt).toLocaleString()}</time></>}
+      </p>
       <dl className="fields">
         <dt>Email</dt><dd>{lead.email ?? "—"}</dd>
         <dt>Phone</dt><dd>{lead.phone ?? "—"}</dd>
@@ -65,7 +76,9 @@ export function LeadDetailPage() {
         </dd>
         {lead.channelConflict && <><dt>Note</dt><dd>Another partner submitted this person recently; sales will settle who it belongs to.</dd></>}
       </dl>
-      <form onSubmit={change} className="inline" aria-label="Change the status">
+      {/* Keyed on the lead's last change: after one, the form starts afresh (the new status
+          selected, the note empty). */}
+      <form key={lead.updatedAt} onSubmit={change} className="inline" aria-label="Change the status">
         <label>New status
           <select name="status" defaultValue={lead.status}>
             {/* `converted` is the vendor's to set, in Soho CRM (it drives commission). */}
@@ -75,6 +88,7 @@ export function LeadDetailPage() {
         <label>Note<input name="note" maxLength={2000} /></label>
         <button disabled={saving}>Change status</button>
       </form>
+      {changed && <p role="status" className="notice" data-testid="status-changed">{changed}</p>}
       <ErrorNote error={error} />
       <h2>Status history</h2>
       {history.length === 0 ? <p>No change yet.</p> : (
