@@ -42,6 +42,25 @@ impl PartnerStatus {
     }
 }
 
+/// A stored status the portal does not know.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown partner status {0:?}")]
+pub struct UnknownPartnerStatus(pub String);
+
+impl std::str::FromStr for PartnerStatus {
+    type Err = UnknownPartnerStatus;
+
+    /// The inverse of [`PartnerStatus::as_str`]: anything else is an error, never a default.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "pending" => Ok(Self::Pending),
+            "approved" => Ok(Self::Approved),
+            "suspended" => Ok(Self::Suspended),
+            other => Err(UnknownPartnerStatus(other.to_string())),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum PartnerCommand {
     /// Soho CRM reported the partner's current state (a `partner.created`/`partner.updated` webhook).
@@ -175,6 +194,20 @@ impl Aggregate for Partner {
             PartnerEvent::PartnerReinstated { .. } => self.status = PartnerStatus::Approved,
             PartnerEvent::PartnerDetailsChanged { details, .. } => self.details = Some(details),
         }
+    }
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::PartnerStatus;
+
+    #[test]
+    fn statuses_read_back_as_written_and_unknown_ones_are_refused() {
+        for status in [PartnerStatus::Pending, PartnerStatus::Approved, PartnerStatus::Suspended] {
+            assert_eq!(status.as_str().parse::<PartnerStatus>().unwrap(), status);
+        }
+        assert!("Approved".parse::<PartnerStatus>().is_err());
+        assert!("".parse::<PartnerStatus>().is_err());
     }
 }
 

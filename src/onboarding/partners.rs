@@ -127,12 +127,9 @@ pub async fn public_partner(
             .bind(partner.as_uuid())
             .fetch_optional(&portal.pool)
             .await?;
-    Ok(row.map(|(status, name)| {
-        let status = match status.as_str() {
-            "approved" => PartnerStatus::Approved,
-            "suspended" => PartnerStatus::Suspended,
-            _ => PartnerStatus::Pending,
-        };
-        (status, name)
-    }))
+    // An unknown stored status is our error (a 500), never a guess.
+    row.map(|(status, name)| {
+        Ok((status.parse::<PartnerStatus>().map_err(anyhow::Error::from)?, name))
+    })
+    .transpose()
 }

@@ -234,6 +234,15 @@ try {
       if ((await tab.innerText("body")).includes("Unexpected token")) throw new Error(`${path}: JSON read as the page`);
       await tab.close();
     }
+    // The lead list's filters live in the address: applied, they survive a reload and a link.
+    await admin.goto(`${portal}/leads`);
+    await admin.fill("input[name=q]", "lovelace");
+    await admin.click("form[aria-label='Filter leads'] button:has-text('Apply')");
+    await admin.waitForURL(/\/leads\?q=lovelace/);
+    await admin.reload();
+    await admin.waitForSelector("td:has-text('Lovelace')");
+    if ((await admin.inputValue("input[name=q]")) !== "lovelace") throw new Error("the search was lost on reload");
+    if ((await admin.locator("tbody tr").count()) !== 1) throw new Error("the filter was not applied after the reload");
   });
 
   await step("an access token that ran out is refreshed without a word", async () => {

@@ -1,5 +1,5 @@
-import { useCallback, useEffect, useState, type FormEvent } from "react";
-import { Link } from "react-router-dom";
+import { useCallback, useEffect, useMemo, useState, type FormEvent } from "react";
+import { Link, useSearchParams } from "react-router-dom";
 import { api, leadQuery, STATUSES, type Lead, type LeadPage } from "../api/client";
 import { ErrorNote, Loading } from "../components/Layout";
 import { applyMessage } from "../live/messages";
@@ -8,11 +8,19 @@ import { useSession } from "../session";
 import { dayRange } from "../text/dates";
 
 type Filters = { status?: string; q?: string; submittedBy?: string; createdAfter?: string; createdBefore?: string };
+const FILTERS = ["status", "q", "submittedBy", "createdAfter", "createdBefore"] as const;
 
 export function LeadsPage() {
   const { session } = useSession();
   const token = session?.accessToken;
-  const [filters, setFilters] = useState<Filters>({});
+  // The filters live in the address (`/leads?status=new&q=ada`): a reload, the back button and
+  // a shared link keep them.
+  const [params, setParams] = useSearchParams();
+  const search = params.toString();
+  const filters = useMemo<Filters>(() => {
+    const found = new URLSearchParams(search);
+    return Object.fromEntries(FILTERS.flatMap((k) => (found.get(k) ? [[k, found.get(k) as string]] : [])));
+  }, [search]);
   const [leads, setLeads] = useState<Lead[] | null>(null);
   const [next, setNext] = useState<string | null>(null);
   const [changed, setChanged] = useState<Set<string>>(new Set());
@@ -44,7 +52,7 @@ export function LeadsPage() {
   function submit(event: FormEvent<HTMLFormElement>) {
     event.preventDefault();
     const form = new FormData(event.currentTarget);
-    setFilters(Object.fromEntries([...form.entries()].map(([k, v]) => [k, String(v)])) as Filters);
+    setParams(Object.fromEntries([...form.entries()].map(([k, v]) => [k, String(v).trim()]).filter(([, v]) => v)));
   }
   async function exportCsv() {
     try {
@@ -60,17 +68,17 @@ export function LeadsPage() {
   return (
     <section>
       <h1>Leads</h1>
-      <form className="filters" onSubmit={submit} aria-label="Filter leads">
+      <form key={search} className="filters" onSubmit={submit} aria-label="Filter leads">
         <label>Status
-          <select name="status" defaultValue="">
+          <select name="status" defaultValue={filters.status ?? ""}>
             <option value="">Any</option>
             {STATUSES.map((s) => <option key={s} value={s}>{s}</option>)}
           </select>
         </label>
-        <label>Search<input name="q" type="search" placeholder="Name, email, company" /></label>
-        {session?.user.role === "admin" && <label>Submitted by<input name="submittedBy" placeholder="user id or “public”" /></label>}
-        <label>From<input name="createdAfter" type="date" /></label>
-        <label>Until<input name="createdBefore" type="date" /></label>
+        <label>Search<input name="q" type="search" placeholder="Name, email, company" defaultValue={filters.q ?? ""} /></label>
+        {session?.user.role === "admin" && <label>Submitted by<input name="submittedBy" placeholder="user id or “public”" defaultValue={filters.submittedBy ?? ""} /></label>}
+        <label>From<input name="createdAfter" type="date" defaultValue={filters.createdAfter ?? ""} /></label>
+        <label>Until<input name="createdBefore" type="date" defaultValue={filters.createdBefore ?? ""} /></label>
         <button>Apply</button>
         <button type="button" onClick={exportCsv}>Export CSV</button>
       </form>
