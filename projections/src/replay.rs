@@ -90,8 +90,9 @@ async fn rebuild_in_shadow(
     for (name, value) in crate::KEYED_PLANS {
         sqlx::query(&format!("SET {name} = {value}")).execute(&mut *conn).await?;
     }
-    // The bulk's commit need not wait for its flush: if the server crashes, the shadow is
-    // rebuilt anyway (UNLOGGED tables are emptied by a crash).
+    // No commit here need wait for its flush: a crash that loses one loses only the rebuild (the
+    // swap and its checkpoints commit together, so the live tables stay whole) and the next
+    // replay starts over.
     sqlx::query("SET synchronous_commit = off").execute(&mut *conn).await?;
     let mut done = Rebuilt { events: 0, checkpoint: LogPosition::START };
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;

@@ -373,6 +373,18 @@ try {
     await auditor.click("form[aria-label='Figures at an instant'] button");
     await auditor.waitForSelector("[data-testid=total-leads]:has-text('0')");
     await check(auditor, "18-audit-partner-past");
+    // The auditor's pages survive a reload and open from a direct link, the instant kept.
+    const pastUrl = auditor.url();
+    await auditor.reload();
+    await auditor.waitForSelector("[data-testid=total-leads]:has-text('0')");
+    for (const path of [`/audit/leads/${leadId}`, new URL(pastUrl).pathname + new URL(pastUrl).search, "/audit"]) {
+      const tab = await auditor.context().newPage();
+      await tab.goto(`${portal}${path}`);
+      await tab.waitForSelector("h1");
+      if ((await tab.innerText("body")).includes("Unexpected token")) throw new Error(`${path}: JSON read as the page`);
+      if (path.includes("at=")) await tab.waitForSelector("[data-testid=total-leads]:has-text('0')");
+      await tab.close();
+    }
     await auditor.click("nav >> text=Audit");
     await auditor.click("button:has-text('Verify the whole log')");
     await auditor.waitForSelector("[data-testid=verdict]:has-text('Intact')", { timeout: 30_000 });
