@@ -243,6 +243,10 @@ try {
     await admin.waitForSelector("td:has-text('Lovelace')");
     if ((await admin.inputValue("input[name=q]")) !== "lovelace") throw new Error("the search was lost on reload");
     if ((await admin.locator("tbody tr").count()) !== 1) throw new Error("the filter was not applied after the reload");
+    // Export CSV downloads the filtered list.
+    const [file] = await Promise.all([admin.waitForEvent("download"), admin.click("button:has-text('Export CSV')")]);
+    const csv = readFileSync(await file.path(), "utf8");
+    if (!csv.includes("Lovelace") || csv.trim().split("\n").length !== 2) throw new Error(`the export is not the filtered list: ${csv}`);
   });
 
   await step("an access token that ran out is refreshed without a word", async () => {

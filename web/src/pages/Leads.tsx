@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useMemo, useState, type FormEvent } from "react";
 import { Link, useSearchParams } from "react-router-dom";
-import { api, leadQuery, STATUSES, type Lead, type LeadPage } from "../api/client";
+import { api, apiText, download, leadQuery, STATUSES, type Lead, type LeadPage } from "../api/client";
 import { ErrorNote, Loading } from "../components/Layout";
 import { applyMessage } from "../live/messages";
 import { useLiveUpdates } from "../live/useLiveUpdates";
@@ -56,11 +56,7 @@ export function LeadsPage() {
   }
   async function exportCsv() {
     try {
-      const response = await fetch(`/leads/export.csv${leadQuery(query(filters))}`, { headers: { authorization: `Bearer ${token}` } });
-      const url = URL.createObjectURL(await response.blob());
-      const link = Object.assign(document.createElement("a"), { href: url, download: "leads.csv" });
-      link.click();
-      URL.revokeObjectURL(url);
+      download("leads.csv", await apiText(`/leads/export.csv${leadQuery(query(filters))}`, token), "text/csv");
     } catch (e) {
       setError(e);
     }
