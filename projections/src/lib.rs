@@ -14,6 +14,7 @@
 pub const KEYED_PLANS: [(&str, &str); 3] =
     [("enable_seqscan", "off"), ("enable_hashjoin", "off"), ("enable_mergejoin", "off")];
 
+pub mod copy;
 pub mod leads;
 pub mod log;
 pub mod partners;
@@ -74,6 +75,24 @@ pub trait Projection: Send + Sync + 'static {
         tx: &mut sqlx::PgConnection,
         events: &[StoredEvent],
     ) -> Result<(), ProjectionError>;
+
+    /// A loader for a replay from the start of the log into its empty tables (in `schema`,
+    /// written through connections of its own from `pool`), when it has a faster way than
+    /// [`Self::apply`] batch by batch. Its tables are loaded with no key or index; they are
+    /// built after.
+    fn bulk(&self, _pool: &sqlx::PgPool, _schema: &'static str) -> Option<Box<dyn BulkLoad>> {
+        None
+    }
+}
+
+/// A read model being loaded by a replay from the start of the log (see [`Projection::bulk`]).
+#[async_trait::async_trait]
+pub trait BulkLoad: Send {
+    /// Takes the next events, in log order (every event of the log passes through here once).
+    async fn add(&mut self, events: &[log::RawEvent]) -> Result<(), ProjectionError>;
+
+    /// Writes what is left; when it returns, every row is committed.
+    async fn finish(self: Box<Self>) -> Result<(), ProjectionError>;
 }
 
 #[derive(Debug, thiserror::Error)]

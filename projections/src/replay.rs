@@ -14,6 +14,9 @@ use crate::reader::{checkpoint, lock, register, save_checkpoint};
 use crate::{Projection, ProjectionError};
 
 const REPLAY_BATCH: i64 = 5_000;
+/// Events read at once by a bulk load (each read costs a sort of its range's index entries and
+/// a round trip; the rows are gone from memory as soon as they are folded).
+const BULK_BATCH: i64 = 20_000;
 
 /// How a rebuild went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,11 +67,13 @@ pub async fn rebuild_all(
     let result = rebuild_in_shadow(pool, &mut conn, projections, &tables, progress).await;
     let _ = sqlx::Connection::close(conn).await;
     if result.is_ok() {
+        let phase = std::time::Instant::now();
         let mut conn = pool.acquire().await?;
         shadow::clean_up(&mut conn).await?;
         for table in &tables {
             sqlx::query(&format!("ANALYZE {table}")).execute(&mut *conn).await?;
         }
+        tracing::info!(seconds = phase.elapsed().as_secs_f64(), "replay: swapped and analysed");
     }
     result
 }
@@ -83,7 +88,19 @@ async fn rebuild_in_shadow(
     if !shadow::claim(&mut *conn).await? {
         return Err(ProjectionError::Effect("another replay is running".into()));
     }
-    shadow::create(&mut *conn, tables).await?;
+    // Read models with a bulk loader are folded in memory and written with COPY, into tables
+    // that get their keys after; the others are applied batch by batch.
+    let (mut loaders, mut bare, mut row_by_row) = (Vec::new(), Vec::new(), Vec::new());
+    for projection in projections {
+        match projection.bulk(pool, shadow::SHADOW) {
+            Some(loader) => {
+                loaders.push(loader);
+                bare.extend(projection.tables().iter().copied());
+            }
+            None => row_by_row.push(*projection),
+        }
+    }
+    shadow::create(&mut *conn, tables, &bare).await?;
     sqlx::query(&format!("SET search_path = {}, public", shadow::SHADOW))
         .execute(&mut *conn)
         .await?;
@@ -95,10 +112,24 @@ async fn rebuild_in_shadow(
     // replay starts over.
     sqlx::query("SET synchronous_commit = off").execute(&mut *conn).await?;
     let mut done = Rebuilt { events: 0, checkpoint: LogPosition::START };
+    let phase = std::time::Instant::now();
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-    apply_range(pool, &mut tx, projections, &mut done, None, progress).await?;
+    load_range(pool, &mut tx, &row_by_row, &mut loaders, &mut done, progress).await?;
     tx.commit().await?;
-    shadow::build_indexes(&mut *conn, tables).await?;
+    tracing::info!(
+        events = done.events,
+        seconds = phase.elapsed().as_secs_f64(),
+        "replay: log read"
+    );
+    let phase = std::time::Instant::now();
+    for loader in loaders {
+        loader.finish().await?;
+    }
+    tracing::info!(seconds = phase.elapsed().as_secs_f64(), "replay: bulk rows written");
+    let phase = std::time::Instant::now();
+    shadow::build_keys_and_indexes(pool, &bare, tables).await?;
+    tracing::info!(seconds = phase.elapsed().as_secs_f64(), "replay: keys and indexes built");
+    let phase = std::time::Instant::now();
     // What was appended during the bulk, without holding anyone off, until little is left.
     loop {
         let before = done.events;
@@ -109,6 +140,11 @@ async fn rebuild_in_shadow(
             break;
         }
     }
+    tracing::info!(
+        events = done.events,
+        seconds = phase.elapsed().as_secs_f64(),
+        "replay: caught up"
+    );
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     for projection in projections {
         lock(&mut tx, projection.name()).await?;
@@ -208,6 +244,9 @@ async fn apply_from_start(
     for (name, value) in crate::KEYED_PLANS {
         sqlx::query(&format!("SET LOCAL {name} = {value}")).execute(&mut *conn).await?;
     }
+    let tables = tables_of(projections).join(", ");
+    // RESTART IDENTITY: positions numbered by the projection come out the same on a rebuild.
+    sqlx::query(&format!("TRUNCATE {tables} RESTART IDENTITY")).execute(&mut *conn).await?;
     let mut done = Rebuilt { events: 0, checkpoint: LogPosition::START };
     apply_range(pool, conn, projections, &mut done, up_to, progress).await?;
     for (name, _) in crate::KEYED_PLANS {
@@ -217,10 +256,10 @@ async fn apply_from_start(
     Ok(done)
 }
 
-/// Applies the log after `done.checkpoint` (from its start: emptying the tables first), up to
-/// `up_to` or everything settled, advancing `done`. The next batch is read, on another
-/// connection, while the current one is applied: reading and decoding the log is a good part of
-/// a replay's time, and the database and the portal then work at once.
+/// Applies the log after `done.checkpoint`, up to `up_to` or everything settled, advancing
+/// `done`. The next batch is read,
+/// on another connection, while the current one is applied: reading and decoding the log is a
+/// good part of a replay's time, and the database and the portal then work at once.
 async fn apply_range(
     pool: &PgPool,
     conn: &mut PgConnection,
@@ -229,11 +268,6 @@ async fn apply_range(
     up_to: Option<LogPosition>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<(), ProjectionError> {
-    if done.checkpoint == LogPosition::START {
-        let tables = tables_of(projections).join(", ");
-        // RESTART IDENTITY: positions numbered by the projection come out the same on a rebuild.
-        sqlx::query(&format!("TRUNCATE {tables} RESTART IDENTITY")).execute(&mut *conn).await?;
-    }
     let read = |after: LogPosition| {
         let pool = pool.clone();
         tokio::spawn(async move {
@@ -250,6 +284,54 @@ async fn apply_range(
         next = read(last);
         for projection in projections {
             projection.apply(&mut *conn, &batch).await?;
+        }
+        done.events += batch.len() as u64;
+        done.checkpoint = last;
+        progress(done.events);
+    }
+    Ok(())
+}
+
+/// A replay's first pass, from the start of the log into empty tables: every event goes to the
+/// bulk loaders as read (its payload decoded once, by the loader that wants it), and the events
+/// the other projections follow, decoded for them, to their `apply`. Reads run a batch ahead, on
+/// another connection.
+async fn load_range(
+    pool: &PgPool,
+    conn: &mut PgConnection,
+    projections: &[&dyn Projection],
+    loaders: &mut [Box<dyn crate::BulkLoad>],
+    done: &mut Rebuilt,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<(), ProjectionError> {
+    let types: Vec<&str> =
+        projections.iter().flat_map(|p| p.follows().iter().chain(p.reads()).copied()).collect();
+    let read = |after: LogPosition| {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let mut reader = pool.acquire().await?;
+            log::read_raw_after(&mut reader, after, BULK_BATCH).await
+        })
+    };
+    let mut next = read(done.checkpoint);
+    loop {
+        let batch = next
+            .await
+            .map_err(|e| ProjectionError::Effect(format!("reading the log failed: {e}")))??;
+        let Some(last) = batch.last().map(|e| e.position()) else { break };
+        next = read(last);
+        let theirs = batch
+            .iter()
+            .filter(|e| types.contains(&e.aggregate_type.as_str()))
+            .map(log::RawEvent::to_stored)
+            .collect::<Result<Vec<_>, _>>()?;
+        if !theirs.is_empty() {
+            for projection in projections {
+                projection.apply(&mut *conn, &theirs).await?;
+            }
+        }
+        for loader in loaders.iter_mut() {
+            loader.add(&batch).await?;
         }
         done.events += batch.len() as u64;
         done.checkpoint = last;

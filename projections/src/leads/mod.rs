@@ -7,6 +7,7 @@
 //! statements whatever the batch's size ([`write`]). Per-event statements cost a round trip each,
 //! which bounded both live throughput and `replay` (issue 8).
 
+mod bulk;
 mod write;
 
 use std::collections::HashMap;
@@ -41,6 +42,10 @@ impl Projection for LeadsProjection {
 
     fn follows(&self) -> &'static [&'static str] {
         &["Lead"]
+    }
+
+    fn bulk(&self, pool: &sqlx::PgPool, schema: &'static str) -> Option<Box<dyn crate::BulkLoad>> {
+        Some(Box::new(bulk::LeadsBulk::new(pool.clone(), schema)))
     }
 
     async fn apply(
@@ -126,7 +131,37 @@ struct HistoryRow {
 struct FeedRow {
     kind: &'static str,
     lead: Uuid,
-    data: serde_json::Value,
+    /// The message's data, as JSON text (made straight from the event: a replay makes millions).
+    data: String,
+}
+
+/// The data of a `lead.synced` message.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Synced<'a> {
+    soho_lead_id: &'a str,
+}
+
+/// The data of a `lead.sync_failed` message.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SyncFailed<'a> {
+    sync_error: &'a str,
+}
+
+/// The data of a `lead.status_changed` message.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusChanged {
+    old_status: LeadStatus,
+    new_status: LeadStatus,
+    source: soho_aggregates::lead::StatusSource,
+    at: DateTime<Utc>,
+}
+
+fn feed_data(data: &impl serde::Serialize) -> String {
+    // Plain structs of strings: serialising them cannot fail.
+    serde_json::to_string(data).unwrap_or_else(|_| "{}".into())
 }
 
 /// One batch of lead events, gathered into the rows and changes [`write::write`] sends.
@@ -183,17 +218,13 @@ impl LeadBatch {
                 });
                 *self.counts.entry((id, LeadStatus::New)).or_default() += 1;
                 self.statuses.insert(id, LeadStatus::New);
-                self.feed.push(FeedRow {
-                    kind: "lead.created",
-                    lead: id,
-                    data: serde_json::json!({}),
-                });
+                self.feed.push(FeedRow { kind: "lead.created", lead: id, data: "{}".into() });
             }
             LeadEvent::LeadSyncedToCrm { soho_lead_id, at } => {
                 let change = self.change(id);
                 change.sync = Some(("synced", Some(soho_lead_id.clone()), None));
                 change.updated_at = Some(at);
-                let data = serde_json::json!({"sohoLeadId": soho_lead_id});
+                let data = feed_data(&Synced { soho_lead_id: &soho_lead_id });
                 self.feed.push(FeedRow { kind: "lead.synced", lead: id, data });
             }
             LeadEvent::CrmSyncFailed { code, message, at } => {
@@ -202,7 +233,7 @@ impl LeadBatch {
                 let error = format!("{code}: {message}");
                 change.sync = Some(("failed", synced_id, Some(error.clone())));
                 change.updated_at = Some(at);
-                let data = serde_json::json!({"syncError": error});
+                let data = feed_data(&SyncFailed { sync_error: &error });
                 self.feed.push(FeedRow { kind: "lead.sync_failed", lead: id, data });
             }
             LeadEvent::LeadStatusChanged { old_status, change: status_change, at, .. } => {
@@ -212,10 +243,12 @@ impl LeadBatch {
                 *self.counts.entry((id, old_status)).or_default() -= 1;
                 *self.counts.entry((id, status_change.status)).or_default() += 1;
                 self.statuses.insert(id, status_change.status);
-                let source = serde_json::to_value(status_change.source).unwrap_or_default();
-                let data = serde_json::json!({"oldStatus": old_status.as_str(),
-                    "newStatus": status_change.status.as_str(), "source": source,
-                    "at": status_change.occurred_at});
+                let data = feed_data(&StatusChanged {
+                    old_status,
+                    new_status: status_change.status,
+                    source: status_change.source,
+                    at: status_change.occurred_at,
+                });
                 self.feed.push(FeedRow { kind: "lead.status_changed", lead: id, data });
                 self.history.push(HistoryRow {
                     lead: id,

@@ -15,7 +15,7 @@ use soho_aggregates::LeadStatus;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::LeadBatch;
+use super::{LeadBatch, NewLead};
 
 /// The current status of `leads` in the table (before the batch is written).
 pub(super) async fn statuses(
@@ -157,23 +157,6 @@ fn bind_inserts<'q>(query: Query<'q>, batch: &LeadBatch) -> Query<'q> {
         |f: fn(&soho_aggregates::lead::LeadDetails) -> Option<String>| -> Vec<Option<String>> {
             leads.iter().map(|l| f(&l.details)).collect()
         };
-    let search: Vec<String> = leads
-        .iter()
-        .map(|l| {
-            let d = &l.details;
-            [
-                d.first_name.as_deref(),
-                Some(d.last_name.as_str()),
-                d.email.as_deref(),
-                d.company.as_deref(),
-            ]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(" ")
-            .to_lowercase()
-        })
-        .collect();
     query
         .bind(leads.iter().map(|l| l.id).collect::<Vec<_>>())
         .bind(leads.iter().map(|l| l.partner_id).collect::<Vec<_>>())
@@ -185,48 +168,64 @@ fn bind_inserts<'q>(query: Query<'q>, batch: &LeadBatch) -> Query<'q> {
         .bind(details(|d| d.phone_key()))
         .bind(details(|d| d.company.clone()))
         .bind(details(|d| d.notes.clone()))
-        .bind(
-            leads
-                .iter()
-                .map(|l| serde_json::to_value(&l.details.metadata).unwrap_or_default())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            leads
-                .iter()
-                .map(|l| {
-                    l.change.status.as_ref().map_or(INITIAL_CRM_STATUS.to_string(), |s| s.1.clone())
-                })
-                .collect::<Vec<_>>(),
-        )
+        .bind(leads.iter().map(NewLead::metadata).collect::<Vec<_>>())
+        .bind(leads.iter().map(|l| l.crm_status().to_string()).collect::<Vec<_>>())
         .bind(leads.iter().map(|l| l.channel_conflict).collect::<Vec<_>>())
         .bind(leads.iter().map(|l| l.at).collect::<Vec<_>>())
-        .bind(search)
-        .bind(
-            leads
-                .iter()
-                .map(|l| l.change.status.as_ref().map_or(LeadStatus::New, |s| s.0).as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            leads
-                .iter()
-                .map(|l| l.change.sync.as_ref().map_or("pending", |s| s.0))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            leads
-                .iter()
-                .map(|l| l.change.sync.as_ref().and_then(|s| s.1.clone()))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            leads
-                .iter()
-                .map(|l| l.change.sync.as_ref().and_then(|s| s.2.clone()))
-                .collect::<Vec<_>>(),
-        )
-        .bind(leads.iter().map(|l| l.change.updated_at.unwrap_or(l.at)).collect::<Vec<_>>())
+        .bind(leads.iter().map(NewLead::search_text).collect::<Vec<_>>())
+        .bind(leads.iter().map(|l| l.status().as_str()).collect::<Vec<_>>())
+        .bind(leads.iter().map(NewLead::sync_state).collect::<Vec<_>>())
+        .bind(leads.iter().map(|l| l.soho_lead_id().map(str::to_string)).collect::<Vec<_>>())
+        .bind(leads.iter().map(|l| l.sync_error().map(str::to_string)).collect::<Vec<_>>())
+        .bind(leads.iter().map(NewLead::updated_at).collect::<Vec<_>>())
+}
+
+/// A new lead's columns as its row is first written (what later events of its batch changed
+/// already merged in).
+impl NewLead {
+    pub(super) fn metadata(&self) -> serde_json::Value {
+        serde_json::to_value(&self.details.metadata).unwrap_or_default()
+    }
+
+    pub(super) fn status(&self) -> LeadStatus {
+        self.change.status.as_ref().map_or(LeadStatus::New, |s| s.0)
+    }
+
+    pub(super) fn crm_status(&self) -> &str {
+        self.change.status.as_ref().map_or(INITIAL_CRM_STATUS, |s| s.1.as_str())
+    }
+
+    pub(super) fn sync_state(&self) -> &'static str {
+        self.change.sync.as_ref().map_or("pending", |s| s.0)
+    }
+
+    pub(super) fn soho_lead_id(&self) -> Option<&str> {
+        self.change.sync.as_ref().and_then(|s| s.1.as_deref())
+    }
+
+    pub(super) fn sync_error(&self) -> Option<&str> {
+        self.change.sync.as_ref().and_then(|s| s.2.as_deref())
+    }
+
+    pub(super) fn updated_at(&self) -> chrono::DateTime<chrono::Utc> {
+        self.change.updated_at.unwrap_or(self.at)
+    }
+
+    /// What a name search matches: the names, email and company, lower-cased.
+    pub(super) fn search_text(&self) -> String {
+        let d = &self.details;
+        [
+            d.first_name.as_deref(),
+            Some(d.last_name.as_str()),
+            d.email.as_deref(),
+            d.company.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+    }
 }
 
 /// $21–$27: what the batch changed on leads written before it.
@@ -333,20 +332,8 @@ static COUNT_WEEKS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 
 fn bind_counts<'q>(query: Query<'q>, batch: &LeadBatch, known: &Known) -> Query<'q> {
     let (keys, deltas): (Vec<_>, Vec<i64>) = batch.counts.iter().map(|(k, d)| (*k, *d)).unzip();
-    let inserted: std::collections::HashSet<Uuid> = batch.inserts.iter().map(|l| l.id).collect();
-    let mut weeks: HashMap<Uuid, (i64, i64)> = HashMap::new();
-    for ((lead, status), delta) in &batch.counts {
-        if inserted.contains(lead) && *status == LeadStatus::New {
-            weeks.entry(*lead).or_default().0 += 1;
-        }
-        if *status == LeadStatus::Converted {
-            weeks.entry(*lead).or_default().1 += delta;
-        }
-    }
-    // Rows come only from submissions (a replay batches events differently, and must make the
-    // same rows): a change that nets to nothing writes nothing.
-    weeks.retain(|_, (submitted, converted)| *submitted != 0 || *converted != 0);
-    let (week_leads, week_deltas): (Vec<Uuid>, Vec<(i64, i64)>) = weeks.into_iter().unzip();
+    let (week_leads, week_deltas): (Vec<Uuid>, Vec<(i64, i64)>) =
+        batch.week_deltas().into_iter().unzip();
     let (partners, submitters, _) = known.columns(keys.iter().map(|(id, _)| *id));
     let (week_partners, week_submitters, week_times) = known.columns(week_leads.iter().copied());
     query
@@ -363,12 +350,32 @@ fn bind_counts<'q>(query: Query<'q>, batch: &LeadBatch, known: &Known) -> Query<
         .bind(week_times)
 }
 
+impl LeadBatch {
+    /// What the batch adds to each lead's week: `(submitted, converted)`. A lead submitted adds
+    /// one submission; a lead that became (or stopped being) converted adds (or takes) one
+    /// conversion. Rows come only from submissions and conversions (a replay batches events
+    /// differently, and must make the same rows): a change that nets to nothing writes nothing.
+    pub(super) fn week_deltas(&self) -> HashMap<Uuid, (i64, i64)> {
+        let mut weeks: HashMap<Uuid, (i64, i64)> = HashMap::new();
+        for ((lead, status), delta) in &self.counts {
+            if *status == LeadStatus::New && self.insert_index.contains_key(lead) {
+                weeks.entry(*lead).or_default().0 += 1;
+            }
+            if *status == LeadStatus::Converted {
+                weeks.entry(*lead).or_default().1 += delta;
+            }
+        }
+        weeks.retain(|_, (submitted, converted)| *submitted != 0 || *converted != 0);
+        weeks
+    }
+}
+
 /// $50–$54: live-update messages, scoped as their lead is, in the batch's order.
 static INSERT_FEED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "INSERT INTO live_feed (kind, lead_id, partner_id, submitted_by_user, data) \
-         SELECT f.kind, f.lead_id, l.partner_id, l.submitted_by_user, f.data \
-         FROM unnest($50::text[], $51::uuid[], $52::jsonb[], $53::uuid[], $54::uuid[]) \
+         SELECT f.kind, f.lead_id, l.partner_id, l.submitted_by_user, f.data::jsonb \
+         FROM unnest($50::text[], $51::uuid[], $52::text[], $53::uuid[], $54::uuid[]) \
            WITH ORDINALITY AS f(kind, lead_id, data, p, s, n) \
          {} \
          ORDER BY f.n",

@@ -3,8 +3,8 @@
 //! connection's `search_path`), then swapped for the live tables in one short transaction.
 //!
 //! The shadow tables get their primary keys and unique constraints up front (the projections'
-//! upserts name them) and their other indexes after the load (one sorted build each instead of
-//! an index insertion per row). Triggers (the live feed's NOTIFY) are copied at the swap, so
+//! upserts name them), or after the load for a table loaded in bulk, and their other indexes
+//! after the load (one sorted build each instead of an index insertion per row). Triggers (the live feed's NOTIFY) are copied at the swap, so
 //! the load wakes nobody.
 
 use sqlx::PgConnection;
@@ -26,9 +26,14 @@ fn quoted(name: &str) -> String {
 }
 
 /// Creates an empty shadow of each table (dropping what a replay that died left behind): its
-/// columns, defaults, identity, CHECK constraints, storage options, primary key and unique
-/// constraints and unique indexes, under the live names.
-pub async fn create(conn: &mut PgConnection, tables: &[&str]) -> Result<(), sqlx::Error> {
+/// columns, defaults, identity, CHECK constraints and storage options under the live name, and,
+/// unless the table is `bare` (it will be loaded in bulk, [`add_keys`] after), its primary key,
+/// unique constraints and unique indexes.
+pub async fn create(
+    conn: &mut PgConnection,
+    tables: &[&str],
+    bare: &[&str],
+) -> Result<(), sqlx::Error> {
     for schema in [SHADOW, RETIRED] {
         sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&mut *conn).await?;
     }
@@ -52,25 +57,101 @@ pub async fn create(conn: &mut PgConnection, tables: &[&str]) -> Result<(), sqlx
                 .execute(&mut *conn)
                 .await?;
         }
-        let keys: Vec<(String, String)> = sqlx::query_as(
-            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint \
-             WHERE conrelid = format('public.%I', $1::text)::regclass AND contype IN ('p', 'u', 'x') \
-             ORDER BY conname",
-        )
-        .bind(table)
-        .fetch_all(&mut *conn)
-        .await?;
-        for (name, definition) in keys {
-            sqlx::query(&format!(
-                "ALTER TABLE {SHADOW}.{t} ADD CONSTRAINT {} {definition}",
-                quoted(&name)
-            ))
-            .execute(&mut *conn)
-            .await?;
+        if !bare.contains(table) {
+            add_keys(conn, &[table]).await?;
         }
-        for definition in index_definitions(conn, table, true).await? {
-            sqlx::query(&definition).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Gives shadow tables the live tables' primary keys, unique constraints and unique indexes.
+pub async fn add_keys(conn: &mut PgConnection, tables: &[&str]) -> Result<(), sqlx::Error> {
+    for table in tables {
+        for statement in key_statements(conn, table).await? {
+            sqlx::query(&statement).execute(&mut *conn).await?;
         }
+    }
+    Ok(())
+}
+
+/// The statements that give a shadow table the live table's primary key, unique constraints
+/// and unique indexes.
+async fn key_statements(conn: &mut PgConnection, table: &str) -> Result<Vec<String>, sqlx::Error> {
+    let t = quoted(table);
+    let keys: Vec<(String, String)> = sqlx::query_as(
+        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint \
+         WHERE conrelid = format('public.%I', $1::text)::regclass AND contype IN ('p', 'u', 'x') \
+         ORDER BY conname",
+    )
+    .bind(table)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut statements: Vec<String> = keys
+        .into_iter()
+        .map(|(name, definition)| {
+            format!("ALTER TABLE {SHADOW}.{t} ADD CONSTRAINT {} {definition}", quoted(&name))
+        })
+        .collect();
+    statements.extend(index_definitions(conn, table, true).await?);
+    Ok(statements)
+}
+
+/// Builds the keys of the `bare` tables, then every other index of `tables`, once they hold
+/// the bulk of their rows: each a sort of the whole table, run two at a time on connections of
+/// their own (keys of one table in turn: each takes the table's exclusive lock), the largest
+/// kind (GIN) first so the two finish together.
+pub async fn build_keys_and_indexes(
+    pool: &sqlx::PgPool,
+    bare: &[&str],
+    tables: &[&str],
+) -> Result<(), sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    let mut keys = Vec::new();
+    for table in bare {
+        keys.push(key_statements(&mut conn, table).await?);
+    }
+    let mut indexes = Vec::new();
+    for table in tables {
+        indexes.extend(index_definitions(&mut conn, table, false).await?);
+    }
+    drop(conn);
+    indexes.sort_by_key(|d| !d.contains(" USING gin "));
+    run_two_at_a_time(pool, keys).await?;
+    run_two_at_a_time(pool, indexes.into_iter().map(|d| vec![d]).collect()).await
+}
+
+/// Runs each group of statements in order on one connection, two groups at once.
+async fn run_two_at_a_time(
+    pool: &sqlx::PgPool,
+    groups: Vec<Vec<String>>,
+) -> Result<(), sqlx::Error> {
+    let queue = std::sync::Arc::new(std::sync::Mutex::new(groups.into_iter()));
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let (pool, queue) = (pool.clone(), std::sync::Arc::clone(&queue));
+            tokio::spawn(async move {
+                let mut conn = pool.acquire().await?;
+                // Sorts in memory rather than in temporary files (the default is 64 MB).
+                sqlx::query("SET maintenance_work_mem = '256MB'").execute(&mut *conn).await?;
+                loop {
+                    let next = queue.lock().map(|mut q| q.next()).unwrap_or(None);
+                    let Some(group) = next else { break };
+                    for statement in group {
+                        let started = std::time::Instant::now();
+                        sqlx::query(&statement).execute(&mut *conn).await?;
+                        let seconds = started.elapsed().as_secs_f64();
+                        tracing::debug!(statement, seconds, "replay: index built");
+                    }
+                }
+                sqlx::query("RESET maintenance_work_mem").execute(&mut *conn).await?;
+                Ok::<_, sqlx::Error>(())
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker
+            .await
+            .map_err(|e| sqlx::Error::Protocol(format!("an index build stopped: {e}")))??;
     }
     Ok(())
 }
@@ -99,16 +180,6 @@ async fn index_definitions(
         .into_iter()
         .map(|d| d.replacen(&live, &shadow, 1).replacen(&live_bare, &shadow, 1))
         .collect())
-}
-
-/// Builds the shadow tables' other indexes, once they hold the bulk of the rows.
-pub async fn build_indexes(conn: &mut PgConnection, tables: &[&str]) -> Result<(), sqlx::Error> {
-    for table in tables {
-        for definition in index_definitions(conn, table, false).await? {
-            sqlx::query(&definition).execute(&mut *conn).await?;
-        }
-    }
-    Ok(())
 }
 
 /// Inside the caller's transaction: copies the live tables' triggers to the shadow tables, moves

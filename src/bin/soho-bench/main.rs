@@ -51,6 +51,9 @@ struct Cli {
     /// Status changes sent for the webhook → socket latency [default: 200; quick: 20].
     #[arg(long)]
     changes: Option<usize>,
+    /// Only the scenarios over a seeded log (audit, replay, reads), skipping the load scenarios.
+    #[arg(long)]
+    log_only: bool,
     /// Where the figures are written as JSON.
     #[arg(long, default_value = "target/bench/results.json")]
     json: PathBuf,
@@ -60,7 +63,10 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     soho_portal::install_crypto_provider();
     tracing_subscriber::fmt()
-        .with_env_filter("warn,sqlx::query=error")
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,sqlx::query=error".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -77,7 +83,7 @@ async fn main() -> anyhow::Result<()> {
         changes: pick(cli.changes, 200, 20),
     };
     let mut stack = Stack::start(sizes.servers).await?;
-    let result = run(&mut stack, &sizes).await;
+    let result = run(&mut stack, &sizes, cli.log_only).await;
     stack.stop().await?;
     let rows = result?;
     load::print_table(&rows);
@@ -107,7 +113,14 @@ fn step(what: &str) {
     eprintln!("→ {what}");
 }
 
-async fn run(stack: &mut Stack, sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
+async fn run(stack: &mut Stack, sizes: &Sizes, log_only: bool) -> anyhow::Result<Vec<Row>> {
+    let mut rows = if log_only { Vec::new() } else { run_load(stack, sizes).await? };
+    rows.extend(run_log(stack, sizes).await?);
+    Ok(rows)
+}
+
+/// The load scenarios: submissions, webhooks, live sockets, more servers.
+async fn run_load(stack: &mut Stack, sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
     let (clients, duration) = (sizes.clients, sizes.duration);
     let mut rows = Vec::new();
 
@@ -227,6 +240,13 @@ async fn run(stack: &mut Stack, sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
         rows.push(row);
     }
 
+    Ok(rows)
+}
+
+/// The scenarios over a seeded log of `sizes.leads` leads: audit, replay, reads.
+async fn run_log(stack: &mut Stack, sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
+    let (clients, duration) = (sizes.clients, sizes.duration);
+    let mut rows = Vec::new();
     step(&format!(
         "seeding {} leads ({} events) with the servers stopped",
         sizes.leads,
