@@ -216,6 +216,23 @@ try {
     await check(visitor, "12-public-form-thanks");
     await admin.click("nav >> text=Leads");
     await admin.waitForSelector("td:has-text('Babbage')", { timeout: 15_000 });
+    // Submitters by name, and the team-member picker.
+    const submitter = async (name) => (await admin.textContent(`tr:has(td:has-text('${name}')) [data-testid=submitted-by]`)).trim();
+    for (const [lead, by] of [["Babbage", "Public form"], ["Lovelace", "You"], ["Hopper", "Sam Sub"]]) {
+      const shown = await submitter(lead);
+      if (shown !== by) throw new Error(`${lead} shows submitted by "${shown}", not "${by}"`);
+    }
+    await admin.selectOption("form[aria-label='Filter leads'] select[name=submittedBy]", { label: "Sam Sub" });
+    await admin.click("form[aria-label='Filter leads'] button:has-text('Apply')");
+    await admin.waitForURL(/submittedBy=/);
+    await admin.waitForSelector("td:has-text('Hopper')");
+    await admin.waitForFunction(() => !document.body.innerText.includes("Babbage") && !document.body.innerText.includes("Lovelace"));
+    await admin.selectOption("form[aria-label='Filter leads'] select[name=submittedBy]", { label: "Public form" });
+    await admin.click("form[aria-label='Filter leads'] button:has-text('Apply')");
+    await admin.waitForSelector("td:has-text('Babbage')");
+    await admin.waitForFunction(() => !document.body.innerText.includes("Hopper"));
+    await admin.goto(`${portal}/leads`);
+    await admin.waitForSelector("td:has-text('Hopper')");
   });
 
   await step("every page survives a reload and opens from a direct link", async () => {
@@ -402,6 +419,9 @@ try {
     await admin.setViewportSize({ width: 390, height: 844 });
     await admin.click("nav >> text=Leads");
     await admin.waitForSelector("td:has-text('Babbage')");
+    // Rows are cards whose values say which column they are.
+    const label = await admin.$eval("tr:has(td:has-text('Babbage')) td[data-label='Status']", (td) => getComputedStyle(td, "::before").content);
+    if (label !== '"Status"') throw new Error(`a phone-width lead card does not label its status: ${label}`);
     await check(admin, "14-leads-phone");
   });
 } catch (error) {

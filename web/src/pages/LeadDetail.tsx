@@ -4,6 +4,7 @@ import { api, download, STATUSES, type HistoryEntry, type Lead, type Receipt } f
 import { ErrorNote, Loading } from "../components/Layout";
 import { useLiveUpdates } from "../live/useLiveUpdates";
 import { useSession } from "../session";
+import { useTeam } from "../team/names";
 
 export function LeadDetailPage() {
   const { id } = useParams();
@@ -18,6 +19,7 @@ export function LeadDetailPage() {
   // The registration receipt (admins): proof of who registered the person first, for disputes.
   const [receipt, setReceipt] = useState<Receipt | null>(null);
   const admin = session?.user.role === "admin";
+  const { team } = useTeam(token, session?.user);
   useEffect(() => {
     if (admin) api<Receipt>(`/leads/${id}/receipt`, { token }).then(setReceipt, () => setReceipt(null));
   }, [admin, id, token]);
@@ -59,7 +61,7 @@ export function LeadDetailPage() {
       <h1>{[lead.firstName, lead.lastName].filter(Boolean).join(" ")}</h1>
       <p data-testid="submitted">
         Submitted <time dateTime={lead.createdAt}>{new Date(lead.createdAt).toLocaleString()}</time>{" "}
-        {lead.submittedBy.type === "public" ? "through your public form" : lead.submittedBy.id === session?.user.id ? "by you" : "by a member of your team"}
+        {lead.submittedBy.type === "public" ? "through your public form" : lead.submittedBy.id === session?.user.id ? "by you" : `by ${(lead.submittedBy.id && team.names.get(lead.submittedBy.id)) || "a member of your team"}`}
         {lead.updatedAt !== lead.createdAt && <>; last updated <time dateTime={lead.updatedAt}>{new Date(lead.updatedAt).toLocaleString()}</time></>}
       </p>
       <dl className="fields">

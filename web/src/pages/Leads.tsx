@@ -6,6 +6,7 @@ import { applyMessage } from "../live/messages";
 import { useLiveUpdates } from "../live/useLiveUpdates";
 import { useSession } from "../session";
 import { dayRange } from "../text/dates";
+import { submitterName, useTeam } from "../team/names";
 
 type Filters = { status?: string; q?: string; submittedBy?: string; createdAfter?: string; createdBefore?: string };
 const FILTERS = ["status", "q", "submittedBy", "createdAfter", "createdBefore"] as const;
@@ -13,6 +14,8 @@ const FILTERS = ["status", "q", "submittedBy", "createdAfter", "createdBefore"] 
 export function LeadsPage() {
   const { session } = useSession();
   const token = session?.accessToken;
+  const isAdmin = session?.user.role === "admin";
+  const { team, accounts } = useTeam(token, session?.user);
   // The filters live in the address (`/leads?status=new&q=ada`): a reload, the back button and
   // a shared link keep them.
   const [params, setParams] = useSearchParams();
@@ -72,7 +75,18 @@ export function LeadsPage() {
           </select>
         </label>
         <label>Search<input name="q" type="search" placeholder="Name, email, company" defaultValue={filters.q ?? ""} /></label>
-        {session?.user.role === "admin" && <label>Submitted by<input name="submittedBy" placeholder="user id or “public”" defaultValue={filters.submittedBy ?? ""} /></label>}
+        {isAdmin && (
+          <label>Submitted by
+            <select name="submittedBy" defaultValue={filters.submittedBy ?? ""}>
+              <option value="">Anyone</option>
+              {session && <option value={session.user.id}>You</option>}
+              {accounts.map((a) => <option key={a.id} value={a.id}>{team.names.get(a.id)}</option>)}
+              <option value="public">Public form</option>
+              {filters.submittedBy && filters.submittedBy !== "public" && filters.submittedBy !== session?.user.id && !team.names.has(filters.submittedBy) &&
+                <option value={filters.submittedBy}>A team member</option>}
+            </select>
+          </label>
+        )}
         <label>From<input name="createdAfter" type="date" defaultValue={filters.createdAfter ?? ""} /></label>
         <label>Until<input name="createdBefore" type="date" defaultValue={filters.createdBefore ?? ""} /></label>
         <button>Apply</button>
@@ -82,15 +96,18 @@ export function LeadsPage() {
       {leads === null ? <Loading /> : leads.length === 0 ? <p>No leads match.</p> : (
         <table>
           <caption className="visually-hidden">Leads, newest first</caption>
-          <thead><tr><th scope="col">Name</th><th scope="col">Company</th><th scope="col">Status</th><th scope="col">Soho CRM</th><th scope="col">Submitted</th></tr></thead>
+          <thead><tr><th scope="col">Name</th><th scope="col">Company</th><th scope="col">Status</th><th scope="col">Soho CRM</th>{isAdmin && <th scope="col">Submitted by</th>}<th scope="col">Submitted</th><th scope="col">Last update</th></tr></thead>
           <tbody>
             {leads.map((lead) => (
               <tr key={lead.id} data-lead={lead.id} className={changed.has(lead.id) ? "changed" : undefined}>
-                <td><Link to={`/leads/${lead.id}`}>{[lead.firstName, lead.lastName].filter(Boolean).join(" ")}</Link></td>
-                <td>{lead.company}</td>
-                <td><span className={`status ${lead.status}`} data-testid="lead-status">{lead.status}</span>{changed.has(lead.id) && <span className="visually-hidden"> (just changed)</span>}</td>
-                <td data-testid="sync-state">{lead.syncState}</td>
-                <td>{new Date(lead.createdAt).toLocaleString()}</td>
+                {/* data-label: the column's name, shown beside each value where rows become cards (phones). */}
+                <td data-label="Name"><Link to={`/leads/${lead.id}`}>{[lead.firstName, lead.lastName].filter(Boolean).join(" ")}</Link></td>
+                <td data-label="Company">{lead.company}</td>
+                <td data-label="Status"><span className={`status ${lead.status}`} data-testid="lead-status">{lead.status}</span>{changed.has(lead.id) && <span className="visually-hidden"> (just changed)</span>}</td>
+                <td data-label="Soho CRM" data-testid="sync-state">{lead.syncState}</td>
+                {isAdmin && <td data-label="Submitted by" data-testid="submitted-by">{submitterName(lead.submittedBy, team)}</td>}
+                <td data-label="Submitted">{new Date(lead.createdAt).toLocaleString()}</td>
+                <td data-label="Last update">{new Date(lead.updatedAt).toLocaleString()}</td>
               </tr>
             ))}
           </tbody>
