@@ -85,4 +85,13 @@ impl Portal {
             self.keys.invitation_token(invitation_id)
         )
     }
+
+    /// The link a password reset email carries.
+    pub fn password_reset_link(&self, reset_id: uuid::Uuid) -> String {
+        format!(
+            "{}/reset-password?token={}",
+            self.settings.public_base_url,
+            self.keys.password_reset_token(reset_id)
+        )
+    }
 }

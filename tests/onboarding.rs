@@ -420,3 +420,134 @@ async fn a_disabled_invitee_is_refused_before_anything_changes_and_told_why() {
     assert_eq!(registered.status(), 200);
     portal.stop().await;
 }
+
+/// "Forgot your password?": the same quick 202 for anyone; a link by email for a registered,
+/// enabled user only; the link works once, within its hour, and ends the other sessions.
+#[tokio::test]
+async fn a_forgotten_password_is_reset_by_an_emailed_link_once() {
+    let smtp = SmtpSink::start().await;
+    let portal = TestPortal::start(&smtp, &[]).await;
+    let partner = portal.approve_partner("910", "admin910@example.com").await;
+    let admin = portal.register(&smtp.wait_for(1, 20).await[0].token(), PASSWORD).await;
+    let login = portal.login("admin910@example.com", PASSWORD).await;
+    let old_session: Value = login.json().await.unwrap();
+    // An invited sub-account that never registered gets no link.
+    let invited = portal
+        .post("/invite", Some(&admin), &json!({"email": "sub910@example.com", "name": "Sub"}))
+        .await;
+    assert_eq!(invited.status(), 201);
+    smtp.wait_for(2, 20).await;
+
+    for email in ["nobody@example.com", "sub910@example.com", "ADMIN910@example.com"] {
+        let asked = portal.post("/auth/password-reset", None, &json!({"email": email})).await;
+        assert_eq!(asked.status(), 202, "{email}");
+        assert_eq!(asked.text().await.unwrap(), "", "the answer says nothing about {email}");
+    }
+    let mail = smtp.wait_for(3, 20).await.remove(2);
+    assert_eq!(mail.to, vec!["admin910@example.com".to_string()]);
+    assert!(mail.link().contains("/reset-password?token="), "{}", mail.link());
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(smtp.received().len(), 3, "only the registered user got a link");
+    let token = mail.token();
+
+    // Bad input, an altered link.
+    let weak = portal
+        .post("/auth/password-reset/confirm", None, &json!({"token": token, "password": "short"}))
+        .await;
+    assert_eq!(weak.status(), 422);
+    assert_eq!(weak.json::<Value>().await.unwrap()["errors"][0]["field"], "password");
+    let altered = format!("{}x", &token[..token.len() - 1]);
+    let wrong = portal
+        .post(
+            "/auth/password-reset/confirm",
+            None,
+            &json!({"token": altered, "password": "a new password 910"}),
+        )
+        .await;
+    assert_eq!(wrong.status(), 422);
+    assert_eq!(wrong.json::<Value>().await.unwrap()["errors"][0]["field"], "token");
+    let not_email = portal.post("/auth/password-reset", None, &json!({"email": "x\u{0}y"})).await;
+    assert_eq!(not_email.status(), 422);
+
+    // The link works once: the new password logs in, the old one no longer does, and the
+    // session made with the old one cannot be refreshed.
+    let reset = portal
+        .post(
+            "/auth/password-reset/confirm",
+            None,
+            &json!({"token": token, "password": "a new password 910"}),
+        )
+        .await;
+    assert_eq!(reset.status(), 204);
+    assert_eq!(portal.login("admin910@example.com", "a new password 910").await.status(), 200);
+    assert_eq!(portal.login("admin910@example.com", PASSWORD).await.status(), 401);
+    let refreshed = portal
+        .post("/auth/refresh", None, &json!({"refreshToken": old_session["refreshToken"]}))
+        .await;
+    assert_eq!(refreshed.status(), 401, "the old session ended");
+    let again = portal
+        .post(
+            "/auth/password-reset/confirm",
+            None,
+            &json!({"token": token, "password": "another password 910"}),
+        )
+        .await;
+    assert_eq!(again.status(), 422);
+
+    // An expired link: asked for, then made old.
+    let asked =
+        portal.post("/auth/password-reset", None, &json!({"email": "admin910@example.com"})).await;
+    assert_eq!(asked.status(), 202);
+    let late = smtp.wait_for(4, 20).await[3].token();
+    sqlx::query("UPDATE users SET password_reset_expires_at = now() - interval '1 minute' WHERE lower(email) = 'admin910@example.com'")
+        .execute(&portal.pool)
+        .await
+        .unwrap();
+    let gone = portal
+        .post(
+            "/auth/password-reset/confirm",
+            None,
+            &json!({"token": late, "password": "another password 910"}),
+        )
+        .await;
+    assert_eq!(gone.status(), 410);
+
+    // A disabled account's link stops working.
+    let asked =
+        portal.post("/auth/password-reset", None, &json!({"email": "admin910@example.com"})).await;
+    assert_eq!(asked.status(), 202);
+    let fresh = smtp.wait_for(5, 20).await[4].token();
+    let admin_id: uuid::Uuid =
+        sqlx::query_scalar("SELECT user_id FROM users WHERE email = 'admin910@example.com'")
+            .fetch_one(&portal.pool)
+            .await
+            .unwrap();
+    let context = soho_portal::commands::CommandContext::new(soho_aggregates::Actor::system());
+    soho_portal::onboarding::invitations::set_disabled(
+        portal.portal(),
+        soho_aggregates::UserId(admin_id),
+        true,
+        &context,
+    )
+    .await
+    .unwrap();
+    let refused = portal
+        .post(
+            "/auth/password-reset/confirm",
+            None,
+            &json!({"token": fresh, "password": "another password 910"}),
+        )
+        .await;
+    assert_eq!(refused.status(), 403);
+    let _ = partner;
+
+    // Asking again and again for one email is limited.
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let asked =
+            portal.post("/auth/password-reset", None, &json!({"email": "flood@example.com"})).await;
+        statuses.push(asked.status().as_u16());
+    }
+    assert_eq!(statuses, [202, 202, 202, 202, 202, 429]);
+    portal.stop().await;
+}

@@ -81,6 +81,18 @@ pub enum UserCommand {
     Enable {
         at: DateTime<Utc>,
     },
+    /// "Forgot your password?": a reset link for a registered, enabled user. Anyone else gets
+    /// nothing (and the caller says the same either way).
+    RequestPasswordReset {
+        reset: Invitation,
+        at: DateTime<Utc>,
+    },
+    /// A new password, set with the current reset link.
+    ResetPassword {
+        token_hash: String,
+        password_hash: String,
+        at: DateTime<Utc>,
+    },
 }
 
 /// Stored externally tagged, so the tag equals `event_type()`.
@@ -108,6 +120,11 @@ pub enum UserEvent {
     UserDisabled { at: DateTime<Utc> },
     #[serde(rename_all = "camelCase")]
     UserEnabled { at: DateTime<Utc> },
+    /// A reset link made (its email follows, as an invitation's does).
+    #[serde(rename_all = "camelCase")]
+    PasswordResetRequested { reset: Invitation, at: DateTime<Utc> },
+    #[serde(rename_all = "camelCase")]
+    PasswordChanged { password_hash: String, at: DateTime<Utc> },
 }
 
 impl DomainEvent for UserEvent {
@@ -120,6 +137,8 @@ impl DomainEvent for UserEvent {
             Self::InvitationVoided { .. } => "InvitationVoided",
             Self::UserDisabled { .. } => "UserDisabled",
             Self::UserEnabled { .. } => "UserEnabled",
+            Self::PasswordResetRequested { .. } => "PasswordResetRequested",
+            Self::PasswordChanged { .. } => "PasswordChanged",
         }
         .to_string()
     }
@@ -142,6 +161,10 @@ pub enum UserError {
     InvitationExpired,
     #[error("the account has been disabled")]
     Disabled,
+    #[error("the password reset link is not valid or has been used")]
+    InvalidResetLink,
+    #[error("the password reset link has expired")]
+    ResetLinkExpired,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
@@ -158,6 +181,9 @@ pub struct User {
     pub disabled: bool,
     /// The invitation was voided before it was accepted: the user is gone.
     pub voided: bool,
+    /// The password reset link that works now, if one was asked for and not yet used.
+    #[serde(default)]
+    pub password_reset: Option<Invitation>,
 }
 
 impl Aggregate for User {
@@ -246,6 +272,25 @@ impl Aggregate for User {
                     sink.write(UserEvent::UserEnabled { at }, self).await;
                 }
             }
+            UserCommand::RequestPasswordReset { reset, at } => {
+                if self.registered && !self.disabled {
+                    sink.write(UserEvent::PasswordResetRequested { reset, at }, self).await;
+                }
+            }
+            UserCommand::ResetPassword { token_hash, password_hash, at } => {
+                let reset = self
+                    .password_reset
+                    .as_ref()
+                    .filter(|r| r.token_hash == token_hash)
+                    .ok_or(UserError::InvalidResetLink)?;
+                if self.disabled {
+                    return Err(UserError::Disabled);
+                }
+                if reset.expires_at <= at {
+                    return Err(UserError::ResetLinkExpired);
+                }
+                sink.write(UserEvent::PasswordChanged { password_hash, at }, self).await;
+            }
         }
         Ok(())
     }
@@ -278,6 +323,9 @@ impl Aggregate for User {
             }
             UserEvent::UserDisabled { .. } => self.disabled = true,
             UserEvent::UserEnabled { .. } => self.disabled = false,
+            UserEvent::PasswordResetRequested { reset, .. } => self.password_reset = Some(reset),
+            // Single use, as an invitation.
+            UserEvent::PasswordChanged { .. } => self.password_reset = None,
         }
     }
 }
@@ -450,5 +498,62 @@ mod tests {
             .given_no_previous_events()
             .when(UserCommand::Disable { at: at() })
             .then_expect_error(UserError::NotFound);
+    }
+
+    #[test]
+    fn a_password_is_reset_once_with_the_current_link_of_an_enabled_user() {
+        let registered =
+            UserEvent::UserRegistered { name: None, password_hash: "argon".into(), at: at() };
+        let ask =
+            |hash: &str| UserCommand::RequestPasswordReset { reset: invitation(hash), at: at() };
+        let asked =
+            |hash: &str| UserEvent::PasswordResetRequested { reset: invitation(hash), at: at() };
+        let reset = |hash: &str, when| UserCommand::ResetPassword {
+            token_hash: hash.into(),
+            password_hash: "new".into(),
+            at: when,
+        };
+        let changed = UserEvent::PasswordChanged { password_hash: "new".into(), at: at() };
+        // Only a registered, enabled user gets a link.
+        Given::with(()).given(vec![invited()]).when(ask("r1")).then_expect_events(vec![]);
+        let disabled = UserEvent::UserDisabled { at: at() };
+        Given::with(())
+            .given(vec![invited(), registered.clone(), disabled.clone()])
+            .when(ask("r1"))
+            .then_expect_events(vec![]);
+        Given::with(())
+            .given(vec![invited(), registered.clone()])
+            .when(ask("r1"))
+            .then_expect_events(vec![asked("r1")]);
+        // The current link works until it expires; an earlier one does not.
+        let given = vec![invited(), registered.clone(), asked("r1"), asked("r22")];
+        Given::with(())
+            .given(given.clone())
+            .when(reset("r22", at()))
+            .then_expect_events(vec![changed.clone()]);
+        Given::with(())
+            .given(given.clone())
+            .when(reset("r1", at()))
+            .then_expect_error(UserError::InvalidResetLink);
+        Given::with(())
+            .given(given.clone())
+            .when(reset("r22", at() + Duration::hours(73)))
+            .then_expect_error(UserError::ResetLinkExpired);
+        // Once.
+        let mut used = given.clone();
+        used.push(changed);
+        Given::with(())
+            .given(used)
+            .when(reset("r22", at()))
+            .then_expect_error(UserError::InvalidResetLink);
+        // Not for an account disabled since.
+        let mut off = given;
+        off.push(disabled);
+        Given::with(()).given(off).when(reset("r22", at())).then_expect_error(UserError::Disabled);
+        // No link asked: nothing to use.
+        Given::with(())
+            .given(vec![invited(), registered])
+            .when(reset("h1", at()))
+            .then_expect_error(UserError::InvalidResetLink);
     }
 }

@@ -97,6 +97,30 @@ impl Projection for UsersProjection {
                         .execute(&mut *tx)
                         .await?;
                 }
+                UserEvent::PasswordResetRequested { reset, at } => {
+                    sqlx::query(
+                        "UPDATE users SET password_reset_token_hash = $2, \
+                         password_reset_expires_at = $3, updated_at = $4 WHERE user_id = $1",
+                    )
+                    .bind(id)
+                    .bind(reset.token_hash)
+                    .bind(reset.expires_at)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                // The link is spent: a second use finds nothing.
+                UserEvent::PasswordChanged { password_hash, at } => {
+                    sqlx::query(
+                        "UPDATE users SET password_hash = $2, password_reset_token_hash = NULL, \
+                         password_reset_expires_at = NULL, updated_at = $3 WHERE user_id = $1",
+                    )
+                    .bind(id)
+                    .bind(password_hash)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 UserEvent::UserDisabled { at } => set_status(tx, id, "'disabled'", at).await?,
                 UserEvent::UserEnabled { at } => {
                     set_status(tx, id, "CASE WHEN registered THEN 'active' ELSE 'invited' END", at)

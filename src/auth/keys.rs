@@ -77,6 +77,13 @@ impl Keys {
         base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(hmac(&self.invitation, invitation_id.as_bytes()))
     }
+
+    /// The secret part of a password reset link, for this reset (never the same as any
+    /// invitation's: the message differs).
+    pub fn password_reset_token(&self, reset_id: uuid::Uuid) -> String {
+        let message = [b"password reset ".as_slice(), reset_id.as_bytes()].concat();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hmac(&self.invitation, &message))
+    }
 }
 
 /// SHA-256 of an invitation token, hex: what the log keeps and registration looks up.
@@ -124,5 +131,7 @@ mod tests {
         assert_eq!(token_hash("abc").len(), 64);
         let other = Keys::new(b"another secret of enough length!!", None);
         assert_ne!(keys.invitation_token(id), other.invitation_token(id));
+        assert_ne!(keys.invitation_token(id), keys.password_reset_token(id));
+        assert_eq!(keys.password_reset_token(id), keys.password_reset_token(id));
     }
 }

@@ -149,6 +149,9 @@ pub struct AuthLimits {
     failures_by_email_and_address: FailureLimit,
     /// Failed logins per email, from every address together.
     failures_by_email: FailureLimit,
+    /// Password reset links asked for per email: each sends an email, and a stranger must not
+    /// be able to flood someone's mailbox.
+    resets_by_email: Limiter,
 }
 
 impl AuthLimits {
@@ -161,6 +164,7 @@ impl AuthLimits {
             attempts_by_address: Limiter::per_minute(per_address),
             failures_by_email_and_address: FailureLimit::per_minute(failures_per_email_and_address),
             failures_by_email: FailureLimit::per_minute(failures_per_email),
+            resets_by_email: Limiter::per_hour(5),
         }
     }
 
@@ -180,6 +184,11 @@ impl AuthLimits {
         let email = email_key(email);
         self.failures_by_email_and_address.record_failure((&email, client_key(address)));
         self.failures_by_email.record_failure(&email);
+    }
+
+    /// A password reset link asked for `email` (whether or not it is anyone's).
+    pub fn reset_asked(&self, email: &str) -> Result<(), RateLimited> {
+        self.resets_by_email.check(email_key(email))
     }
 
     /// A successful login clears its address's failures for that email.

@@ -92,3 +92,15 @@ pub async fn revoke_family(pool: &PgPool, token: &str) -> Result<(), sqlx::Error
     .await?;
     Ok(())
 }
+
+/// Ends every session of `user` (its password was reset: whoever knew the old one is out).
+#[tracing::instrument(skip(pool), err)]
+pub async fn revoke_all(pool: &PgPool, user: UserId) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = now() WHERE revoked_at IS NULL AND user_id = $1",
+    )
+    .bind(user.as_uuid())
+    .execute(pool)
+    .await?;
+    Ok(())
+}

@@ -4,6 +4,7 @@
 
 pub mod endpoint_disabled;
 pub mod invitation;
+pub mod password_reset;
 pub mod sender;
 
 use anyhow::Context;

@@ -1,4 +1,4 @@
-//! Sends invitation emails as the log records invitations: a checkpointed subscriber, so an
+//! Sends invitation (and password reset) emails as the log records them: a checkpointed subscriber, so an
 //! invitation is never lost to a crash or an SMTP outage (the batch is retried with backoff until
 //! the server takes it), and each delivery is recorded as `InvitationSent`, so it is not sent
 //! again. Only the current invitation of a not-yet-registered user is sent: a re-sent invitation
@@ -15,6 +15,7 @@ use soho_projections::{Projection, ProjectionError, StoredEvent};
 use sqlx::PgConnection;
 
 use super::invitation::InvitationEmail;
+use super::password_reset::PasswordResetEmail;
 use super::{Mailer, SendError};
 use crate::commands::{load_aggregate, CommandContext};
 use crate::portal::Portal;
@@ -44,12 +45,16 @@ impl Projection for InvitationSender {
         events: &[StoredEvent],
     ) -> Result<(), ProjectionError> {
         for stored in events.iter().filter(|e| e.aggregate_type == "User") {
-            let invitation_id = match stored.decode::<UserEvent>()? {
+            match stored.decode::<UserEvent>()? {
                 UserEvent::UserInvited { invitation, .. }
-                | UserEvent::InvitationReissued { invitation, .. } => invitation.invitation_id,
+                | UserEvent::InvitationReissued { invitation, .. } => {
+                    self.send(tx, &stored.aggregate_id, invitation.invitation_id).await?
+                }
+                UserEvent::PasswordResetRequested { reset, .. } => {
+                    self.send_reset(tx, &stored.aggregate_id, reset.invitation_id).await?
+                }
                 _ => continue,
-            };
-            self.send(tx, &stored.aggregate_id, invitation_id).await?;
+            }
         }
         Ok(())
     }
@@ -103,6 +108,54 @@ impl InvitationSender {
             }
             Err(SendError::Transient(why)) => return Err(ProjectionError::Effect(why)),
         }
+        self.record_sent(user_id, invitation_id).await
+    }
+
+    /// Sends a password reset link: only the user's current one, once, while the user is
+    /// enabled (a link asked for twice quickly sends the second only, if the first is not out).
+    #[tracing::instrument(skip(self, tx), err)]
+    async fn send_reset(
+        &self,
+        tx: &mut PgConnection,
+        user_id: &str,
+        reset_id: uuid::Uuid,
+    ) -> Result<(), ProjectionError> {
+        let (user, _) = load_aggregate::<User>(tx, user_id, None)
+            .await
+            .map_err(|e| ProjectionError::Effect(format!("loading user {user_id}: {e}")))?;
+        let Some(reset) = user.password_reset.as_ref().filter(|r| r.invitation_id == reset_id)
+        else {
+            return Ok(());
+        };
+        if user.disabled || user.sent_invitations.contains(&reset_id) {
+            return Ok(());
+        }
+        let link = self.portal.password_reset_link(reset_id);
+        let email = PasswordResetEmail {
+            reset_id,
+            to: &user.email,
+            name: user.name.as_deref(),
+            link: &link,
+            expires_at: reset.expires_at,
+        }
+        .render();
+        match self.mailer.send(&email).await {
+            Ok(()) => {}
+            Err(SendError::Permanent(why)) => {
+                tracing::error!(%why, to = %user.email, "the reset link cannot be delivered; skipping it");
+                return Ok(());
+            }
+            Err(SendError::Transient(why)) => return Err(ProjectionError::Effect(why)),
+        }
+        self.record_sent(user_id, reset_id).await
+    }
+
+    /// Records a delivered email (its invitation or reset id), so it is not sent again.
+    async fn record_sent(
+        &self,
+        user_id: &str,
+        invitation_id: uuid::Uuid,
+    ) -> Result<(), ProjectionError> {
         let command = soho_aggregates::UserCommand::RecordInvitationSent {
             invitation_id,
             at: chrono::Utc::now(),

@@ -18,7 +18,7 @@ use crate::auth::guard::Standing;
 use crate::auth::password::{self, Password};
 use crate::auth::{refresh, session};
 use crate::commands::CommandContext;
-use crate::onboarding::invitations;
+use crate::onboarding::{invitations, passwords};
 
 /// Auth bodies are a token, an email, a name and a password: a few hundred bytes. Anything far
 /// larger is refused before it is read whole.
@@ -28,6 +28,8 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/auth/register", post(register))
         .route("/auth/login", post(login))
+        .route("/auth/password-reset", post(request_password_reset))
+        .route("/auth/password-reset/confirm", post(reset_password))
         .route("/auth/refresh", post(super::sessions::refresh))
         .route("/auth/logout", post(super::sessions::logout))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
@@ -103,6 +105,82 @@ pub async fn register(
     let user =
         invitations::register(&portal, request.token.trim(), password, name, &context).await?;
     session_for(&portal, user, None).await.map(super::sessions::answer)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetRequest {
+    pub email: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetConfirmation {
+    /// The token from the reset link.
+    pub token: String,
+    pub password: String,
+}
+
+/// "Forgot your password?": emails a reset link (valid one hour, once) if a registered, enabled
+/// account uses this email. The answer is the same, and as quick, whether or not one does.
+#[utoipa::path(post, path = "/auth/password-reset", tag = "auth", request_body = PasswordResetRequest, responses(
+    (status = 202, description = "if an account uses this email, a reset link is on its way"),
+    (status = 413, description = "the body is larger than any request", body = super::problem::Problem),
+    (status = 422, description = "an email no account can have", body = super::problem::Problem),
+    (status = 429, description = "too many requests from this address, or for this email", body = super::problem::Problem),
+))]
+pub async fn request_password_reset(
+    State(portal): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    ApiJson(request): ApiJson<PasswordResetRequest>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    let email = login_email(&request.email)?;
+    if !email.contains('@') {
+        return Err(ApiError::invalid("email", "must be an email address"));
+    }
+    portal.auth_limits.attempt(client.ip())?;
+    portal.auth_limits.reset_asked(email)?;
+    // Looked up and recorded after the answer: its timing says nothing about who has an account.
+    let (email, portal) = (email.to_string(), portal.clone());
+    tokio::spawn(async move {
+        let context = CommandContext::new(Actor::public());
+        if let Err(error) = passwords::request_reset(&portal, &email, &context).await {
+            tracing::error!(%error, "a password reset link could not be made");
+        }
+    });
+    Ok(axum::http::StatusCode::ACCEPTED)
+}
+
+/// Set a new password with a reset link: every other session of the account ends. Log in after.
+#[utoipa::path(post, path = "/auth/password-reset/confirm", tag = "auth", request_body = PasswordResetConfirmation, responses(
+    (status = 204, description = "the password is changed"),
+    (status = 403, description = "the account has been disabled", body = super::problem::Problem),
+    (status = 410, description = "the link has expired", body = super::problem::Problem),
+    (status = 413, description = "the body is larger than any request", body = super::problem::Problem),
+    (status = 422, description = "an unknown or used link, or a password that does not qualify", body = super::problem::Problem),
+    (status = 429, description = "too many attempts", body = super::problem::Problem),
+    (status = 503, description = "too many password checks at once; retry after `Retry-After`", body = super::problem::Problem),
+))]
+pub async fn reset_password(
+    State(portal): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    ApiJson(request): ApiJson<PasswordResetConfirmation>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    portal.auth_limits.attempt(client.ip())?;
+    let mut errors = vec![];
+    let password = Password::parse(request.password)
+        .map_err(|why| errors.push(FieldError::new("password", why)))
+        .ok();
+    let token = request.token.trim();
+    if token.is_empty() || token.len() > 200 || token.chars().any(char::is_control) {
+        errors.push(FieldError::new("token", "is not a reset link's token"));
+    }
+    let (Some(password), true) = (password, errors.is_empty()) else {
+        return Err(ApiError::Invalid(errors));
+    };
+    let context = CommandContext::new(Actor::public());
+    passwords::reset_password(&portal, token, password, &context).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
 /// Log in with email and password.

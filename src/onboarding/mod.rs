@@ -3,6 +3,7 @@
 
 pub mod invitations;
 pub mod partners;
+pub mod passwords;
 
 use crate::commands::CommandError;
 use crate::http::problem::ApiError;
@@ -23,6 +24,10 @@ pub enum OnboardingError {
     Used,
     #[error("this account has been disabled by your company's portal admin; ask them to enable it, then use this link again")]
     Disabled,
+    #[error("this password reset link is not valid or has already been used; ask for a new one")]
+    InvalidResetLink,
+    #[error("this password reset link has expired; ask for a new one")]
+    ResetLinkExpired,
     #[error("the record is being changed by another request; try again")]
     Conflict,
     #[error(transparent)]
@@ -68,6 +73,8 @@ impl From<OnboardingError> for ApiError {
             OnboardingError::Used => ApiError::Conflict(error.to_string()),
             OnboardingError::Disabled => ApiError::Forbidden(error.to_string()),
             OnboardingError::Conflict => ApiError::Conflict(error.to_string()),
+            OnboardingError::InvalidResetLink => ApiError::invalid("token", &error.to_string()),
+            OnboardingError::ResetLinkExpired => ApiError::Gone(error.to_string()),
             OnboardingError::Busy(busy) => busy.into(),
             OnboardingError::Internal(e) => ApiError::Internal(e),
         }
