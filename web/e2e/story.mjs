@@ -24,7 +24,7 @@ const PASSWORD = "correct horse battery staple";
 let passed = 0;
 let failed = 0;
 /// Every `step` below; a run that does not reach them all has failed, whatever threw.
-const STEPS = 13;
+const STEPS = 14;
 /// Set when a step has reported its own failure (so the outer catch does not count it twice).
 let reported = false;
 const failures = [];
@@ -413,6 +413,34 @@ try {
     // The admin sees the lead's registration receipt on its page.
     await admin.goto(`${portal}/leads/${leadId}`);
     await admin.waitForSelector("[data-testid=receipt-hash]");
+  });
+
+  await step("a forgotten password is reset with an emailed link", async () => {
+    const page = watchPolicy(await (await browser.newContext()).newPage());
+    await page.goto(`${portal}/login`);
+    await page.click("text=Forgot your password?");
+    await page.fill("input[name=email]", "sam@acme.example");
+    await page.click("button:has-text('Send me a link')");
+    await page.waitForSelector("h1:has-text('Check your email')");
+    await check(page, "15-forgot-password");
+    let link = null;
+    for (let tries = 0; !link && tries < 20; tries += 1) {
+      await page.goto(`${portal}/dev/mailbox`);
+      link = await page.$("article:has-text('reset your password') a[href*='/reset-password?token=']");
+      if (!link) await page.waitForTimeout(250);
+    }
+    if (!link) throw new Error("no password reset email in the dev mailbox");
+    await page.goto(await link.getAttribute("href"));
+    const fresh = "a brand new passphrase";
+    await page.fill("input[name=password]", fresh);
+    await page.fill("input[name=confirm]", fresh);
+    await check(page, "16-reset-password");
+    await page.click("button:has-text('Set the new password')");
+    await page.waitForSelector("text=Your password is changed");
+    await page.fill("input[name=email]", "sam@acme.example");
+    await page.fill("input[name=password]", fresh);
+    await page.click("button:has-text('Log in')");
+    await page.waitForSelector("[data-testid=total-leads]");
   });
 
   await step("on a phone-sized screen the pages still work", async () => {

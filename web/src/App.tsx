@@ -12,6 +12,8 @@ const LoginPage = lazy(() => import("./pages/Login").then((m) => ({ default: m.L
 const NewLeadPage = lazy(() => import("./pages/NewLead").then((m) => ({ default: m.NewLeadPage })));
 const ProfilePage = lazy(() => import("./pages/Profile").then((m) => ({ default: m.ProfilePage })));
 const PublicFormPage = lazy(() => import("./pages/PublicForm").then((m) => ({ default: m.PublicFormPage })));
+const ForgotPasswordPage = lazy(() => import("./pages/ForgotPassword").then((m) => ({ default: m.ForgotPasswordPage })));
+const ResetPasswordPage = lazy(() => import("./pages/ResetPassword").then((m) => ({ default: m.ResetPasswordPage })));
 const RegisterPage = lazy(() => import("./pages/Register").then((m) => ({ default: m.RegisterPage })));
 const AuditHomePage = lazy(() => import("./pages/audit/AuditHome").then((m) => ({ default: m.AuditHomePage })));
 const AuditLeadPage = lazy(() => import("./pages/audit/AuditLead").then((m) => ({ default: m.AuditLeadPage })));
@@ -54,6 +56,8 @@ export function App() {
                 <Routes>
                   <Route path="/login" element={<LoginPage />} />
                   <Route path="/register" element={<RegisterPage />} />
+                  <Route path="/forgot-password" element={<ForgotPasswordPage />} />
+                  <Route path="/reset-password" element={<ResetPasswordPage />} />
                   <Route path="/" element={<RequireSession><DashboardPage /></RequireSession>} />
                   <Route path="/leads" element={<RequireSession><LeadsPage /></RequireSession>} />
                   <Route path="/leads/new" element={<RequireSession><NewLeadPage /></RequireSession>} />

@@ -1,5 +1,5 @@
 import { useState, type FormEvent } from "react";
-import { useNavigate, useSearchParams } from "react-router-dom";
+import { Link, useNavigate, useSearchParams } from "react-router-dom";
 import { api, ApiError, type Session } from "../api/client";
 import { useSession } from "../session";
 import { ErrorNote } from "../components/Layout";
@@ -37,6 +37,7 @@ export function LoginPage() {
   return (
     <section className="narrow">
       <h1>Log in</h1>
+      {params.get("reset") && <p role="status">Your password is changed. Log in with the new one.</p>}
       {params.get("expired") && <p role="status">Your session has ended. Log in again to continue where you were; a lead you were writing is kept.</p>}
       <form onSubmit={submit}>
         <label>Email<input name="email" type="email" autoComplete="username" required /></label>
@@ -44,6 +45,7 @@ export function LoginPage() {
         <ErrorNote error={error} />
         <button disabled={busy}>{busy ? "Logging in…" : "Log in"}</button>
       </form>
+      <p><Link to="/forgot-password">Forgot your password?</Link></p>
     </section>
   );
 }
