@@ -263,6 +263,13 @@ async fn sub_accounts_can_be_listed_disabled_and_enabled() {
     let created: Value = created.json().await.unwrap();
     assert_eq!(created["status"], "invited");
     assert_eq!(created["leadCount"], 0);
+    // The admin sees when the link stops working, and that nobody has signed in yet.
+    let expires: chrono::DateTime<chrono::Utc> =
+        created["invitationExpiresAt"].as_str().unwrap().parse().unwrap();
+    let hours = (expires - chrono::Utc::now()).num_minutes() as f64 / 60.0;
+    assert!((71.0..=72.0).contains(&hours), "{hours}");
+    assert!(created["lastSignInAt"].is_null());
+    let before = chrono::Utc::now() - chrono::Duration::seconds(1);
     let sub = portal.register(&smtp.wait_for(2, 20).await[1].token(), PASSWORD).await;
 
     let list: Value = portal
@@ -274,6 +281,10 @@ async fn sub_accounts_can_be_listed_disabled_and_enabled() {
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["status"], "active");
     assert_eq!(list[0]["email"], "s300@example.com");
+    assert!(list[0]["invitationExpiresAt"].is_null(), "registered: no invitation left");
+    let signed_in: chrono::DateTime<chrono::Utc> =
+        list[0]["lastSignInAt"].as_str().expect("a sign-in at registration").parse().unwrap();
+    assert!(signed_in >= before, "{signed_in}");
 
     // The sub-account sees the partner's basic info only.
     let basic: Value =

@@ -7,6 +7,7 @@ pub mod password;
 pub mod rate_limit;
 pub mod refresh;
 pub mod session;
+pub mod sign_ins;
 
 pub use guard::{Auditor, CurrentUser, MaybeUser, PartnerAdmin, PartnerMember};
 pub use keys::Keys;

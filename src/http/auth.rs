@@ -252,6 +252,10 @@ pub(super) async fn session_for(
     let ttl = portal.settings.jwt_ttl_seconds;
     let access_token = session::issue(&portal.keys, user, &row.role, ttl)?;
     let refresh_token = refresh::issue(&portal.pool, user, family).await?;
+    if family.is_none() {
+        // A new session (login, registration), not a refresh: a sign-in.
+        crate::auth::sign_ins::record(&portal.pool, user).await?;
+    }
     Ok(Session {
         refresh_token,
         access_token,

@@ -85,6 +85,10 @@ pub struct SubAccount {
     pub status: String,
     pub created_at: DateTime<Utc>,
     pub lead_count: i64,
+    /// While `invited`: when the current invitation link stops working.
+    pub invitation_expires_at: Option<DateTime<Utc>>,
+    /// When the account last logged in (never: null).
+    pub last_sign_in_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -142,7 +146,9 @@ pub async fn profile(
 }
 
 const SUB_ACCOUNT_COLUMNS: &str = "u.user_id AS id, u.email, u.name, u.status, u.created_at, \
-     COALESCE((SELECT count(*) FROM leads l WHERE l.submitted_by_user = u.user_id), 0) AS lead_count";
+     COALESCE((SELECT count(*) FROM leads l WHERE l.submitted_by_user = u.user_id), 0) AS lead_count, \
+     CASE WHEN u.status = 'invited' THEN u.invitation_expires_at END AS invitation_expires_at, \
+     (SELECT s.signed_in_at FROM user_sign_ins s WHERE s.user_id = u.user_id) AS last_sign_in_at";
 
 async fn sub_account(
     portal: &Portal,
@@ -261,6 +267,9 @@ async fn invite_as(
                 status: "invited".into(),
                 created_at: Utc::now(),
                 lead_count: 0,
+                // As a real invitation's, so the answer tells nothing.
+                invitation_expires_at: Some(Utc::now() + invitations::INVITATION_LIFETIME),
+                last_sign_in_at: None,
             }),
         )),
     }

@@ -174,6 +174,8 @@ try {
     await admin.fill("form[aria-label='Invite a sub-account'] input[name=email]", "sam@acme.example");
     await admin.click("button:has-text('Invite')");
     await admin.waitForSelector("td:has-text('sam@acme.example')");
+    await admin.waitForSelector("[data-testid=owner] td:has-text('owner@acme.example')");
+    await admin.waitForSelector("tr[data-account='sam@acme.example'] td:has-text('link works until')");
     await check(admin, "08-team");
     await sub.goto(`${portal}/dev/mailbox`);
     const invitation = await sub.waitForSelector("article:has-text('sam@acme.example') a[href*='/register?token=']");
@@ -441,6 +443,19 @@ try {
     await page.fill("input[name=password]", fresh);
     await page.click("button:has-text('Log in')");
     await page.waitForSelector("[data-testid=total-leads]");
+    // The admin sees Sam's sign-in, and disabling asks first (and can be taken back).
+    await admin.click("nav >> text=Team");
+    const sam = "tr[data-account='sam@acme.example']";
+    await admin.waitForSelector(`${sam} td[data-label='Last sign-in']:not(:has-text('Never'))`);
+    await admin.click(`${sam} button:has-text('Disable…')`);
+    await admin.click(`${sam} [role=group] button:has-text('Cancel')`);
+    await admin.waitForSelector(`${sam} td:has-text('active')`);
+    await admin.click(`${sam} button:has-text('Disable…')`);
+    await check(admin, "17-team-confirm-disable");
+    await admin.click(`${sam} button.danger:has-text('Disable Sam Sub')`);
+    await admin.waitForSelector(`${sam} td:has-text('disabled')`);
+    await admin.click(`${sam} button:has-text('Enable')`);
+    await admin.waitForSelector(`${sam} td:has-text('active')`);
   });
 
   await step("on a phone-sized screen the pages still work", async () => {

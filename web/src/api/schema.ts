@@ -1326,6 +1326,16 @@ export interface components {
             email: string;
             /** Format: uuid */
             id: string;
+            /**
+             * Format: date-time
+             * @description While `invited`: when the current invitation link stops working.
+             */
+            invitationExpiresAt?: string | null;
+            /**
+             * Format: date-time
+             * @description When the account last logged in (never: null).
+             */
+            lastSignInAt?: string | null;
             /** Format: int64 */
             leadCount: number;
             name?: string | null;

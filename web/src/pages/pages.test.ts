@@ -19,3 +19,15 @@ describe("safeNext", () => {
     }
   });
 });
+
+import { invitationState } from "./Team";
+
+describe("invitationState", () => {
+  const account = { id: "a", email: "s@example.com", createdAt: "", leadCount: 0, status: "invited" };
+  const now = new Date("2026-12-06T12:00:00Z");
+  it("says until when an invitation works, or that it ran out", () => {
+    expect(invitationState({ ...account, invitationExpiresAt: "2026-12-09T12:00:00Z" }, now)).toMatch(/^invited \(link works until /);
+    expect(invitationState({ ...account, invitationExpiresAt: "2026-12-06T11:00:00Z" }, now)).toBe("invited (link expired: re-send it)");
+    expect(invitationState({ ...account, status: "active", invitationExpiresAt: null }, now)).toBe("active");
+  });
+});
