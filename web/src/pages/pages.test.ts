@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { passwordProblem } from "./Register";
 import { safeNext } from "./Login";
+import { invitationState } from "./Team";
 
 describe("passwordProblem", () => {
   it("counts characters as people do", () => {
@@ -20,7 +21,6 @@ describe("safeNext", () => {
   });
 });
 
-import { invitationState } from "./Team";
 
 describe("invitationState", () => {
   const account = { id: "a", email: "s@example.com", createdAt: "", leadCount: 0, status: "invited" };
