@@ -562,3 +562,81 @@ async fn a_forgotten_password_is_reset_by_an_emailed_link_once() {
     assert_eq!(statuses, [202, 202, 202, 202, 202, 429]);
     portal.stop().await;
 }
+
+/// Everyone's own account: its name and password, changed by itself only (an API key acting for
+/// the admin cannot), the current password checked like a login, other sessions ended.
+#[tokio::test]
+async fn a_user_changes_its_own_name_and_password_and_nobody_elses() {
+    let smtp = SmtpSink::start().await;
+    let portal = TestPortal::start(&smtp, &[]).await;
+    let a = portal.partner_with_team(&smtp, "me").await;
+    let b = portal.partner_with_team(&smtp, "other").await;
+
+    assert_eq!(portal.patch("/me", None, &json!({"name": "X"})).await.status(), 401);
+    let renamed = portal.patch("/me", Some(&a.sub), &json!({"name": "Samuel Sub"})).await;
+    assert_eq!(renamed.status(), 200);
+    let renamed: Value = renamed.json().await.unwrap();
+    assert_eq!(renamed["name"], "Samuel Sub");
+    assert_eq!(renamed["email"], "sub-me@example.com");
+    let team: Value = portal
+        .get(&format!("/partners/{}/sub-accounts", a.id), Some(&a.admin))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(team[0]["name"], "Samuel Sub", "the admin sees the new name");
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT coalesce(name, '') FROM users WHERE email LIKE '%other@example.com' ORDER BY email",
+    )
+    .fetch_all(&portal.pool)
+    .await
+    .unwrap();
+    assert!(!names.contains(&"Samuel Sub".to_string()), "only the caller changed: {names:?}");
+    let bad = portal.patch("/me", Some(&a.sub), &json!({"name": "two\nlines"})).await;
+    assert_eq!(bad.status(), 422);
+    assert_eq!(bad.json::<Value>().await.unwrap()["errors"][0]["field"], "name");
+
+    // A password: the current one is checked, the new one must qualify.
+    let sub_login: Value = portal.login("sub-me@example.com", PASSWORD).await.json().await.unwrap();
+    let change = |current: &str, new: &str| json!({"currentPassword": current, "newPassword": new});
+    let wrong = portal
+        .post("/me/password", Some(&a.sub), &change("not it at all!", "a new password here"))
+        .await;
+    assert_eq!(wrong.status(), 422);
+    assert_eq!(wrong.json::<Value>().await.unwrap()["errors"][0]["field"], "currentPassword");
+    let weak = portal.post("/me/password", Some(&a.sub), &change(PASSWORD, "short")).await;
+    assert_eq!(weak.json::<Value>().await.unwrap()["errors"][0]["field"], "newPassword");
+    let changed =
+        portal.post("/me/password", Some(&a.sub), &change(PASSWORD, "a new password here")).await;
+    assert_eq!(changed.status(), 200);
+    let session: Value = changed.json().await.unwrap();
+    assert!(session["accessToken"].is_string(), "a new session for the caller");
+    assert_eq!(portal.login("sub-me@example.com", PASSWORD).await.status(), 401);
+    assert_eq!(portal.login("sub-me@example.com", "a new password here").await.status(), 200);
+    let old = portal
+        .post("/auth/refresh", None, &json!({"refreshToken": sub_login["refreshToken"]}))
+        .await;
+    assert_eq!(old.status(), 401, "the sessions made with the old password ended");
+    // The other partner's people are untouched.
+    assert_eq!(portal.login("sub-other@example.com", PASSWORD).await.status(), 200);
+    let _ = b;
+
+    // An API key acts for the admin, but is not the admin.
+    let key: Value = portal
+        .post(&format!("/partners/{}/api-keys", a.id), Some(&a.admin), &json!({"name": "CRM"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let key = key["key"].as_str().unwrap();
+    assert_eq!(portal.patch("/me", Some(key), &json!({"name": "Mallory"})).await.status(), 403);
+    assert_eq!(
+        portal
+            .post("/me/password", Some(key), &change(PASSWORD, "owned by a key!!"))
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(portal.login("admin-me@example.com", PASSWORD).await.status(), 200);
+    portal.stop().await;
+}

@@ -87,6 +87,16 @@ pub enum UserCommand {
         reset: Invitation,
         at: DateTime<Utc>,
     },
+    /// A new password, chosen by the signed-in user (who gave the current one).
+    ChangePassword {
+        password_hash: String,
+        at: DateTime<Utc>,
+    },
+    /// The name the user goes by, changed by the user.
+    Rename {
+        name: Option<String>,
+        at: DateTime<Utc>,
+    },
     /// A new password, set with the current reset link.
     ResetPassword {
         token_hash: String,
@@ -125,6 +135,8 @@ pub enum UserEvent {
     PasswordResetRequested { reset: Invitation, at: DateTime<Utc> },
     #[serde(rename_all = "camelCase")]
     PasswordChanged { password_hash: String, at: DateTime<Utc> },
+    #[serde(rename_all = "camelCase")]
+    UserRenamed { name: Option<String>, at: DateTime<Utc> },
 }
 
 impl DomainEvent for UserEvent {
@@ -139,6 +151,7 @@ impl DomainEvent for UserEvent {
             Self::UserEnabled { .. } => "UserEnabled",
             Self::PasswordResetRequested { .. } => "PasswordResetRequested",
             Self::PasswordChanged { .. } => "PasswordChanged",
+            Self::UserRenamed { .. } => "UserRenamed",
         }
         .to_string()
     }
@@ -277,6 +290,23 @@ impl Aggregate for User {
                     sink.write(UserEvent::PasswordResetRequested { reset, at }, self).await;
                 }
             }
+            UserCommand::ChangePassword { password_hash, at } => {
+                if !self.registered {
+                    return Err(UserError::NotFound);
+                }
+                if self.disabled {
+                    return Err(UserError::Disabled);
+                }
+                sink.write(UserEvent::PasswordChanged { password_hash, at }, self).await;
+            }
+            UserCommand::Rename { name, at } => {
+                if self.disabled {
+                    return Err(UserError::Disabled);
+                }
+                if name != self.name {
+                    sink.write(UserEvent::UserRenamed { name, at }, self).await;
+                }
+            }
             UserCommand::ResetPassword { token_hash, password_hash, at } => {
                 let reset = self
                     .password_reset
@@ -326,6 +356,7 @@ impl Aggregate for User {
             UserEvent::PasswordResetRequested { reset, .. } => self.password_reset = Some(reset),
             // Single use, as an invitation.
             UserEvent::PasswordChanged { .. } => self.password_reset = None,
+            UserEvent::UserRenamed { name, .. } => self.name = name,
         }
     }
 }
@@ -555,5 +586,37 @@ mod tests {
             .given(vec![invited(), registered])
             .when(reset("h1", at()))
             .then_expect_error(UserError::InvalidResetLink);
+    }
+
+    #[test]
+    fn a_user_changes_its_own_password_and_name() {
+        let registered =
+            UserEvent::UserRegistered { name: None, password_hash: "argon".into(), at: at() };
+        let change = || UserCommand::ChangePassword { password_hash: "new".into(), at: at() };
+        let changed = UserEvent::PasswordChanged { password_hash: "new".into(), at: at() };
+        Given::with(())
+            .given(vec![invited(), registered.clone()])
+            .when(change())
+            .then_expect_events(vec![changed]);
+        Given::with(())
+            .given(vec![invited()])
+            .when(change())
+            .then_expect_error(UserError::NotFound);
+        let disabled = UserEvent::UserDisabled { at: at() };
+        Given::with(())
+            .given(vec![invited(), registered.clone(), disabled])
+            .when(change())
+            .then_expect_error(UserError::Disabled);
+        let rename = |name: &str| UserCommand::Rename { name: Some(name.into()), at: at() };
+        let renamed = UserEvent::UserRenamed { name: Some("Ada".into()), at: at() };
+        Given::with(())
+            .given(vec![invited(), registered.clone()])
+            .when(rename("Ada"))
+            .then_expect_events(vec![renamed.clone()]);
+        // The same name again changes nothing.
+        Given::with(())
+            .given(vec![invited(), registered, renamed])
+            .when(rename("Ada"))
+            .then_expect_events(vec![]);
     }
 }

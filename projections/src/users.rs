@@ -121,6 +121,14 @@ impl Projection for UsersProjection {
                     .execute(&mut *tx)
                     .await?;
                 }
+                UserEvent::UserRenamed { name, at } => {
+                    sqlx::query("UPDATE users SET name = $2, updated_at = $3 WHERE user_id = $1")
+                        .bind(id)
+                        .bind(name)
+                        .bind(at)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 UserEvent::UserDisabled { at } => set_status(tx, id, "'disabled'", at).await?,
                 UserEvent::UserEnabled { at } => {
                     set_status(tx, id, "CASE WHEN registered THEN 'active' ELSE 'invited' END", at)

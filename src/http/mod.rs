@@ -10,6 +10,7 @@ pub mod health;
 mod idempotency;
 pub mod json;
 pub mod leads;
+pub mod me;
 mod nul;
 pub mod openapi;
 pub mod partner_webhooks;
@@ -46,7 +47,7 @@ pub type AppState = Arc<Portal>;
     ),
     paths(
         health::healthz, health::readyz,
-        auth::register, auth::login, auth::request_password_reset, auth::reset_password, sessions::refresh, sessions::logout,
+        auth::register, auth::login, auth::request_password_reset, auth::reset_password, me::update, me::change_password, sessions::refresh, sessions::logout,
         webhooks::partner, webhooks::lead_status,
         partners::profile, partners::sub_accounts, partners::create_sub_account,
         partners::update_sub_account, partners::invite, partners::public_profile,
@@ -93,6 +94,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(openapi))
         .merge(auth::routes())
+        .merge(me::routes())
         .merge(webhooks::routes())
         .merge(partners::routes())
         .merge(api_keys::routes())

@@ -1,6 +1,7 @@
 //! Bringing partners and their people in: following Soho CRM's partner records, inviting admins
 //! and sub-accounts, re-sending invitations, registering, and disabling or enabling accounts.
 
+pub mod account;
 pub mod invitations;
 pub mod partners;
 pub mod passwords;

@@ -24,7 +24,7 @@ const PASSWORD = "correct horse battery staple";
 let passed = 0;
 let failed = 0;
 /// Every `step` below; a run that does not reach them all has failed, whatever threw.
-const STEPS = 14;
+const STEPS = 15;
 /// Set when a step has reported its own failure (so the outer catch does not count it twice).
 let reported = false;
 const failures = [];
@@ -466,6 +466,28 @@ try {
     const label = await admin.$eval("tr:has(td:has-text('Babbage')) td[data-label='Status']", (td) => getComputedStyle(td, "::before").content);
     if (label !== '"Status"') throw new Error(`a phone-width lead card does not label its status: ${label}`);
     await check(admin, "14-leads-phone");
+  });
+  await step("a user renames itself and changes its own password", async () => {
+    await admin.setViewportSize({ width: 1280, height: 800 });
+    await admin.click("nav >> text=Profile");
+    await admin.fill("form[aria-label='Your name'] input[name=name]", "Olive O'Owner");
+    await admin.click("button:has-text('Save name')");
+    await admin.waitForSelector("text=Your name is saved.");
+    await admin.waitForSelector("header >> text=Olive O'Owner");
+    await admin.fill("input[name=currentPassword]", "not the password!");
+    await admin.fill("input[name=newPassword]", "an admin's new passphrase");
+    await admin.fill("input[name=confirm]", "an admin's new passphrase");
+    await admin.click("button:has-text('Change password')");
+    await admin.waitForSelector("text=is not your current password");
+    await admin.fill("input[name=currentPassword]", PASSWORD);
+    await admin.click("button:has-text('Change password')");
+    await admin.waitForSelector("text=Your password is changed");
+    await check(admin, "18-your-account");
+    // Still logged in here, with the new session.
+    await admin.reload();
+    await admin.waitForSelector("header >> text=Olive O'Owner");
+    await admin.click("nav >> text=Leads");
+    await admin.waitForSelector("td:has-text('Babbage')");
   });
 } catch (error) {
   // A step's failure was reported by `step`; anything else (a browser context that would not

@@ -5,6 +5,7 @@ import { useSession } from "../session";
 import { embedCode } from "../text/embed";
 import { ApiKeys } from "../components/ApiKeys";
 import { Webhooks } from "../components/Webhooks";
+import { YourAccount } from "../components/YourAccount";
 
 export function ProfilePage() {
   const { session } = useSession();
@@ -35,6 +36,7 @@ export function ProfilePage() {
           <Webhooks partnerId={profile.id} token={session?.accessToken} />
         </>
       )}
+      <YourAccount />
     </section>
   );
 }

@@ -1,0 +1,72 @@
+import { useState, type FormEvent } from "react";
+import { api, ApiError, type Session } from "../api/client";
+import { passwordProblem } from "../pages/Register";
+import { useSession } from "../session";
+
+type SessionUser = Session["user"];
+
+/** The signed-in person's own name and password (admins and sub-accounts). */
+export function YourAccount() {
+  const { session, signIn } = useSession();
+  const [notice, setNotice] = useState<string | null>(null);
+  const [errors, setErrors] = useState<Record<string, string>>({});
+  if (!session) return null;
+  const token = session.accessToken;
+  function failed(e: unknown) {
+    setNotice(null);
+    if (e instanceof ApiError && Object.keys(e.fieldErrors()).length) setErrors(e.fieldErrors());
+    else setErrors({ form: e instanceof Error ? e.message : String(e) });
+  }
+  async function rename(event: FormEvent<HTMLFormElement>) {
+    event.preventDefault();
+    const name = String(new FormData(event.currentTarget).get("name") ?? "").trim();
+    try {
+      const user = await api<SessionUser>("/me", { method: "PATCH", token, body: { name: name || null } });
+      signIn({ ...session!, user });
+      setErrors({});
+      setNotice("Your name is saved.");
+    } catch (e) {
+      failed(e);
+    }
+  }
+  async function changePassword(event: FormEvent<HTMLFormElement>) {
+    event.preventDefault();
+    const form = event.currentTarget;
+    const data = new FormData(form);
+    const newPassword = String(data.get("newPassword") ?? "");
+    const tooWeak = passwordProblem(newPassword);
+    if (tooWeak) return setErrors({ newPassword: tooWeak });
+    if (newPassword !== data.get("confirm")) return setErrors({ confirm: "The passwords differ." });
+    try {
+      signIn(await api<Session>("/me/password", { method: "POST", token, body: { currentPassword: data.get("currentPassword"), newPassword } }));
+      form.reset();
+      setErrors({});
+      setNotice("Your password is changed. You stay logged in here; everywhere else you were logged in, you are now logged out.");
+    } catch (e) {
+      failed(e);
+    }
+  }
+  const error = (field: string) => errors[field] && <p role="alert" className="error">{errors[field]}</p>;
+  return (
+    <>
+      <h2>Your account</h2>
+      {notice && <p role="status">{notice}</p>}
+      {error("form")}
+      <form onSubmit={rename} aria-label="Your name" className="inline">
+        <label>Your name<input name="name" autoComplete="name" maxLength={100} defaultValue={session.user.name ?? ""} aria-invalid={!!errors.name} /></label>
+        <button>Save name</button>
+      </form>
+      {error("name")}
+      <form onSubmit={changePassword} aria-label="Change your password" noValidate>
+        <label>Current password<input name="currentPassword" type="password" autoComplete="current-password" aria-invalid={!!errors.currentPassword} /></label>
+        {error("currentPassword")}
+        <label>New password<input name="newPassword" type="password" autoComplete="new-password" aria-describedby="new-password-rules" aria-invalid={!!errors.newPassword} /></label>
+        <small id="new-password-rules">At least 12 characters, at most 256.</small>
+        {error("newPassword")}
+        <label>Repeat the new password<input name="confirm" type="password" autoComplete="new-password" aria-invalid={!!errors.confirm} /></label>
+        {error("confirm")}
+        <button>Change password</button>
+      </form>
+    </>
+  );
+}
