@@ -161,7 +161,19 @@ async fn invitation_links_are_single_use_expire_and_are_retired_by_a_resend() {
     let smtp = SmtpSink::start().await;
     let portal = TestPortal::start(&smtp, &[]).await;
     let partner = portal.approve_partner("900", "admin900@example.com").await;
-    let admin = portal.register(&smtp.wait_for(1, 20).await[0].token(), PASSWORD).await;
+    let admin_token = smtp.wait_for(1, 20).await[0].token();
+    // The registration page learns what the link is for before anything is set.
+    let lookup = |token: String| {
+        let portal = &portal;
+        async move { portal.post("/auth/invitation", None, &json!({"token": token})).await }
+    };
+    let described: Value = lookup(admin_token.clone()).await.json().await.unwrap();
+    assert_eq!(described["email"], "admin900@example.com");
+    assert_eq!(described["role"], "admin");
+    assert!(described["partnerName"].as_str().is_some_and(|n| !n.is_empty()), "{described}");
+    assert!(described["invitedBy"].is_null(), "Soho CRM's approval sent it: {described}");
+    let admin = portal.register(&admin_token, PASSWORD).await;
+    assert_eq!(lookup(admin_token).await.status(), 409, "used");
 
     // Invite a sub-account, then re-send: the first link stops working.
     let invited = portal
@@ -174,6 +186,13 @@ async fn invitation_links_are_single_use_expire_and_are_retired_by_a_resend() {
     assert_eq!(resent.status(), 200);
     let second = smtp.wait_for(3, 20).await[2].token();
     assert_ne!(first, second);
+    let described: Value = lookup(second.clone()).await.json().await.unwrap();
+    assert_eq!(described["email"], "sub900@example.com");
+    assert_eq!(described["role"], "sub");
+    assert_eq!(described["name"], "Sub");
+    assert!(described["invitedBy"].as_str().is_some_and(|n| !n.is_empty()), "{described}");
+    assert_eq!(lookup(first.clone()).await.status(), 422, "retired by the resend");
+    assert_eq!(lookup("x\u{0}y".into()).await.status(), 422);
     let old =
         portal.post("/auth/register", None, &json!({"token": first, "password": PASSWORD})).await;
     assert_eq!(old.status(), 422);

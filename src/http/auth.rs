@@ -27,6 +27,7 @@ const BODY_LIMIT: usize = 16 * 1024;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/auth/register", post(register))
+        .route("/auth/invitation", post(invitation))
         .route("/auth/login", post(login))
         .route("/auth/password-reset", post(request_password_reset))
         .route("/auth/password-reset/confirm", post(reset_password))
@@ -71,6 +72,37 @@ pub struct Session {
     /// The refresh credential, for clients without cookies (the browser gets it as the
     /// `HttpOnly` cookie `soho_refresh` as well): single-use, `POST /auth/refresh` trades it.
     pub refresh_token: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InvitationLookup {
+    /// The token from the invitation link (in the body: a query string lands in access logs).
+    pub token: String,
+}
+
+/// What an invitation link is for: the email, the company, who invited, the prefilled name.
+/// Refused as registering with it would be.
+#[utoipa::path(post, path = "/auth/invitation", tag = "auth", request_body = InvitationLookup, responses(
+    (status = 200, body = invitations::InvitationView),
+    (status = 403, description = "the invited account was disabled by its admin", body = super::problem::Problem),
+    (status = 409, description = "the invitation was already used", body = super::problem::Problem),
+    (status = 410, description = "the invitation has expired", body = super::problem::Problem),
+    (status = 413, description = "the body is larger than any lookup", body = super::problem::Problem),
+    (status = 422, description = "an unknown token", body = super::problem::Problem),
+    (status = 429, description = "too many attempts", body = super::problem::Problem),
+))]
+pub async fn invitation(
+    State(portal): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    ApiJson(request): ApiJson<InvitationLookup>,
+) -> Result<axum::Json<invitations::InvitationView>, ApiError> {
+    portal.auth_limits.attempt(client.ip())?;
+    let token = request.token.trim();
+    if token.is_empty() || token.len() > 200 || token.chars().any(char::is_control) {
+        return Err(ApiError::invalid("token", "is not an invitation link's token"));
+    }
+    Ok(axum::Json(invitations::describe(&portal, token).await?))
 }
 
 /// Accept an invitation: set the password (and name), and get a session.

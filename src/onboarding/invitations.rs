@@ -226,3 +226,60 @@ pub async fn set_disabled(
     portal.standings.forget_user(user.as_uuid());
     Ok(())
 }
+
+/// What an invitation link is for, shown on the registration page before anything is set.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct InvitationView {
+    /// The email the account will log in with.
+    pub email: String,
+    /// The name the inviter gave (prefills the form).
+    pub name: Option<String>,
+    /// `admin`, `sub` or `auditor`.
+    pub role: String,
+    /// The company joined (none for an auditor).
+    pub partner_name: Option<String>,
+    /// Who sent the invitation: a person's name (or email) for a team invitation; none when
+    /// Soho CRM's approval of the partner sent it.
+    pub invited_by: Option<String>,
+    pub expires_at: chrono::DateTime<Utc>,
+}
+
+/// Describes the invitation `token` opens, refusing as registration would (unknown, used,
+/// disabled, expired): the page can say so before the person types a password.
+#[tracing::instrument(skip_all, err)]
+pub async fn describe(portal: &Portal, token: &str) -> Result<InvitationView, OnboardingError> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        view: InvitationView,
+        registered: bool,
+        disabled: bool,
+    }
+    // The inviter is whoever the log records as the invitation's actor (the user's first
+    // event), when that was a person.
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT u.email, u.name, u.role, p.name AS partner_name, \
+           (SELECT coalesce(nullif(i.name, ''), i.email) FROM events e \
+              JOIN users i ON i.user_id::text = e.metadata->>'actorId' \
+            WHERE e.aggregate_type = 'User' AND e.aggregate_id = u.user_id::text AND e.sequence = 1 \
+              AND e.metadata->>'actorType' = 'user') AS invited_by, \
+           u.invitation_expires_at AS expires_at, u.registered, u.status = 'disabled' AS disabled \
+         FROM users u LEFT JOIN partners p ON p.partner_id = u.partner_id \
+         WHERE u.invitation_token_hash = $1",
+    )
+    .bind(token_hash(token))
+    .fetch_optional(&portal.pool)
+    .await?;
+    let row = row.ok_or(OnboardingError::InvalidToken)?;
+    if row.registered {
+        return Err(OnboardingError::Used);
+    }
+    if row.disabled {
+        return Err(OnboardingError::Disabled);
+    }
+    if row.view.expires_at <= Utc::now() {
+        return Err(OnboardingError::Expired);
+    }
+    Ok(row.view)
+}

@@ -115,6 +115,7 @@ try {
     await check(admin, "01-dev-mailbox");
     await admin.click("a[href*='/register?token=']");
     await admin.waitForSelector("h1:has-text('Set up your account')");
+    await admin.waitForSelector("[data-testid=invitation]:has-text('Acme Referrals Ltd'):has-text('owner@acme.example')");
     await check(admin, "02-register");
     await admin.fill("input[name=name]", "Olive Owner");
     await admin.fill("input[name=password]", PASSWORD);
@@ -180,6 +181,8 @@ try {
     await sub.goto(`${portal}/dev/mailbox`);
     const invitation = await sub.waitForSelector("article:has-text('sam@acme.example') a[href*='/register?token=']");
     await sub.goto(await invitation.getAttribute("href"));
+    await sub.waitForSelector("[data-testid=invitation]:has-text('Olive Owner invited you'):has-text('sam@acme.example')");
+    if ((await sub.inputValue("input[name=name]")) !== "Sam Sub") throw new Error("the invited name is not prefilled");
     await sub.fill("input[name=password]", PASSWORD);
     await sub.fill("input[name=confirm]", PASSWORD);
     await sub.click("button:has-text('Create my account')");

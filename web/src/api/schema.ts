@@ -140,6 +140,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/auth/invitation": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * What an invitation link is for: the email, the company, who invited, the prefilled name.
+         *     Refused as registering with it would be.
+         */
+        post: operations["invitation"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/auth/login": {
         parameters: {
             query?: never;
@@ -1156,6 +1176,28 @@ export interface components {
         Health: {
             status: string;
         };
+        InvitationLookup: {
+            /** @description The token from the invitation link (in the body: a query string lands in access logs). */
+            token: string;
+        };
+        /** @description What an invitation link is for, shown on the registration page before anything is set. */
+        InvitationView: {
+            /** @description The email the account will log in with. */
+            email: string;
+            /** Format: date-time */
+            expiresAt: string;
+            /**
+             * @description Who sent the invitation: a person's name (or email) for a team invitation; none when
+             *     Soho CRM's approval of the partner sent it.
+             */
+            invitedBy?: string | null;
+            /** @description The name the inviter gave (prefills the form). */
+            name?: string | null;
+            /** @description The company joined (none for an auditor). */
+            partnerName?: string | null;
+            /** @description `admin`, `sub` or `auditor`. */
+            role: string;
+        };
         LeadPage: {
             items: components["schemas"]["LeadView"][];
             nextCursor?: string | null;
@@ -1890,6 +1932,92 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    invitation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InvitationLookup"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InvitationView"];
+                };
+            };
+            /** @description the body is not JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the invited account was disabled by its admin */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the invitation was already used */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the invitation has expired */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the body is larger than any lookup */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description an unknown token */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too many attempts */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
                 };
             };
         };
