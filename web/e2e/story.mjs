@@ -207,8 +207,30 @@ try {
   await step("a public-form submission appears for the admin", async () => {
     await admin.click("nav >> text=Profile");
     const code = await admin.inputValue("textarea[readonly]");
+    // Copy buttons, and the live preview of the form.
+    await admin.context().grantPermissions(["clipboard-read", "clipboard-write"], { origin: portal });
+    await admin.click("button:has-text('Copy embed code')");
+    await admin.waitForSelector("text=Copied the embed code.");
+    if ((await admin.evaluate(() => navigator.clipboard.readText())) !== code) throw new Error("the copied embed code differs");
+    await admin.click("summary:has-text('Preview your form')");
+    await admin.frameLocator("[data-testid=form-preview]").locator("h1:has-text('Contact Acme Referrals Ltd')").waitFor();
     await check(admin, "10-profile");
     const url = code.match(/src="([^"]+)"/)[1];
+    // Pasted into a partner's page (another origin), the frame sizes itself to the form: Send is not cut off.
+    const site = createServer((_, res) => res.writeHead(200, { "content-type": "text/html" }).end(
+      `<!doctype html><html lang="en"><head><title>Acme</title></head><body><h1>Acme's site</h1>${code}</body></html>`));
+    await new Promise((r) => site.listen(0, "127.0.0.1", r));
+    const host = await (await browser.newContext()).newPage();
+    host.on("dialog", (d) => { throw new Error(`the embed opened a dialog: ${d.message()}`); });
+    await host.goto(`http://127.0.0.1:${site.address().port}/`);
+    await host.waitForFunction(() => document.querySelector("iframe")?.style.height.endsWith("px"));
+    const frameHeight = await host.$eval("iframe", (f) => f.getBoundingClientRect().height);
+    const send = host.frameLocator("iframe").locator("button:has-text('Send')");
+    await send.waitFor();
+    const sendBottom = await send.evaluate((b) => b.getBoundingClientRect().bottom);
+    if (!(sendBottom <= frameHeight)) throw new Error(`the Send button (bottom ${sendBottom}) is cut off by the ${frameHeight} px frame`);
+    site.close();
+    await host.context().close();
     const visitor = watchPolicy(await (await browser.newContext()).newPage());
     const response = await visitor.goto(url);
     if (!(response.headers()["content-security-policy"] ?? "").includes("frame-ancestors *")) throw new Error("the public form cannot be framed");

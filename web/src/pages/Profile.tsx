@@ -1,8 +1,8 @@
-import { useEffect, useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import { api, type PartnerProfile } from "../api/client";
 import { ErrorNote, Loading } from "../components/Layout";
 import { useSession } from "../session";
-import { embedCode } from "../text/embed";
+import { embedCode, HEIGHT_MESSAGE } from "../text/embed";
 import { ApiKeys } from "../components/ApiKeys";
 import { Webhooks } from "../components/Webhooks";
 import { YourAccount } from "../components/YourAccount";
@@ -30,13 +30,56 @@ export function ProfilePage() {
             <dt>Status</dt><dd>{profile.status}</dd>
           </dl>
           <h2>Your public lead form</h2>
-          <p>Anyone can send you leads at <a href={form}>{form}</a>. To embed it in your site:</p>
-          <label>Embed code<textarea readOnly rows={3} value={embedCode(form, profile.name)} /></label>
+          <p>Anyone can send you leads at <a href={form}>{form}</a> <CopyButton text={form} what="link" />. To embed it in your site, paste this code where the form should appear (it sizes itself to the form):</p>
+          <label>Embed code<textarea readOnly rows={4} value={embedCode(form, profile.name)} /></label>
+          <p><CopyButton text={embedCode(form, profile.name)} what="embed code" /></p>
+          <FormPreview url={form} />
           <ApiKeys partnerId={profile.id} token={session?.accessToken} />
           <Webhooks partnerId={profile.id} token={session?.accessToken} />
         </>
       )}
       <YourAccount />
     </section>
+  );
+}
+
+/** Copies `text`, and says so (for screen readers too). */
+function CopyButton({ text, what }: { text: string; what: string }) {
+  const [copied, setCopied] = useState<boolean | null>(null);
+  async function copy() {
+    try {
+      await navigator.clipboard.writeText(text);
+      setCopied(true);
+    } catch {
+      setCopied(false);
+    }
+    setTimeout(() => setCopied(null), 3000);
+  }
+  return (
+    <>
+      <button type="button" onClick={copy}>Copy {what}</button>
+      <span role="status">{copied === true ? ` Copied the ${what}.` : copied === false ? ` Your browser would not copy: select the ${what} and copy it.` : ""}</span>
+    </>
+  );
+}
+
+/** The form as visitors see it, live, sized as the embed sizes it. */
+function FormPreview({ url }: { url: string }) {
+  const [height, setHeight] = useState(640);
+  const frame = useRef<HTMLIFrameElement>(null);
+  useEffect(() => {
+    const listen = (e: MessageEvent) => {
+      if (e.origin === window.location.origin && e.source === frame.current?.contentWindow && e.data?.type === HEIGHT_MESSAGE) {
+        setHeight(Math.min(Math.max(Number(e.data.height) || 0, 200), 4000));
+      }
+    };
+    window.addEventListener("message", listen);
+    return () => window.removeEventListener("message", listen);
+  }, []);
+  return (
+    <details>
+      <summary>Preview your form</summary>
+      <iframe ref={frame} src={url} title="Preview of your public lead form" width="100%" height={height} style={{ border: "1px solid #d0d7de" }} data-testid="form-preview" />
+    </details>
   );
 }

@@ -3,12 +3,27 @@ import { useSearchParams } from "react-router-dom";
 import { api, ApiError, type PartnerProfile } from "../api/client";
 import { LeadForm, type LeadFields } from "../components/LeadForm";
 import { Loading } from "../components/Layout";
+import { HEIGHT_MESSAGE } from "../text/embed";
+
+/** In a frame, tells the page around it how tall the form is, whenever that changes (the embed
+ *  snippet sizes the frame to it, so the Send button is never cut off). */
+function usePostedHeight() {
+  useEffect(() => {
+    if (window.parent === window) return;
+    const post = () => window.parent.postMessage({ type: HEIGHT_MESSAGE, height: document.documentElement.scrollHeight }, "*");
+    const observer = new ResizeObserver(post);
+    observer.observe(document.body);
+    post();
+    return () => observer.disconnect();
+  }, []);
+}
 
 export function PublicFormPage() {
   const [params] = useSearchParams();
   const partnerId = params.get("partnerId");
   const [partner, setPartner] = useState<PartnerProfile | null | undefined>(undefined);
   const [thanks, setThanks] = useState(false);
+  usePostedHeight();
   useEffect(() => {
     if (!partnerId) return setPartner(null);
     api<PartnerProfile>(`/public/partners/${partnerId}`).then(setPartner, () => setPartner(null));
