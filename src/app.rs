@@ -100,6 +100,11 @@ pub async fn start(settings: Settings, pool: PgPool) -> anyhow::Result<RunningPo
     let mut subscribers: Vec<Arc<dyn Projection>> = soho_projections::followed();
     subscribers.push(Arc::new(crate::audit::sealer::Sealer));
     subscribers.push(Arc::new(InvitationSender { portal: Arc::clone(&portal), mailer }));
+    let notifier = Mailer::from_settings(&portal.settings, portal.pool.clone())?;
+    subscribers.push(Arc::new(crate::notifications::sender::LeadNotifier {
+        portal: Arc::clone(&portal),
+        mailer: notifier,
+    }));
     let reader = Arc::new(CatchUpReader::new(pool, subscribers, checkpoints));
     reader.register().await.context("registering the subscribers")?;
     background.extend(reader.spawn());

@@ -14,6 +14,7 @@ pub mod http;
 pub mod leads;
 pub mod live;
 pub mod metrics;
+pub mod notifications;
 pub mod onboarding;
 pub mod outbound;
 pub mod portal;

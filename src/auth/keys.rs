@@ -78,6 +78,26 @@ impl Keys {
             .encode(hmac(&self.invitation, invitation_id.as_bytes()))
     }
 
+    /// The secret of a user's unsubscribe link: it turns the user's notifications off, and
+    /// nothing else, without a login.
+    pub fn unsubscribe_token(&self, user_id: uuid::Uuid) -> String {
+        let message = [b"unsubscribe ".as_slice(), user_id.as_bytes()].concat();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hmac(&self.invitation, &message))
+    }
+
+    /// Whether `token` is `user_id`'s unsubscribe token (compared in constant time).
+    pub fn is_unsubscribe_token(&self, user_id: uuid::Uuid, token: &str) -> bool {
+        let Ok(given) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.trim())
+        else {
+            return false;
+        };
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.invitation).expect("HMAC takes any key length");
+        mac.update(b"unsubscribe ");
+        mac.update(user_id.as_bytes());
+        mac.verify_slice(&given).is_ok()
+    }
+
     /// The secret part of a password reset link, for this reset (never the same as any
     /// invitation's: the message differs).
     pub fn password_reset_token(&self, reset_id: uuid::Uuid) -> String {
@@ -133,5 +153,8 @@ mod tests {
         assert_ne!(keys.invitation_token(id), other.invitation_token(id));
         assert_ne!(keys.invitation_token(id), keys.password_reset_token(id));
         assert_eq!(keys.password_reset_token(id), keys.password_reset_token(id));
+        assert!(keys.is_unsubscribe_token(id, &keys.unsubscribe_token(id)));
+        assert!(!keys.is_unsubscribe_token(uuid::Uuid::from_u128(10), &keys.unsubscribe_token(id)));
+        assert!(!keys.is_unsubscribe_token(id, &keys.invitation_token(id)));
     }
 }

@@ -1,16 +1,17 @@
-//! `PATCH /me` (the name one goes by) and `POST /me/password` (a new password, given the current
-//! one): what every signed-in user may change about itself, and nobody else's.
+//! `GET`/`PATCH /me` (the name one goes by, lead notifications) and `POST /me/password` (a new
+//! password, given the current one): what every signed-in user may change about itself, and
+//! nobody else's; and `POST /notifications/unsubscribe`, the no-login link in every notification.
 
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
-use axum::routing::{patch, post};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::auth::{session_for, SessionUser};
+use super::auth::session_for;
 use super::json::ApiJson;
 use super::problem::{ApiError, FieldError};
 use super::AppState;
@@ -18,20 +19,54 @@ use crate::auth::guard::Standing;
 use crate::auth::password::{self, Password};
 use crate::auth::CurrentUser;
 use crate::commands::CommandContext;
+use crate::notifications::{self, Mode};
 use crate::onboarding::account;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/me", patch(update))
+        .route("/me", get(account).patch(update))
+        .route("/notifications/unsubscribe", post(unsubscribe))
         .route("/me/password", post(change_password))
         .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
 }
 
+/// One's own account, as its owner sees it.
+#[derive(serde::Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Account {
+    pub id: uuid::Uuid,
+    pub partner_id: Option<uuid::Uuid>,
+    pub email: String,
+    pub name: Option<String>,
+    pub role: String,
+    /// Lead notifications by email: `instant` (the default) or `off`.
+    pub notifications: Mode,
+}
+
+/// What to change; a field left out stays as it is.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccountChange {
-    /// The name you go by (empty: none).
-    pub name: Option<String>,
+    /// The name you go by (`null` or empty: none).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub name: Option<Option<String>>,
+    pub notifications: Option<Mode>,
+}
+
+/// A field that is present, even as `null` (`Some(None)`), told from one left out (`None`).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Unsubscribe {
+    pub user: uuid::Uuid,
+    /// From the link in a notification email.
+    pub token: String,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -50,32 +85,78 @@ fn person(user: &CurrentUser) -> Result<(), ApiError> {
     }
 }
 
-/// Change the name you go by.
+async fn account_of(
+    portal: &crate::portal::Portal,
+    user: &CurrentUser,
+) -> Result<Account, ApiError> {
+    let row = Standing::of(&portal.pool, user.id.as_uuid()).await?.ok_or(ApiError::NotFound)?;
+    Ok(Account {
+        id: user.id.as_uuid(),
+        partner_id: row.partner_id,
+        email: row.email,
+        name: row.name,
+        role: row.role,
+        notifications: notifications::mode(&portal.pool, user.id).await?,
+    })
+}
+
+/// Your own account: name, email, role, notification setting.
+#[utoipa::path(get, path = "/me", tag = "auth", security(("bearer" = [])), responses(
+    (status = 200, body = Account),
+    (status = 403, description = "an API key (it is not a person)", body = super::problem::Problem),
+))]
+pub async fn account(
+    State(portal): State<AppState>,
+    user: CurrentUser,
+) -> Result<Json<Account>, ApiError> {
+    person(&user)?;
+    Ok(Json(account_of(&portal, &user).await?))
+}
+
+/// Change the name you go by, or how you hear about your leads.
 #[utoipa::path(patch, path = "/me", tag = "auth", request_body = AccountChange, security(("bearer" = [])), responses(
-    (status = 200, body = SessionUser),
+    (status = 200, body = Account),
     (status = 403, description = "an API key, or a disabled account", body = super::problem::Problem),
 ))]
 pub async fn update(
     State(portal): State<AppState>,
     user: CurrentUser,
     ApiJson(request): ApiJson<AccountChange>,
-) -> Result<Json<SessionUser>, ApiError> {
+) -> Result<Json<Account>, ApiError> {
     person(&user)?;
-    let mut errors = vec![];
-    let name = super::fields::person_name("name", request.name, &mut errors);
-    if !errors.is_empty() {
-        return Err(ApiError::Invalid(errors));
+    if let Some(name) = request.name {
+        let mut errors = vec![];
+        let name = super::fields::person_name("name", name, &mut errors);
+        if !errors.is_empty() {
+            return Err(ApiError::Invalid(errors));
+        }
+        let context = CommandContext::new(user.actor());
+        account::rename(&portal, user.id, name, &context).await?;
     }
-    let context = CommandContext::new(user.actor());
-    account::rename(&portal, user.id, name, &context).await?;
-    let row = Standing::of(&portal.pool, user.id.as_uuid()).await?.ok_or(ApiError::NotFound)?;
-    Ok(Json(SessionUser {
-        id: user.id.as_uuid(),
-        partner_id: row.partner_id,
-        email: row.email,
-        name: row.name,
-        role: row.role,
-    }))
+    if let Some(mode) = request.notifications {
+        notifications::set_mode(&portal.pool, user.id, mode).await?;
+    }
+    Ok(Json(account_of(&portal, &user).await?))
+}
+
+/// Turn a user's notifications off from the link in a notification email (no login: the link's
+/// token is made for that user with the portal's key, and does nothing else).
+#[utoipa::path(post, path = "/notifications/unsubscribe", tag = "auth", request_body = Unsubscribe, responses(
+    (status = 204, description = "no more notification emails"),
+    (status = 422, description = "not a link the portal made", body = super::problem::Problem),
+    (status = 429, description = "too many attempts", body = super::problem::Problem),
+))]
+pub async fn unsubscribe(
+    State(portal): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    ApiJson(request): ApiJson<Unsubscribe>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    portal.auth_limits.attempt(client.ip())?;
+    if !portal.keys.is_unsubscribe_token(request.user, &request.token) {
+        return Err(ApiError::invalid("token", "is not an unsubscribe link's token"));
+    }
+    notifications::set_mode(&portal.pool, soho_aggregates::UserId(request.user), Mode::Off).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
 /// Choose a new password, giving the current one. Every session of the account ends; the answer

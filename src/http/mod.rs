@@ -47,7 +47,7 @@ pub type AppState = Arc<Portal>;
     ),
     paths(
         health::healthz, health::readyz,
-        auth::register, auth::invitation, auth::login, auth::request_password_reset, auth::reset_password, me::update, me::change_password, sessions::refresh, sessions::logout,
+        auth::register, auth::invitation, auth::login, auth::request_password_reset, auth::reset_password, me::account, me::update, me::change_password, me::unsubscribe, sessions::refresh, sessions::logout,
         webhooks::partner, webhooks::lead_status,
         partners::profile, partners::sub_accounts, partners::create_sub_account,
         partners::update_sub_account, partners::invite, partners::public_profile,

@@ -513,6 +513,17 @@ try {
     await admin.waitForSelector("header >> text=Olive O'Owner");
     await admin.click("nav >> text=Leads");
     await admin.waitForSelector("td:has-text('Babbage')");
+    // The CRM's change of Lovelace (earlier) was emailed to its submitter, with a way to stop.
+    await admin.goto(`${portal}/dev/mailbox`);
+    const stop = await admin.waitForSelector("article:has-text('Lovelace'):has-text('owner@acme.example') a[href*='/unsubscribe?user=']");
+    await admin.goto(await stop.getAttribute("href"));
+    await admin.click("button:has-text('Stop these emails')");
+    await admin.waitForSelector("text=you will get no more emails about leads");
+    await check(admin, "19-unsubscribed");
+    await admin.click("a:has-text('Profile')");
+    await admin.waitForSelector("input[name=notifications][value=off]:checked");
+    await admin.click("label:has-text('As it happens')");
+    await admin.waitForSelector("text=You will get an email as things happen to your leads.");
   });
 } catch (error) {
   // A step's failure was reported by `step`; anything else (a browser context that would not

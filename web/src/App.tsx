@@ -14,6 +14,7 @@ const ProfilePage = lazy(() => import("./pages/Profile").then((m) => ({ default:
 const PublicFormPage = lazy(() => import("./pages/PublicForm").then((m) => ({ default: m.PublicFormPage })));
 const ForgotPasswordPage = lazy(() => import("./pages/ForgotPassword").then((m) => ({ default: m.ForgotPasswordPage })));
 const ResetPasswordPage = lazy(() => import("./pages/ResetPassword").then((m) => ({ default: m.ResetPasswordPage })));
+const UnsubscribePage = lazy(() => import("./pages/Unsubscribe").then((m) => ({ default: m.UnsubscribePage })));
 const RegisterPage = lazy(() => import("./pages/Register").then((m) => ({ default: m.RegisterPage })));
 const AuditHomePage = lazy(() => import("./pages/audit/AuditHome").then((m) => ({ default: m.AuditHomePage })));
 const AuditLeadPage = lazy(() => import("./pages/audit/AuditLead").then((m) => ({ default: m.AuditLeadPage })));
@@ -58,6 +59,7 @@ export function App() {
                   <Route path="/register" element={<RegisterPage />} />
                   <Route path="/forgot-password" element={<ForgotPasswordPage />} />
                   <Route path="/reset-password" element={<ResetPasswordPage />} />
+                  <Route path="/unsubscribe" element={<UnsubscribePage />} />
                   <Route path="/" element={<RequireSession><DashboardPage /></RequireSession>} />
                   <Route path="/leads" element={<RequireSession><LeadsPage /></RequireSession>} />
                   <Route path="/leads/new" element={<RequireSession><NewLeadPage /></RequireSession>} />

@@ -107,7 +107,7 @@ pub async fn seed(
         "UPDATE subscriber_checkpoints SET tx_id = pg_current_xact_id(), \
          global_position = (SELECT global_position FROM events WHERE tx_id = pg_current_xact_id() \
                             ORDER BY global_position DESC LIMIT 1) \
-         WHERE subscriber IN ('crm_outbox', 'invitation_emails')",
+         WHERE subscriber IN ('crm_outbox', 'invitation_emails', 'lead_notifications')",
     )
     .execute(&mut *tx)
     .await?;

@@ -478,13 +478,14 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /** Your own account: name, email, role, notification setting. */
+        get: operations["account"];
         put?: never;
         post?: never;
         delete?: never;
         options?: never;
         head?: never;
-        /** Change the name you go by. */
+        /** Change the name you go by, or how you hear about your leads. */
         patch: operations["update"];
         trace?: never;
     };
@@ -502,6 +503,26 @@ export interface paths {
          *     is a new one for the caller.
          */
         post: operations["change_password"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/notifications/unsubscribe": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Turn a user's notifications off from the link in a notification email (no login: the link's
+         *     token is made for that user with the portal's key, and does nothing else).
+         */
+        post: operations["unsubscribe"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1007,9 +1028,23 @@ export interface webhooks {
 }
 export interface components {
     schemas: {
-        AccountChange: {
-            /** @description The name you go by (empty: none). */
+        /** @description One's own account, as its owner sees it. */
+        Account: {
+            email: string;
+            /** Format: uuid */
+            id: string;
             name?: string | null;
+            /** @description Lead notifications by email: `instant` (the default) or `off`. */
+            notifications: components["schemas"]["Mode"];
+            /** Format: uuid */
+            partnerId?: string | null;
+            role: string;
+        };
+        /** @description What to change; a field left out stays as it is. */
+        AccountChange: {
+            /** @description The name you go by (`null` or empty: none). */
+            name?: string | null;
+            notifications?: null | components["schemas"]["Mode"];
         };
         Actor: {
             id?: string | null;
@@ -1261,6 +1296,11 @@ export interface components {
             email: string;
             password: string;
         };
+        /**
+         * @description How a user wants to hear about its leads.
+         * @enum {string}
+         */
+        Mode: "instant" | "off";
         NewApiKey: {
             /** @description What the key is for ("Our CRM", "Website"): one line, at most 100 characters. */
             name?: string | null;
@@ -1441,6 +1481,12 @@ export interface components {
         TestSent: {
             /** @description The test delivery's `webhook-id`. */
             messageId: string;
+        };
+        Unsubscribe: {
+            /** @description From the link in a notification email. */
+            token: string;
+            /** Format: uuid */
+            user: string;
         };
         /** @description The outcome of a check, as `GET /audit/verify` answers it. */
         Verdict: {
@@ -3184,6 +3230,43 @@ export interface operations {
             };
         };
     };
+    account: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Account"];
+                };
+            };
+            /** @description no bearer token, or one that is invalid or expired, or whose user may no longer act */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description an API key (it is not a person) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     update: {
         parameters: {
             query?: never;
@@ -3202,7 +3285,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["SessionUser"];
+                    "application/json": components["schemas"]["Account"];
                 };
             };
             /** @description the body is not JSON */
@@ -3320,6 +3403,64 @@ export interface operations {
             };
             /** @description too many password checks at once; retry after `Retry-After` */
             503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    unsubscribe: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Unsubscribe"];
+            };
+        };
+        responses: {
+            /** @description no more notification emails */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description the body is not JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not a link the portal made */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description too many attempts */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };

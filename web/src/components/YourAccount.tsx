@@ -1,17 +1,27 @@
-import { useState, type FormEvent } from "react";
+import { useEffect, useState, type FormEvent } from "react";
 import { api, ApiError, type Session } from "../api/client";
+import type { components } from "../api/schema";
 import { passwordProblem } from "../pages/Register";
 import { useSession } from "../session";
 
-type SessionUser = Session["user"];
+type Account = components["schemas"]["Account"];
+
+/** The session's user from the account (the answer carries more). */
+function sessionUser(account: Account): Session["user"] {
+  return { id: account.id, partnerId: account.partnerId, email: account.email, name: account.name, role: account.role };
+}
 
 /** The signed-in person's own name and password (admins and sub-accounts). */
 export function YourAccount() {
   const { session, signIn } = useSession();
   const [notice, setNotice] = useState<string | null>(null);
   const [errors, setErrors] = useState<Record<string, string>>({});
+  const [notifications, setNotifications] = useState<Account["notifications"] | null>(null);
+  const token = session?.accessToken;
+  useEffect(() => {
+    if (token) api<Account>("/me", { token }).then((a) => setNotifications(a.notifications), () => setNotifications(null));
+  }, [token]);
   if (!session) return null;
-  const token = session.accessToken;
   function failed(e: unknown) {
     setNotice(null);
     if (e instanceof ApiError && Object.keys(e.fieldErrors()).length) setErrors(e.fieldErrors());
@@ -21,10 +31,20 @@ export function YourAccount() {
     event.preventDefault();
     const name = String(new FormData(event.currentTarget).get("name") ?? "").trim();
     try {
-      const user = await api<SessionUser>("/me", { method: "PATCH", token, body: { name: name || null } });
-      signIn({ ...session!, user });
+      const account = await api<Account>("/me", { method: "PATCH", token, body: { name: name || null } });
+      signIn({ ...session!, user: sessionUser(account) });
       setErrors({});
       setNotice("Your name is saved.");
+    } catch (e) {
+      failed(e);
+    }
+  }
+  async function notify(mode: Account["notifications"]) {
+    try {
+      const account = await api<Account>("/me", { method: "PATCH", token, body: { notifications: mode } });
+      setNotifications(account.notifications);
+      setErrors({});
+      setNotice(mode === "off" ? "You will get no emails about leads." : "You will get an email as things happen to your leads.");
     } catch (e) {
       failed(e);
     }
@@ -57,6 +77,14 @@ export function YourAccount() {
         <button>Save name</button>
       </form>
       {error("name")}
+      {notifications && (
+        <fieldset>
+          <legend>Email me about my leads</legend>
+          <p className="hint">{session.user.role === "admin" ? "A status change of a lead you submitted, a lead from your public form, or a lead flagged as a channel conflict." : "A status change of a lead you submitted."}</p>
+          <label className="choice"><input type="radio" name="notifications" value="instant" checked={notifications === "instant"} onChange={() => void notify("instant")} /> As it happens</label>
+          <label className="choice"><input type="radio" name="notifications" value="off" checked={notifications === "off"} onChange={() => void notify("off")} /> Never</label>
+        </fieldset>
+      )}
       <form onSubmit={changePassword} aria-label="Change your password" noValidate>
         <label>Current password<input name="currentPassword" type="password" autoComplete="current-password" aria-invalid={!!errors.currentPassword} /></label>
         {error("currentPassword")}

@@ -1,0 +1,199 @@
+//! The subscriber that sends lead notifications as the log records what they are about.
+//!
+//! Each notification has a message id made from the event and the recipient. It is sent, then
+//! recorded in `notifications_sent` on a connection of its own (committed at once): a batch
+//! rolled back and retried after a failure skips what already went out. A crash between the
+//! SMTP server's acceptance and the record sends it again with the same message id, as close
+//! to exactly once as SMTP allows (the invitations' rule too).
+
+use std::sync::Arc;
+
+use soho_aggregates::lead::{LeadEvent, Submitter};
+use soho_aggregates::ActorKind;
+use soho_projections::{Projection, ProjectionError, StoredEvent};
+use sqlx::PgConnection;
+
+use super::email::{Notice, NotificationEmail};
+use crate::email::{Mailer, SendError};
+use crate::portal::Portal;
+
+pub struct LeadNotifier {
+    pub portal: Arc<Portal>,
+    pub mailer: Mailer,
+}
+
+/// Who gets one notification.
+#[derive(sqlx::FromRow)]
+struct Recipient {
+    user_id: uuid::Uuid,
+    email: String,
+    name: Option<String>,
+}
+
+/// Users who want instant notifications, among the active ones.
+const WANTS_THEM: &str =
+    "u.status = 'active' AND coalesce((SELECT n.mode FROM notification_settings n \
+     WHERE n.user_id = u.user_id), 'instant') = 'instant'";
+
+#[async_trait::async_trait]
+impl Projection for LeadNotifier {
+    fn name(&self) -> &'static str {
+        "lead_notifications"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    fn reads(&self) -> &'static [&'static str] {
+        &["Lead"]
+    }
+
+    /// Nobody waits on an email by the second: under load a batch gathers many events, and the
+    /// write path pays next to nothing for this subscriber.
+    fn linger(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(500)
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        events: &[StoredEvent],
+    ) -> Result<(), ProjectionError> {
+        for stored in events.iter().filter(|e| e.aggregate_type == "Lead") {
+            let lead = stored.aggregate_uuid()?;
+            let event_id = format!("{lead}-{}", stored.sequence);
+            match stored.decode::<LeadEvent>()? {
+                LeadEvent::LeadStatusChanged { old_status, change, .. } => {
+                    let Some((recipient, lead_name)) = submitter(tx, lead).await? else { continue };
+                    // Nobody is told of its own change.
+                    let own = change.actor.kind == ActorKind::User
+                        && change.actor.id.as_deref() == Some(&recipient.user_id.to_string());
+                    if own {
+                        continue;
+                    }
+                    let notice = Notice::StatusChanged {
+                        old: old_status.as_str(),
+                        new: change.status.as_str(),
+                        by_crm: change.actor.kind == ActorKind::Crm,
+                    };
+                    self.send(tx, &event_id, lead, &lead_name, &recipient, notice).await?;
+                }
+                LeadEvent::LeadSubmitted {
+                    partner_id,
+                    submitted_by,
+                    details,
+                    channel_conflict,
+                    ..
+                } => {
+                    let public = submitted_by == Submitter::Public;
+                    if !public && !channel_conflict {
+                        continue;
+                    }
+                    let lead_name =
+                        [details.first_name.as_deref(), Some(details.last_name.as_str())]
+                            .into_iter()
+                            .flatten()
+                            .collect::<Vec<_>>()
+                            .join(" ");
+                    for recipient in admins(tx, partner_id.as_uuid()).await? {
+                        let notice = if channel_conflict {
+                            Notice::ChannelConflict
+                        } else {
+                            Notice::PublicLead
+                        };
+                        self.send(tx, &event_id, lead, &lead_name, &recipient, notice).await?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The user who submitted `lead`, if it wants to hear, and the lead's name.
+async fn submitter(
+    tx: &mut PgConnection,
+    lead: uuid::Uuid,
+) -> Result<Option<(Recipient, String)>, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        recipient: Recipient,
+        lead_name: String,
+    }
+    let row: Option<Row> = sqlx::query_as(&format!(
+        "SELECT u.user_id, u.email, u.name, concat_ws(' ', l.first_name, l.last_name) AS lead_name \
+         FROM leads l JOIN users u ON u.user_id = l.submitted_by_user \
+         WHERE l.lead_id = $1 AND {WANTS_THEM}"
+    ))
+    .bind(lead)
+    .fetch_optional(tx)
+    .await?;
+    Ok(row.map(|r| (r.recipient, r.lead_name)))
+}
+
+/// The partner's admins who want to hear.
+async fn admins(tx: &mut PgConnection, partner: uuid::Uuid) -> Result<Vec<Recipient>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT u.user_id, u.email, u.name FROM users u \
+         WHERE u.partner_id = $1 AND u.role = 'admin' AND {WANTS_THEM}"
+    ))
+    .bind(partner)
+    .fetch_all(tx)
+    .await
+}
+
+impl LeadNotifier {
+    #[tracing::instrument(skip_all, fields(event = %event_id, to = %recipient.email), err)]
+    async fn send(
+        &self,
+        tx: &mut PgConnection,
+        event_id: &str,
+        lead: uuid::Uuid,
+        lead_name: &str,
+        recipient: &Recipient,
+        notice: Notice<'_>,
+    ) -> Result<(), ProjectionError> {
+        let message_id = format!("<lead-{event_id}-{}@soho-partner-portal>", recipient.user_id);
+        let sent: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM notifications_sent WHERE message_id = $1)",
+        )
+        .bind(&message_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if sent {
+            return Ok(());
+        }
+        let base = &self.portal.settings.public_base_url;
+        let lead_link = format!("{base}/leads/{lead}");
+        let token = self.portal.keys.unsubscribe_token(recipient.user_id);
+        let unsubscribe_link =
+            format!("{base}/unsubscribe?user={}&token={token}", recipient.user_id);
+        let email = NotificationEmail {
+            message_id: message_id.clone(),
+            to: &recipient.email,
+            name: recipient.name.as_deref(),
+            lead_name,
+            notice,
+            lead_link: &lead_link,
+            unsubscribe_link: &unsubscribe_link,
+        }
+        .render();
+        match self.mailer.send(&email).await {
+            Ok(()) => {}
+            Err(SendError::Permanent(why)) => {
+                tracing::error!(%why, "the notification cannot be delivered; skipping it");
+            }
+            Err(SendError::Transient(why)) => return Err(ProjectionError::Effect(why)),
+        }
+        sqlx::query(
+            "INSERT INTO notifications_sent (message_id) VALUES ($1) ON CONFLICT DO NOTHING",
+        )
+        .bind(&message_id)
+        .execute(&self.portal.pool)
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,129 @@
+//! Lead notifications by email, against a real SMTP server: who hears of what, once, and how
+//! to stop them.
+
+mod common;
+
+use common::smtp::{ReceivedMail, SmtpSink};
+use common::TestPortal;
+use serde_json::{json, Value};
+
+/// A mail's body with quoted-printable soft breaks and `=3D` undone.
+fn body(mail: &ReceivedMail) -> String {
+    mail.data.replace("=\r\n", "").replace("=3D", "=")
+}
+
+async fn crm_change(portal: &TestPortal, webhook_id: &str, lead: &str, status: &str) -> u16 {
+    let body = json!({"event": "lead.status_changed", "occurredAt": chrono::Utc::now().to_rfc3339(),
+        "lead": {"portalLeadId": lead, "status": status}});
+    portal.webhook("/webhooks/soho/lead-status", webhook_id, &body).await.status().as_u16()
+}
+
+/// Waits a moment and says how many emails arrived in all (for "nothing more was sent").
+async fn settled(smtp: &SmtpSink) -> usize {
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    smtp.received().len()
+}
+
+#[tokio::test]
+async fn lead_notifications_reach_the_right_people_once_and_stop_when_asked() {
+    let smtp = SmtpSink::start().await;
+    let portal = TestPortal::start(&smtp, &[]).await;
+    let a = portal.partner_with_team(&smtp, "n").await;
+    let b = portal.partner_with_team(&smtp, "other").await;
+    let start = settled(&smtp).await;
+
+    let lead: Value = portal
+        .post(
+            "/leads",
+            Some(&a.sub),
+            &json!({"firstName": "Ada", "lastName": "Lovelace", "email": "ada@example.com"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = lead["id"].as_str().unwrap().to_string();
+    // The sub-account's own change: nobody is told.
+    let own = portal
+        .patch(&format!("/leads/{id}/status"), Some(&a.sub), &json!({"status": "contacted"}))
+        .await;
+    assert_eq!(own.status(), 200);
+    assert_eq!(settled(&smtp).await, start, "no email for one's own change");
+
+    // The CRM's change: the submitter hears, once, even if the webhook comes twice.
+    assert_eq!(crm_change(&portal, "msg_n1", &id, "Pre-Qualified").await, 200);
+    assert_eq!(crm_change(&portal, "msg_n1", &id, "Pre-Qualified").await, 200);
+    let mail = smtp.wait_for(start + 1, 20).await.remove(start);
+    assert_eq!(mail.to, vec!["sub-n@example.com".to_string()]);
+    let text = body(&mail);
+    assert!(text.contains("Ada Lovelace") && text.contains("qualified"), "{text}");
+    assert!(text.contains(&format!("/leads/{id}")), "{text}");
+    assert_eq!(settled(&smtp).await, start + 1, "one email for one change");
+
+    // The admin's change of the sub's lead: the sub hears.
+    let by_admin = portal
+        .patch(&format!("/leads/{id}/status"), Some(&a.admin), &json!({"status": "lost"}))
+        .await;
+    assert_eq!(by_admin.status(), 200);
+    let mail = smtp.wait_for(start + 2, 20).await.remove(start + 1);
+    assert_eq!(mail.to, vec!["sub-n@example.com".to_string()]);
+
+    // A public-form lead: the partner's admin hears; the other partner's people do not.
+    let public = portal
+        .post(
+            "/leads",
+            None,
+            &json!({"lastName": "Babbage", "email": "charles@example.com", "partnerId": a.id}),
+        )
+        .await;
+    assert_eq!(public.status(), 202);
+    let mail = smtp.wait_for(start + 3, 20).await.remove(start + 2);
+    assert_eq!(mail.to, vec!["admin-n@example.com".to_string()]);
+    assert!(body(&mail).contains("public form"));
+    assert_eq!(settled(&smtp).await, start + 3);
+    let _ = b;
+
+    // The unsubscribe link in the sub's email turns its notifications off, and only its own.
+    let text = body(&smtp.received()[start]);
+    let link = text.split("unsubscribe?").nth(1).unwrap().split_whitespace().next().unwrap();
+    let link = link.split(['"', '<']).next().unwrap().replace("&amp;", "&");
+    let params: std::collections::HashMap<String, String> = link
+        .split('&')
+        .filter_map(|p| p.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect();
+    let (user, token) = (&params["user"], &params["token"]);
+    let forged = portal
+        .post("/notifications/unsubscribe", None, &json!({"user": a.id, "token": token}))
+        .await;
+    assert_eq!(forged.status(), 422, "a token is good for its own user only");
+    let done = portal
+        .post("/notifications/unsubscribe", None, &json!({"user": user, "token": token}))
+        .await;
+    assert_eq!(done.status(), 204);
+    let account: Value = portal.get("/me", Some(&a.sub)).await.json().await.unwrap();
+    assert_eq!(account["notifications"], "off");
+    assert_eq!(crm_change(&portal, "msg_n2", &id, "Converted").await, 200);
+    assert_eq!(settled(&smtp).await, start + 3, "no email after unsubscribing");
+
+    // The admin turns its own off from the Profile (PATCH /me), its name untouched.
+    let named = portal.patch("/me", Some(&a.admin), &json!({"name": "Olive Owner"})).await;
+    assert_eq!(named.status(), 200);
+    let off: Value = portal
+        .patch("/me", Some(&a.admin), &json!({"notifications": "off"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(off["notifications"], "off");
+    assert_eq!(off["name"], "Olive Owner", "the name stays: {off}");
+    let public = portal
+        .post(
+            "/leads",
+            None,
+            &json!({"lastName": "Hopper", "email": "grace@example.com", "partnerId": a.id}),
+        )
+        .await;
+    assert_eq!(public.status(), 202);
+    assert_eq!(settled(&smtp).await, start + 3, "no email once off");
+    portal.stop().await;
+}
