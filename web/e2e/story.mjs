@@ -123,6 +123,7 @@ try {
     await admin.click("button:has-text('Create my account')");
     await admin.waitForSelector("h1:has-text('Dashboard')");
     await admin.waitForSelector("[data-testid=total-leads]:has-text('0')");
+    await admin.waitForSelector("section.getting-started li[data-step=lead][data-done=false] a:has-text('Submit your first lead')");
     await check(admin, "03-dashboard-empty");
   });
 
@@ -260,6 +261,11 @@ try {
     await admin.waitForFunction(() => !document.body.innerText.includes("Hopper"));
     await admin.goto(`${portal}/leads`);
     await admin.waitForSelector("td:has-text('Hopper')");
+    // A lead submitted, the team invited, the form's code copied: the checklist is done, and gone.
+    await admin.goto(`${portal}/`);
+    await admin.waitForSelector("[data-testid=total-leads]");
+    await admin.waitForLoadState("networkidle");
+    if (await admin.$("section.getting-started")) throw new Error("the getting-started list stays after every step is done");
   });
 
   await step("every page survives a reload and opens from a direct link", async () => {

@@ -2,6 +2,7 @@ import { useCallback, useEffect, useState } from "react";
 import { Bar, BarChart, CartesianGrid, Legend, ResponsiveContainer, Tooltip, XAxis, YAxis } from "recharts";
 import { api, STATUSES, type DashboardStats, type WeekFigures } from "../api/client";
 import { ErrorNote, Loading } from "../components/Layout";
+import { GettingStarted } from "../components/GettingStarted";
 import { useLiveUpdates } from "../live/useLiveUpdates";
 import { useSession } from "../session";
 
@@ -32,6 +33,7 @@ export function DashboardPage() {
     <section>
       <h1>Dashboard</h1>
       <p>{stats.scope === "partner" ? "Your company's leads" : "The leads you submitted"}</p>
+      <GettingStarted leads={stats.totalLeads} />
       <div className="cards" aria-live="polite">
         <div className="card"><span>Total leads</span><strong data-testid="total-leads">{stats.totalLeads}</strong></div>
         <div className="card"><span>Conversion rate</span><strong data-testid="conversion-rate">{(stats.conversionRate * 100).toFixed(1)} %</strong></div>

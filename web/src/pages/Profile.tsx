@@ -6,6 +6,7 @@ import { embedCode, HEIGHT_MESSAGE } from "../text/embed";
 import { ApiKeys } from "../components/ApiKeys";
 import { Webhooks } from "../components/Webhooks";
 import { YourAccount } from "../components/YourAccount";
+import { markFormShared } from "../components/GettingStarted";
 
 export function ProfilePage() {
   const { session } = useSession();
@@ -30,9 +31,9 @@ export function ProfilePage() {
             <dt>Status</dt><dd>{profile.status}</dd>
           </dl>
           <h2>Your public lead form</h2>
-          <p>Anyone can send you leads at <a href={form}>{form}</a> <CopyButton text={form} what="link" />. To embed it in your site, paste this code where the form should appear (it sizes itself to the form):</p>
+          <p>Anyone can send you leads at <a href={form}>{form}</a> <CopyButton text={form} what="link" onCopied={() => markFormShared(session?.user.id)} />. To embed it in your site, paste this code where the form should appear (it sizes itself to the form):</p>
           <label>Embed code<textarea readOnly rows={4} value={embedCode(form, profile.name)} /></label>
-          <p><CopyButton text={embedCode(form, profile.name)} what="embed code" /></p>
+          <p><CopyButton text={embedCode(form, profile.name)} what="embed code" onCopied={() => markFormShared(session?.user.id)} /></p>
           <FormPreview url={form} />
           <ApiKeys partnerId={profile.id} token={session?.accessToken} />
           <Webhooks partnerId={profile.id} token={session?.accessToken} />
@@ -44,12 +45,13 @@ export function ProfilePage() {
 }
 
 /** Copies `text`, and says so (for screen readers too). */
-function CopyButton({ text, what }: { text: string; what: string }) {
+function CopyButton({ text, what, onCopied }: { text: string; what: string; onCopied?: () => void }) {
   const [copied, setCopied] = useState<boolean | null>(null);
   async function copy() {
     try {
       await navigator.clipboard.writeText(text);
       setCopied(true);
+      onCopied?.();
     } catch {
       setCopied(false);
     }

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { passwordProblem } from "./Register";
 import { safeNext } from "./Login";
 import { invitationState } from "./Team";
+import { gettingStartedSteps } from "../components/GettingStarted";
 
 describe("passwordProblem", () => {
   it("counts characters as people do", () => {
@@ -29,5 +30,14 @@ describe("invitationState", () => {
     expect(invitationState({ ...account, invitationExpiresAt: "2026-12-09T12:00:00Z" }, now)).toMatch(/^invited \(link works until /);
     expect(invitationState({ ...account, invitationExpiresAt: "2026-12-06T11:00:00Z" }, now)).toBe("invited (link expired: re-send it)");
     expect(invitationState({ ...account, status: "active", invitationExpiresAt: null }, now)).toBe("active");
+  });
+});
+
+
+describe("gettingStartedSteps", () => {
+  it("ticks what is done; a sub-account only submits leads", () => {
+    const admin = gettingStartedSteps({ isAdmin: true, leads: 0, team: 2, shared: false });
+    expect(admin.map((s) => [s.id, s.done])).toEqual([["lead", false], ["team", true], ["form", false]]);
+    expect(gettingStartedSteps({ isAdmin: false, leads: 1, team: 0, shared: false }).map((s) => s.id)).toEqual(["lead"]);
   });
 });
