@@ -261,6 +261,10 @@ try {
     await admin.waitForFunction(() => !document.body.innerText.includes("Hopper"));
     await admin.goto(`${portal}/leads`);
     await admin.waitForSelector("td:has-text('Hopper')");
+    // The lead page's history starts with the submission, and says who changed what.
+    await admin.goto(`${portal}/leads/${leadId}`);
+    await admin.waitForSelector("[data-testid=history] li:first-child:has-text('submitted by you')");
+    await admin.waitForSelector("[data-testid=history] li:has-text('in Soho CRM')");
     // A lead submitted, the team invited, the form's code copied: the checklist is done, and gone.
     await admin.goto(`${portal}/`);
     await admin.waitForSelector("[data-testid=total-leads]");

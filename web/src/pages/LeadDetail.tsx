@@ -55,13 +55,18 @@ export function LeadDetailPage() {
   }
   if (error && !lead) return <ErrorNote error={error} />;
   if (!lead) return <Loading />;
+  /** A person, by name where the portal knows it. */
+  const who = (id?: string | null) => (id === session?.user.id ? "you" : (id && team.names.get(id)) || "a member of your team");
+  const submitter = lead.submittedBy.type === "public" ? "through your public form" : `by ${who(lead.submittedBy.id)}`;
+  const changedBy = (h: HistoryEntry) =>
+    h.source === "crm" ? "in Soho CRM" : h.actor.type === "user" ? `by ${who(h.actor.id)}` : h.actor.type === "api_key" ? "by your systems (an API key)" : "in the portal";
   return (
     <section>
       <p><Link to="/leads">← Leads</Link></p>
       <h1>{[lead.firstName, lead.lastName].filter(Boolean).join(" ")}</h1>
       <p data-testid="submitted">
         Submitted <time dateTime={lead.createdAt}>{new Date(lead.createdAt).toLocaleString()}</time>{" "}
-        {lead.submittedBy.type === "public" ? "through your public form" : lead.submittedBy.id === session?.user.id ? "by you" : `by ${(lead.submittedBy.id && team.names.get(lead.submittedBy.id)) || "a member of your team"}`}
+        {submitter}
         {lead.updatedAt !== lead.createdAt && <>; last updated <time dateTime={lead.updatedAt}>{new Date(lead.updatedAt).toLocaleString()}</time></>}
       </p>
       <dl className="fields">
@@ -74,7 +79,7 @@ export function LeadDetailPage() {
         <dd data-testid="sync-state">
           {lead.syncState === "synced" && <>synced (record {lead.sohoLeadId})</>}
           {lead.syncState === "pending" && <>pending: waiting to reach Soho CRM</>}
-          {lead.syncState === "failed" && <>failed: {lead.syncError}</>}
+          {lead.syncState === "failed" && <>Soho CRM refused this lead: {lead.syncError}. It is not sent again as it is; your partner manager can tell you what the CRM needs.</>}
         </dd>
         {lead.channelConflict && <><dt>Note</dt><dd>Another partner submitted this person recently; sales will settle who it belongs to.</dd></>}
       </dl>
@@ -93,17 +98,18 @@ export function LeadDetailPage() {
       {changed && <p role="status" className="notice" data-testid="status-changed">{changed}</p>}
       <ErrorNote error={error} />
       <h2>Status history</h2>
-      {history.length === 0 ? <p>No change yet.</p> : (
-        <ol className="timeline">
-          {history.map((h, n) => (
-            <li key={n}>
-              <time dateTime={h.timestamp}>{new Date(h.timestamp).toLocaleString()}</time>{" "}
-              {h.oldStatus} → <strong>{h.newStatus}</strong> ({h.crmStatus}) from {h.source === "crm" ? "Soho CRM" : "the portal"}
-              {h.actor.type === "user" ? " by a portal user" : ""}{h.note ? `: “${h.note}”` : ""}
-            </li>
-          ))}
-        </ol>
-      )}
+      <ol className="timeline" data-testid="history">
+        <li>
+          <time dateTime={lead.createdAt}>{new Date(lead.createdAt).toLocaleString()}</time>{" "}
+          <strong>submitted</strong> {submitter}
+        </li>
+        {history.map((h, n) => (
+          <li key={n}>
+            <time dateTime={h.timestamp}>{new Date(h.timestamp).toLocaleString()}</time>{" "}
+            {h.oldStatus} → <strong>{h.newStatus}</strong> ({h.crmStatus}) {changedBy(h)}{h.note ? `: “${h.note}”` : ""}
+          </li>
+        ))}
+      </ol>
       {receipt && (
         <>
           <h2>Registration receipt</h2>
