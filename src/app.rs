@@ -112,6 +112,8 @@ pub async fn start(settings: Settings, pool: PgPool) -> anyhow::Result<RunningPo
     background.extend(Arc::new(CrmSync::new(Arc::clone(&portal), crm)).spawn());
     background.push(crate::outbound::fanout::spawn(Arc::clone(&portal)));
     background.push(crate::outbound::delivery::spawn(Arc::clone(&portal)));
+    let digests = Mailer::from_settings(&portal.settings, portal.pool.clone())?;
+    background.push(crate::notifications::digest::spawn(Arc::clone(&portal), digests));
     let notices = Mailer::from_settings(&portal.settings, portal.pool.clone())?;
     background.push(crate::outbound::notice::spawn(Arc::clone(&portal), notices));
     let subscribers = background;

@@ -52,6 +52,8 @@ pub struct Settings {
     pub smtp_url: Option<SecretString>,
     /// How long the SMTP server may take to answer before a send counts as failed (and is retried).
     pub smtp_timeout: std::time::Duration,
+    /// How often a user who chose the daily digest gets it (a day; shorter in tests).
+    pub digest_interval: std::time::Duration,
     pub email_api_key: Option<SecretString>,
     pub mail_from: String,
     pub log_format: LogFormat,
@@ -211,6 +213,7 @@ impl Settings {
             soho_webhook_secret,
             smtp_url,
             smtp_timeout: seconds(&lookup, "SMTP_TIMEOUT_SECONDS", 15)?,
+            digest_interval: seconds(&lookup, "DIGEST_INTERVAL_SECONDS", 86_400)?,
             email_api_key: secret("EMAIL_API_KEY"),
             mail_from: lookup("MAIL_FROM")
                 .unwrap_or_else(|| "Soho Partner Portal <portal@localhost>".into()),

@@ -127,3 +127,51 @@ async fn lead_notifications_reach_the_right_people_once_and_stop_when_asked() {
     assert_eq!(settled(&smtp).await, start + 3, "no email once off");
     portal.stop().await;
 }
+
+/// A user who chose the daily digest gets one email for the day's notices, not one each, and
+/// nothing is sent twice (the interval is 2 s here instead of a day).
+#[tokio::test]
+async fn the_daily_digest_gathers_the_notices_into_one_email() {
+    let smtp = SmtpSink::start().await;
+    let portal = TestPortal::start(&smtp, &[("DIGEST_INTERVAL_SECONDS", "2")]).await;
+    let a = portal.partner_with_team(&smtp, "d").await;
+    let daily = portal.patch("/me", Some(&a.sub), &json!({"notifications": "daily"})).await;
+    assert_eq!(daily.json::<Value>().await.unwrap()["notifications"], "daily");
+    let start = settled(&smtp).await;
+
+    let mut ids = Vec::new();
+    for name in ["Lovelace", "Hopper"] {
+        let lead: Value = portal
+            .post(
+                "/leads",
+                Some(&a.sub),
+                &json!({"lastName": name, "email": format!("{name}@example.com")}),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        ids.push(lead["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(crm_change(&portal, "msg_d1", &ids[0], "Contacted").await, 200);
+    assert_eq!(crm_change(&portal, "msg_d2", &ids[1], "Pre-Qualified").await, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(smtp.received().len(), start, "nothing before the digest is due");
+
+    let digest = smtp.wait_for(start + 1, 20).await.remove(start);
+    assert_eq!(digest.to, vec!["sub-d@example.com".to_string()]);
+    let text = body(&digest);
+    assert!(
+        text.contains("Lovelace: new =E2=86=92 contacted")
+            || text.contains("Lovelace: new → contacted"),
+        "{text}"
+    );
+    assert!(text.contains("Hopper"), "{text}");
+    assert!(text.contains("2 things happened"), "{text}");
+    assert!(text.contains(&format!("/leads/{}", ids[1])), "{text}");
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(smtp.received().len(), start + 1, "one digest, sent once");
+    let kept = portal.count("SELECT count(*) FROM notification_digest_items").await;
+    assert_eq!(kept, 0, "the sent notices are gone");
+    portal.stop().await;
+}

@@ -97,7 +97,9 @@ pub async fn invitation(
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     ApiJson(request): ApiJson<InvitationLookup>,
 ) -> Result<axum::Json<invitations::InvitationView>, ApiError> {
-    portal.auth_limits.attempt(client.ip())?;
+    // Not counted as a login attempt (no password hash is made, and the token's 256 random bits
+    // cannot be guessed), but limited per address as the public form is.
+    portal.public_form_limits.check(crate::auth::rate_limit::client_key(client.ip()))?;
     let token = request.token.trim();
     if token.is_empty() || token.len() > 200 || token.chars().any(char::is_control) {
         return Err(ApiError::invalid("token", "is not an invitation link's token"));

@@ -14,6 +14,70 @@ pub enum Notice<'a> {
     ChannelConflict,
 }
 
+impl Notice<'_> {
+    /// The notice in one line, for the daily digest.
+    pub fn line(&self, lead: &str) -> String {
+        match self {
+            Self::StatusChanged { old, new, by_crm } => {
+                format!("{lead}: {old} → {new}{}", if *by_crm { " (in Soho CRM)" } else { "" })
+            }
+            Self::PublicLead => format!("{lead}: a new lead from your public form"),
+            Self::ChannelConflict => format!("{lead}: registered by another partner too"),
+        }
+    }
+}
+
+/// One day's notices in one email: each line with its lead's link.
+pub struct DigestEmail<'a> {
+    pub message_id: String,
+    pub to: &'a str,
+    pub name: Option<&'a str>,
+    /// `(line, lead link)`, oldest first.
+    pub items: &'a [(String, String)],
+    pub unsubscribe_link: &'a str,
+}
+
+impl DigestEmail<'_> {
+    pub fn render(&self) -> Email {
+        let greeting = self.name.map_or("Hello,".to_string(), |n| format!("Hello {n},"));
+        let count = self.items.len();
+        let what = if count == 1 {
+            "1 thing happened".to_string()
+        } else {
+            format!("{count} things happened")
+        };
+        let text_lines: String =
+            self.items.iter().map(|(line, link)| format!("- {line}\n  {link}\n")).collect();
+        let html_lines: String = self
+            .items
+            .iter()
+            .map(|(line, link)| {
+                format!("<li><a href=\"{}\">{}</a></li>", escape(link), escape(line))
+            })
+            .collect();
+        let text = format!(
+            "{greeting}\n\n{what} to your leads since your last digest:\n\n{text_lines}\n— {PORTAL}\n\n\
+             You get this digest because of your notification setting. To stop it, open\n{stop}\n",
+            stop = self.unsubscribe_link,
+        );
+        let html = format!(
+            "<!doctype html><html><body style=\"font-family:sans-serif;line-height:1.5\">\
+             <p>{greeting}</p><p>{what} to your leads since your last digest:</p><ul>{html_lines}</ul>\
+             <p>— {PORTAL}</p><p style=\"font-size:12px;color:#57606a\">You get this digest because \
+             of your notification setting. <a href=\"{stop}\">Stop these emails</a>.</p></body></html>",
+            greeting = escape(&greeting),
+            stop = escape(self.unsubscribe_link),
+        );
+        Email {
+            message_id: self.message_id.clone(),
+            to: self.to.to_string(),
+            subject: format!("{PORTAL}: your leads today ({what})"),
+            text,
+            html,
+        }
+    }
+}
+
 pub struct NotificationEmail<'a> {
     pub message_id: String,
     pub to: &'a str,

@@ -1,9 +1,10 @@
 //! Lead notifications by email: a partner user hears when a lead it submitted changes status
 //! (unless it made the change), and a partner's admins when a lead arrives through the public
-//! form or is flagged as a channel conflict. Each user chooses instant or off (Profile, or the
-//! unsubscribe link every notification carries). Sent by a checkpointed subscriber
+//! form or is flagged as a channel conflict. Each user chooses instant, a daily digest, or off
+//! (Profile, or the unsubscribe link every notification carries). Sent by a checkpointed subscriber
 //! ([`sender::LeadNotifier`]): never lost to a crash or an SMTP outage, never sent twice.
 
+pub mod digest;
 pub mod email;
 pub mod sender;
 
@@ -18,6 +19,8 @@ use sqlx::PgPool;
 pub enum Mode {
     /// An email as each thing happens (the default).
     Instant,
+    /// One email a day with everything since the last.
+    Daily,
     /// No email.
     Off,
 }
@@ -26,6 +29,7 @@ impl Mode {
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::Instant => "instant",
+            Self::Daily => "daily",
             Self::Off => "off",
         }
     }
@@ -37,6 +41,7 @@ impl std::str::FromStr for Mode {
     fn from_str(value: &str) -> Result<Self, Self::Err> {
         match value {
             "instant" => Ok(Self::Instant),
+            "daily" => Ok(Self::Daily),
             "off" => Ok(Self::Off),
             other => Err(format!("{other:?} is not a notification mode")),
         }

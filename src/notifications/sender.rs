@@ -28,12 +28,13 @@ struct Recipient {
     user_id: uuid::Uuid,
     email: String,
     name: Option<String>,
+    /// `instant` or `daily`.
+    mode: String,
 }
 
-/// Users who want instant notifications, among the active ones.
-const WANTS_THEM: &str =
-    "u.status = 'active' AND coalesce((SELECT n.mode FROM notification_settings n \
-     WHERE n.user_id = u.user_id), 'instant') = 'instant'";
+/// A user's choice (instant when it never chose).
+const MODE: &str =
+    "coalesce((SELECT n.mode FROM notification_settings n WHERE n.user_id = u.user_id), 'instant')";
 
 #[async_trait::async_trait]
 impl Projection for LeadNotifier {
@@ -124,9 +125,10 @@ async fn submitter(
         lead_name: String,
     }
     let row: Option<Row> = sqlx::query_as(&format!(
-        "SELECT u.user_id, u.email, u.name, concat_ws(' ', l.first_name, l.last_name) AS lead_name \
+        "SELECT * FROM (SELECT u.user_id, u.email, u.name, {MODE} AS mode, \
+           concat_ws(' ', l.first_name, l.last_name) AS lead_name \
          FROM leads l JOIN users u ON u.user_id = l.submitted_by_user \
-         WHERE l.lead_id = $1 AND {WANTS_THEM}"
+         WHERE l.lead_id = $1 AND u.status = 'active') r WHERE r.mode <> 'off'"
     ))
     .bind(lead)
     .fetch_optional(tx)
@@ -137,8 +139,8 @@ async fn submitter(
 /// The partner's admins who want to hear.
 async fn admins(tx: &mut PgConnection, partner: uuid::Uuid) -> Result<Vec<Recipient>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "SELECT u.user_id, u.email, u.name FROM users u \
-         WHERE u.partner_id = $1 AND u.role = 'admin' AND {WANTS_THEM}"
+        "SELECT * FROM (SELECT u.user_id, u.email, u.name, {MODE} AS mode FROM users u \
+         WHERE u.partner_id = $1 AND u.role = 'admin' AND u.status = 'active') r WHERE r.mode <> 'off'"
     ))
     .bind(partner)
     .fetch_all(tx)
@@ -156,6 +158,18 @@ impl LeadNotifier {
         recipient: &Recipient,
         notice: Notice<'_>,
     ) -> Result<(), ProjectionError> {
+        if recipient.mode == "daily" {
+            // Kept for the digest, in the batch's transaction: written once, whatever retries.
+            sqlx::query(
+                "INSERT INTO notification_digest_items (user_id, lead_id, line) VALUES ($1, $2, $3)",
+            )
+            .bind(recipient.user_id)
+            .bind(lead)
+            .bind(notice.line(lead_name))
+            .execute(&mut *tx)
+            .await?;
+            return Ok(());
+        }
         let message_id = format!("<lead-{event_id}-{}@soho-partner-portal>", recipient.user_id);
         let sent: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM notifications_sent WHERE message_id = $1)",

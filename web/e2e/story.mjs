@@ -458,7 +458,8 @@ try {
     await page.click("text=Forgot your password?");
     await page.fill("input[name=email]", "sam@acme.example");
     await page.click("button:has-text('Send me a link')");
-    await page.waitForSelector("h1:has-text('Check your email')");
+    await page.waitForSelector("h1:has-text('Check your email'), [role=alert]");
+    if (!(await page.$("h1:has-text('Check your email')"))) throw new Error(`no link was sent: ${await page.textContent("main")}`);
     await check(page, "15-forgot-password");
     let link = null;
     for (let tries = 0; !link && tries < 20; tries += 1) {
@@ -534,6 +535,10 @@ try {
     await admin.waitForSelector("input[name=notifications][value=off]:checked");
     await admin.click("label:has-text('As it happens')");
     await admin.waitForSelector("text=You will get an email as things happen to your leads.");
+    await admin.click("label:has-text('Once a day')");
+    await admin.waitForSelector("text=You will get one email a day about your leads.");
+    await admin.reload();
+    await admin.waitForSelector("input[name=notifications][value=daily]:checked");
   });
 } catch (error) {
   // A step's failure was reported by `step`; anything else (a browser context that would not

@@ -1300,7 +1300,7 @@ export interface components {
          * @description How a user wants to hear about its leads.
          * @enum {string}
          */
-        Mode: "instant" | "off";
+        Mode: "instant" | "daily" | "off";
         NewApiKey: {
             /** @description What the key is for ("Our CRM", "Website"): one line, at most 100 characters. */
             name?: string | null;

@@ -44,7 +44,7 @@ export function YourAccount() {
       const account = await api<Account>("/me", { method: "PATCH", token, body: { notifications: mode } });
       setNotifications(account.notifications);
       setErrors({});
-      setNotice(mode === "off" ? "You will get no emails about leads." : "You will get an email as things happen to your leads.");
+      setNotice(mode === "off" ? "You will get no emails about leads." : mode === "daily" ? "You will get one email a day about your leads." : "You will get an email as things happen to your leads.");
     } catch (e) {
       failed(e);
     }
@@ -82,6 +82,7 @@ export function YourAccount() {
           <legend>Email me about my leads</legend>
           <p className="hint">{session.user.role === "admin" ? "A status change of a lead you submitted, a lead from your public form, or a lead flagged as a channel conflict." : "A status change of a lead you submitted."}</p>
           <label className="choice"><input type="radio" name="notifications" value="instant" checked={notifications === "instant"} onChange={() => void notify("instant")} /> As it happens</label>
+          <label className="choice"><input type="radio" name="notifications" value="daily" checked={notifications === "daily"} onChange={() => void notify("daily")} /> Once a day, in one email</label>
           <label className="choice"><input type="radio" name="notifications" value="off" checked={notifications === "off"} onChange={() => void notify("off")} /> Never</label>
         </fieldset>
       )}

@@ -17,7 +17,7 @@ export function ForgotPasswordPage() {
       await api("/auth/password-reset", { method: "POST", body: { email } });
       setSentTo(email);
     } catch (e) {
-      setError(e instanceof ApiError && e.status === 429 ? new Error("Too many requests for this email. Wait an hour, or check your inbox for the link already sent.") : e);
+      setError(e instanceof ApiError && e.status === 429 ? new Error("Too many requests. Check your inbox for a link already sent, or wait a while and try again.") : e);
     } finally {
       setBusy(false);
     }
