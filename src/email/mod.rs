@@ -110,6 +110,22 @@ impl Mailer {
     }
 }
 
+impl Mailer {
+    /// Sends `email` for a sender that retries: `Ok(true)` sent; `Ok(false)` refused for good by
+    /// the server (logged: retrying cannot help, so the caller moves on); `Err` the server is
+    /// unavailable (the caller tries again later).
+    pub async fn deliver(&self, email: &Email, what: &str) -> Result<bool, String> {
+        match self.send(email).await {
+            Ok(()) => Ok(true),
+            Err(SendError::Permanent(why)) => {
+                tracing::error!(%why, to = %email.to, "the {what} cannot be delivered; skipping it");
+                Ok(false)
+            }
+            Err(SendError::Transient(why)) => Err(why),
+        }
+    }
+}
+
 fn build(from: &Mailbox, email: &Email) -> Result<Message, SendError> {
     let to: Mailbox =
         email.to.parse().map_err(|e| SendError::Permanent(format!("bad recipient: {e}")))?;

@@ -16,7 +16,7 @@ use sqlx::PgConnection;
 
 use super::invitation::InvitationEmail;
 use super::password_reset::PasswordResetEmail;
-use super::{Mailer, SendError};
+use super::Mailer;
 use crate::commands::{load_aggregate, CommandContext};
 use crate::portal::Portal;
 
@@ -100,13 +100,8 @@ impl InvitationSender {
             expires_at: invitation.expires_at,
         }
         .render();
-        match self.mailer.send(&email).await {
-            Ok(()) => {}
-            Err(SendError::Permanent(why)) => {
-                tracing::error!(%why, to = %user.email, "the invitation cannot be delivered; skipping it");
-                return Ok(());
-            }
-            Err(SendError::Transient(why)) => return Err(ProjectionError::Effect(why)),
+        if !self.mailer.deliver(&email, "invitation").await.map_err(ProjectionError::Effect)? {
+            return Ok(());
         }
         self.record_sent(user_id, invitation_id).await
     }
@@ -139,13 +134,8 @@ impl InvitationSender {
             expires_at: reset.expires_at,
         }
         .render();
-        match self.mailer.send(&email).await {
-            Ok(()) => {}
-            Err(SendError::Permanent(why)) => {
-                tracing::error!(%why, to = %user.email, "the reset link cannot be delivered; skipping it");
-                return Ok(());
-            }
-            Err(SendError::Transient(why)) => return Err(ProjectionError::Effect(why)),
+        if !self.mailer.deliver(&email, "password reset link").await.map_err(ProjectionError::Effect)? {
+            return Ok(());
         }
         self.record_sent(user_id, reset_id).await
     }

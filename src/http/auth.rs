@@ -100,10 +100,8 @@ pub async fn invitation(
     // Not counted as a login attempt (no password hash is made, and the token's 256 random bits
     // cannot be guessed), but limited per address as the public form is.
     portal.public_form_limits.check(crate::auth::rate_limit::client_key(client.ip()))?;
-    let token = request.token.trim();
-    if token.is_empty() || token.len() > 200 || token.chars().any(char::is_control) {
-        return Err(ApiError::invalid("token", "is not an invitation link's token"));
-    }
+    let token = link_token(&request.token)
+        .ok_or_else(|| ApiError::invalid("token", "is not an invitation link's token"))?;
     Ok(axum::Json(invitations::describe(&portal, token).await?))
 }
 
@@ -205,11 +203,11 @@ pub async fn reset_password(
     let password = Password::parse(request.password)
         .map_err(|why| errors.push(FieldError::new("password", why)))
         .ok();
-    let token = request.token.trim();
-    if token.is_empty() || token.len() > 200 || token.chars().any(char::is_control) {
+    let token = link_token(&request.token);
+    if token.is_none() {
         errors.push(FieldError::new("token", "is not a reset link's token"));
     }
-    let (Some(password), true) = (password, errors.is_empty()) else {
+    let (Some(password), Some(token), true) = (password, token, errors.is_empty()) else {
         return Err(ApiError::Invalid(errors));
     };
     let context = CommandContext::new(Actor::public());
@@ -259,6 +257,14 @@ pub async fn login(
 
 /// The login email, trimmed; one that no account can have (too long, control characters) is a
 /// 422 naming `email`, so the database never sees it.
+/// The token of an emailed link, if it can be one: a line of at most 200 characters (the
+/// portal's are 43), nothing a database cannot store.
+fn link_token(raw: &str) -> Option<&str> {
+    let token = raw.trim();
+    let fits = !token.is_empty() && token.len() <= 200 && !token.chars().any(char::is_control);
+    fits.then_some(token)
+}
+
 fn login_email(email: &str) -> Result<&str, ApiError> {
     let email = email.trim();
     if email.chars().count() > 254 {

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use super::email::DigestEmail;
-use crate::email::{Mailer, SendError};
+use crate::email::Mailer;
 use crate::portal::Portal;
 
 pub fn spawn(portal: std::sync::Arc<Portal>, mailer: Mailer) -> tokio::task::JoinHandle<()> {
@@ -97,13 +97,8 @@ async fn send_one(portal: &Portal, mailer: &Mailer, user: &Due) -> anyhow::Resul
             unsubscribe_link: &unsubscribe_link,
         }
         .render();
-        match mailer.send(&email).await {
-            Ok(()) => {}
-            Err(SendError::Permanent(why)) => {
-                tracing::error!(%why, to = %user.email, "the digest cannot be delivered; dropping it");
-            }
-            Err(SendError::Transient(why)) => anyhow::bail!(why),
-        }
+        // Refused for good: dropped with its notices, as a sent one is.
+        mailer.deliver(&email, "digest").await.map_err(anyhow::Error::msg)?;
         // At once, on its own: a rollback below must not forget that it went out.
         sqlx::query(
             "INSERT INTO notifications_sent (message_id) VALUES ($1) ON CONFLICT DO NOTHING",

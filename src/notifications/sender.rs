@@ -14,7 +14,7 @@ use soho_projections::{Projection, ProjectionError, StoredEvent};
 use sqlx::PgConnection;
 
 use super::email::{Notice, NotificationEmail};
-use crate::email::{Mailer, SendError};
+use crate::email::Mailer;
 use crate::portal::Portal;
 
 pub struct LeadNotifier {
@@ -195,13 +195,8 @@ impl LeadNotifier {
             unsubscribe_link: &unsubscribe_link,
         }
         .render();
-        match self.mailer.send(&email).await {
-            Ok(()) => {}
-            Err(SendError::Permanent(why)) => {
-                tracing::error!(%why, "the notification cannot be delivered; skipping it");
-            }
-            Err(SendError::Transient(why)) => return Err(ProjectionError::Effect(why)),
-        }
+        // Refused for good: recorded all the same, so it is not tried again.
+        self.mailer.deliver(&email, "notification").await.map_err(ProjectionError::Effect)?;
         sqlx::query(
             "INSERT INTO notifications_sent (message_id) VALUES ($1) ON CONFLICT DO NOTHING",
         )

@@ -1,7 +1,7 @@
 import { useEffect, useState, type FormEvent } from "react";
 import { api, ApiError, type Session } from "../api/client";
 import type { components } from "../api/schema";
-import { passwordProblem } from "../pages/Register";
+import { newPassword } from "../text/passwords";
 import { useSession } from "../session";
 
 type Account = components["schemas"]["Account"];
@@ -53,12 +53,10 @@ export function YourAccount() {
     event.preventDefault();
     const form = event.currentTarget;
     const data = new FormData(form);
-    const newPassword = String(data.get("newPassword") ?? "");
-    const tooWeak = passwordProblem(newPassword);
-    if (tooWeak) return setErrors({ newPassword: tooWeak });
-    if (newPassword !== data.get("confirm")) return setErrors({ confirm: "The passwords differ." });
+    const typed = newPassword(data, "newPassword");
+    if ("errors" in typed) return setErrors(typed.errors);
     try {
-      signIn(await api<Session>("/me/password", { method: "POST", token, body: { currentPassword: data.get("currentPassword"), newPassword } }));
+      signIn(await api<Session>("/me/password", { method: "POST", token, body: { currentPassword: data.get("currentPassword"), newPassword: typed.password } }));
       form.reset();
       setErrors({});
       setNotice("Your password is changed. You stay logged in here; everywhere else you were logged in, you are now logged out.");

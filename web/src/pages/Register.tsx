@@ -2,14 +2,9 @@ import { useEffect, useState, type FormEvent } from "react";
 import { useNavigate, useSearchParams } from "react-router-dom";
 import { api, ApiError, type Session } from "../api/client";
 import { useSession } from "../session";
+import { newPassword } from "../text/passwords";
 import type { components } from "../api/schema";
 
-export function passwordProblem(password: string): string | null {
-  const length = [...password].length;
-  if (length < 12) return "Use at least 12 characters.";
-  if (length > 256) return "Use at most 256 characters.";
-  return null;
-}
 
 type Invitation = components["schemas"]["InvitationView"];
 
@@ -39,10 +34,9 @@ export function RegisterPage() {
   async function submit(event: FormEvent<HTMLFormElement>) {
     event.preventDefault();
     const form = new FormData(event.currentTarget);
-    const password = String(form.get("password") ?? "");
-    const tooWeak = passwordProblem(password);
-    if (tooWeak) return setErrors({ password: tooWeak });
-    if (password !== form.get("confirm")) return setErrors({ confirm: "The passwords differ." });
+    const typed = newPassword(form, "password");
+    if ("errors" in typed) return setErrors(typed.errors);
+    const { password } = typed;
     setErrors({});
     setProblem(null);
     try {

@@ -1,7 +1,7 @@
 import { useState, type FormEvent } from "react";
 import { Link, useNavigate, useSearchParams } from "react-router-dom";
 import { api, ApiError } from "../api/client";
-import { passwordProblem } from "./Register";
+import { newPassword } from "../text/passwords";
 
 /** The page a reset link opens: a new password, then log in with it. */
 export function ResetPasswordPage() {
@@ -13,10 +13,9 @@ export function ResetPasswordPage() {
   async function submit(event: FormEvent<HTMLFormElement>) {
     event.preventDefault();
     const form = new FormData(event.currentTarget);
-    const password = String(form.get("password") ?? "");
-    const tooWeak = passwordProblem(password);
-    if (tooWeak) return setErrors({ password: tooWeak });
-    if (password !== form.get("confirm")) return setErrors({ confirm: "The passwords differ." });
+    const typed = newPassword(form, "password");
+    if ("errors" in typed) return setErrors(typed.errors);
+    const { password } = typed;
     setErrors({});
     setProblem(null);
     try {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { passwordProblem } from "./Register";
+import { passwordProblem } from "../text/passwords";
 import { safeNext } from "./Login";
 import { invitationState } from "./Team";
 import { gettingStartedSteps } from "../components/GettingStarted";
