@@ -6,6 +6,7 @@
 //! SMTP server's acceptance and the record sends it again with the same message id, as close
 //! to exactly once as SMTP allows (the invitations' rule too).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use soho_aggregates::lead::{LeadEvent, Submitter};
@@ -61,12 +62,22 @@ impl Projection for LeadNotifier {
         tx: &mut PgConnection,
         events: &[StoredEvent],
     ) -> Result<(), ProjectionError> {
+        let mut decoded = Vec::new();
         for stored in events.iter().filter(|e| e.aggregate_type == "Lead") {
-            let lead = stored.aggregate_uuid()?;
-            let event_id = format!("{lead}-{}", stored.sequence);
-            match stored.decode::<LeadEvent>()? {
+            decoded.push((stored.aggregate_uuid()?, stored.sequence, stored.decode::<LeadEvent>()?));
+        }
+        // The submitters of every changed lead of the batch, in one query.
+        let changed: Vec<uuid::Uuid> = decoded
+            .iter()
+            .filter(|(_, _, e)| matches!(e, LeadEvent::LeadStatusChanged { .. }))
+            .map(|(lead, _, _)| *lead)
+            .collect();
+        let submitters = submitters(tx, &changed).await?;
+        for (lead, sequence, event) in decoded {
+            let event_id = format!("{lead}-{sequence}");
+            match event {
                 LeadEvent::LeadStatusChanged { old_status, change, .. } => {
-                    let Some((recipient, lead_name)) = submitter(tx, lead).await? else { continue };
+                    let Some((recipient, lead_name)) = submitters.get(&lead) else { continue };
                     // Nobody is told of its own change.
                     let own = change.actor.kind == ActorKind::User
                         && change.actor.id.as_deref() == Some(&recipient.user_id.to_string());
@@ -78,7 +89,7 @@ impl Projection for LeadNotifier {
                         new: change.status.as_str(),
                         by_crm: change.actor.kind == ActorKind::Crm,
                     };
-                    self.send(tx, &event_id, lead, &lead_name, &recipient, notice).await?;
+                    self.send(tx, &event_id, lead, lead_name, recipient, notice).await?;
                 }
                 LeadEvent::LeadSubmitted {
                     partner_id,
@@ -113,27 +124,31 @@ impl Projection for LeadNotifier {
     }
 }
 
-/// The user who submitted `lead`, if it wants to hear, and the lead's name.
-async fn submitter(
+/// For each of `leads` whose submitter wants to hear: the submitter, and the lead's name.
+async fn submitters(
     tx: &mut PgConnection,
-    lead: uuid::Uuid,
-) -> Result<Option<(Recipient, String)>, sqlx::Error> {
+    leads: &[uuid::Uuid],
+) -> Result<HashMap<uuid::Uuid, (Recipient, String)>, sqlx::Error> {
     #[derive(sqlx::FromRow)]
     struct Row {
+        lead_id: uuid::Uuid,
         #[sqlx(flatten)]
         recipient: Recipient,
         lead_name: String,
     }
-    let row: Option<Row> = sqlx::query_as(&format!(
-        "SELECT * FROM (SELECT u.user_id, u.email, u.name, {MODE} AS mode, \
+    if leads.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "SELECT * FROM (SELECT l.lead_id, u.user_id, u.email, u.name, {MODE} AS mode, \
            concat_ws(' ', l.first_name, l.last_name) AS lead_name \
          FROM leads l JOIN users u ON u.user_id = l.submitted_by_user \
-         WHERE l.lead_id = $1 AND u.status = 'active') r WHERE r.mode <> 'off'"
+         WHERE l.lead_id = ANY($1) AND u.status = 'active') r WHERE r.mode <> 'off'"
     ))
-    .bind(lead)
-    .fetch_optional(tx)
+    .bind(leads)
+    .fetch_all(tx)
     .await?;
-    Ok(row.map(|r| (r.recipient, r.lead_name)))
+    Ok(rows.into_iter().map(|r| (r.lead_id, (r.recipient, r.lead_name))).collect())
 }
 
 /// The partner's admins who want to hear.
