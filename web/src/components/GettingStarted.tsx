@@ -1,7 +1,7 @@
-import { useEffect, useState } from "react";
+import { useState } from "react";
 import { Link } from "react-router-dom";
-import { api, type SubAccount } from "../api/client";
 import { useSession } from "../session";
+import { useTeam } from "../team/names";
 
 /** Where the checklist keeps what this browser did (sharing the form) and whether it was put away. */
 const key = (user: string, what: string) => `soho-portal-getting-started-${what}-${user}`;
@@ -25,15 +25,11 @@ export function GettingStarted({ leads }: { leads: number }) {
   const { session } = useSession();
   const user = session?.user;
   const isAdmin = user?.role === "admin";
-  const [team, setTeam] = useState<number | null>(isAdmin ? null : 0);
+  const { accounts, loaded } = useTeam(session?.accessToken, user);
   const [hidden, setHidden] = useState(() => !!user && localStorage.getItem(key(user.id, "hidden")) === "1");
-  useEffect(() => {
-    if (!isAdmin || !user?.partnerId) return;
-    api<SubAccount[]>(`/partners/${user.partnerId}/sub-accounts`, { token: session?.accessToken }).then((a) => setTeam(a.length), () => setTeam(0));
-  }, [isAdmin, user?.partnerId, session?.accessToken]);
-  if (!user || hidden || team === null) return null;
+  if (!user || hidden || !loaded) return null;
   const shared = localStorage.getItem(key(user.id, "shared")) === "1";
-  const steps = gettingStartedSteps({ isAdmin, leads, team, shared });
+  const steps = gettingStartedSteps({ isAdmin, leads, team: accounts.length, shared });
   if (steps.every((s) => s.done)) return null;
   return (
     <section className="getting-started" aria-labelledby="getting-started">

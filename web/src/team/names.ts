@@ -20,13 +20,15 @@ export function accountName(account: SubAccount): string {
  * The signed-in user's team, for naming submitters: an admin's sub-accounts are fetched once
  * (a sub-account sees only its own leads, so it needs no names but its own).
  */
-export function useTeam(token: string | undefined, user: { id: string; role: string; partnerId?: string | null } | undefined): { team: Team; accounts: SubAccount[] } {
-  const [accounts, setAccounts] = useState<SubAccount[]>([]);
+export function useTeam(token: string | undefined, user: { id: string; role: string; partnerId?: string | null } | undefined): { team: Team; accounts: SubAccount[]; loaded: boolean } {
   const partner = user?.role === "admin" ? user.partnerId : undefined;
+  // `null` until fetched (an admin's); a sub-account has no team to fetch.
+  const [accounts, setAccounts] = useState<SubAccount[] | null>(partner ? null : []);
   useEffect(() => {
     if (!partner || !token) return;
     // Names are a nicety: without them the list says "A team member".
     api<SubAccount[]>(`/partners/${partner}/sub-accounts`, { token }).then(setAccounts, () => setAccounts([]));
   }, [partner, token]);
-  return { team: { me: user?.id, names: new Map(accounts.map((a) => [a.id, accountName(a)])) }, accounts };
+  const known = accounts ?? [];
+  return { team: { me: user?.id, names: new Map(known.map((a) => [a.id, accountName(a)])) }, accounts: known, loaded: accounts !== null };
 }
