@@ -257,9 +257,9 @@ async fn apply_from_start(
 }
 
 /// Applies the log after `done.checkpoint`, up to `up_to` or everything settled, advancing
-/// `done`. The next batch is read,
-/// on another connection, while the current one is applied: reading and decoding the log is a
-/// good part of a replay's time, and the database and the portal then work at once.
+/// `done`. The next batch is read, on another connection, while the current one is applied:
+/// reading and decoding the log is a good part of a replay's time, and the database and the
+/// portal then work at once.
 async fn apply_range(
     pool: &PgPool,
     conn: &mut PgConnection,
