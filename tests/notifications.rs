@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::smtp::{ReceivedMail, SmtpSink};
+use common::smtp::{ReceivedMail, Reply, SmtpSink};
 use common::TestPortal;
 use serde_json::{json, Value};
 
@@ -173,5 +173,48 @@ async fn the_daily_digest_gathers_the_notices_into_one_email() {
     assert_eq!(smtp.received().len(), start + 1, "one digest, sent once");
     let kept = portal.count("SELECT count(*) FROM notification_digest_items").await;
     assert_eq!(kept, 0, "the sent notices are gone");
+    portal.stop().await;
+}
+
+/// A notification due while the mail server is down is sent when it is back, once, and the
+/// notices around it are neither lost nor repeated.
+#[tokio::test]
+async fn notifications_wait_out_an_smtp_outage_and_arrive_once() {
+    let smtp = SmtpSink::start().await;
+    let portal = TestPortal::start(&smtp, &[]).await;
+    let a = portal.partner_with_team(&smtp, "o").await;
+    let start = settled(&smtp).await;
+    let mut ids = Vec::new();
+    for name in ["Lovelace", "Hopper", "Babbage"] {
+        let lead: Value = portal
+            .post(
+                "/leads",
+                Some(&a.sub),
+                &json!({"lastName": name, "email": format!("{name}@example.com")}),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        ids.push(lead["id"].as_str().unwrap().to_string());
+    }
+    // The first goes out; then the server refuses (421: try later) while two more are due.
+    assert_eq!(crm_change(&portal, "msg_o1", &ids[0], "Contacted").await, 200);
+    smtp.wait_for(start + 1, 20).await;
+    smtp.reply(Reply::Refuse(421));
+    let attempts = smtp.attempts();
+    assert_eq!(crm_change(&portal, "msg_o2", &ids[1], "Contacted").await, 200);
+    assert_eq!(crm_change(&portal, "msg_o3", &ids[2], "Contacted").await, 200);
+    smtp.wait_for_attempts(attempts + 2, 30).await;
+    assert_eq!(smtp.received().len(), start + 1, "nothing kept while the server refuses");
+
+    smtp.reply(Reply::Accept);
+    let mails = smtp.wait_for(start + 3, 60).await;
+    let texts: Vec<String> = mails[start..].iter().map(body).collect();
+    for name in ["Lovelace", "Hopper", "Babbage"] {
+        let count = texts.iter().filter(|t| t.contains(name)).count();
+        assert_eq!(count, 1, "{name}: one email, not lost, not repeated: {texts:?}");
+    }
+    assert_eq!(settled(&smtp).await, start + 3, "nothing more after the outage");
     portal.stop().await;
 }

@@ -134,7 +134,12 @@ impl InvitationSender {
             expires_at: reset.expires_at,
         }
         .render();
-        if !self.mailer.deliver(&email, "password reset link").await.map_err(ProjectionError::Effect)? {
+        if !self
+            .mailer
+            .deliver(&email, "password reset link")
+            .await
+            .map_err(ProjectionError::Effect)?
+        {
             return Ok(());
         }
         self.record_sent(user_id, reset_id).await

@@ -64,7 +64,11 @@ impl Projection for LeadNotifier {
     ) -> Result<(), ProjectionError> {
         let mut decoded = Vec::new();
         for stored in events.iter().filter(|e| e.aggregate_type == "Lead") {
-            decoded.push((stored.aggregate_uuid()?, stored.sequence, stored.decode::<LeadEvent>()?));
+            decoded.push((
+                stored.aggregate_uuid()?,
+                stored.sequence,
+                stored.decode::<LeadEvent>()?,
+            ));
         }
         // The submitters of every changed lead of the batch, in one query.
         let changed: Vec<uuid::Uuid> = decoded
