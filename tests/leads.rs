@@ -410,7 +410,9 @@ async fn walking_every_page_returns_each_lead_once_even_while_leads_arrive() {
         let (_, body) = submit(&portal, Some(token), &json!({"lastName": format!("Page{n}"), "email": format!("page{n}@example.com"), "company": if n % 2 == 0 { "Even Co" } else { "Odd Co" }})).await;
         expected.insert((body["id"].as_str().unwrap().to_string(), n % 2 == 0));
     }
-    for (filter, want) in [("", expected.len()), ("&q=even", 30)] {
+    for (filter, want) in [("", expected.len()), ("&q=even", 30), ("&sort=oldest", expected.len())]
+    {
+        let searching = filter.contains("q=");
         let mut seen = Vec::new();
         let mut cursor: Option<String> = None;
         let mut extra = 0;
@@ -435,7 +437,7 @@ async fn walking_every_page_returns_each_lead_once_even_while_leads_arrive() {
         assert_eq!(unique.len(), seen.len(), "no lead twice ({filter})");
         let wanted: HashSet<String> = expected
             .iter()
-            .filter(|(_, even)| filter.is_empty() || *even)
+            .filter(|(_, even)| !searching || *even)
             .map(|(id, _)| id.clone())
             .collect();
         assert_eq!(wanted.len(), want);
@@ -443,11 +445,27 @@ async fn walking_every_page_returns_each_lead_once_even_while_leads_arrive() {
         // And nothing that does not match: the odd companies are left out when searching.
         let unwanted: HashSet<String> = expected
             .iter()
-            .filter(|(_, even)| !filter.is_empty() && !*even)
+            .filter(|(_, even)| searching && !*even)
             .map(|(id, _)| id.clone())
             .collect();
         assert!(unique.is_disjoint(&unwanted), "no lead outside the search ({filter})");
     }
+    // Oldest first is newest first the other way round.
+    let ids = |page: &Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let newest: Value = portal.get("/leads?limit=200", Some(&a.admin)).await.json().await.unwrap();
+    let oldest: Value =
+        portal.get("/leads?limit=200&sort=oldest", Some(&a.admin)).await.json().await.unwrap();
+    let mut reversed = ids(&newest);
+    reversed.reverse();
+    assert!(reversed.len() > 60 && reversed.len() < 200, "{}", reversed.len());
+    assert_eq!(ids(&oldest), reversed);
     // A sub-account walks only its own.
     let own: Value = portal.get("/leads?limit=200", Some(&a.sub)).await.json().await.unwrap();
     assert_eq!(own["items"].as_array().unwrap().len(), 20);
@@ -909,6 +927,7 @@ async fn bad_lead_input_is_named_field_by_field() {
         ("cursor=bogus", "cursor"),
         ("createdAfter=today", "createdAfter"),
         ("submittedBy=me", "submittedBy"),
+        ("sort=name", "sort"),
     ] {
         let response = portal.get(&format!("/leads?{query}"), Some(&a.admin)).await;
         assert_eq!(response.status(), 422, "{query}");

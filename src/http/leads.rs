@@ -220,6 +220,11 @@ fn parse_filter(params: &HashMap<String, String>, errors: &mut Vec<FieldError>) 
             }
         },
     }
+    match value("sort") {
+        None | Some("newest") => {}
+        Some("oldest") => filter.oldest_first = true,
+        Some(_) => errors.push(FieldError::new("sort", "must be newest or oldest")),
+    }
     for (name, slot) in
         [("createdAfter", &mut filter.created_after), ("createdBefore", &mut filter.created_before)]
     {
@@ -244,6 +249,7 @@ fn parse_filter(params: &HashMap<String, String>, errors: &mut Vec<FieldError>) 
         ("submittedBy" = Option<String>, Query, description = "a user id, or `public`"),
         ("createdAfter" = Option<String>, Query, description = "RFC 3339, inclusive"),
         ("createdBefore" = Option<String>, Query, description = "RFC 3339, exclusive"),
+        ("sort" = Option<String>, Query, description = "`newest` (the default) or `oldest` first, by submission"),
         ("limit" = Option<i64>, Query, description = "1 to 200, default 50"),
         ("cursor" = Option<String>, Query, description = "the nextCursor of the previous page"),
     ),

@@ -197,9 +197,11 @@ pub struct LeadFilter {
     pub public_only: bool,
     pub created_after: Option<DateTime<Utc>>,
     pub created_before: Option<DateTime<Utc>>,
+    /// Oldest first instead of newest first (the same indexes, read the other way).
+    pub oldest_first: bool,
 }
 
-/// A place in the newest-first order: the last lead of a page.
+/// A place in the list's order: the last lead of a page.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Cursor {
     pub created_at: DateTime<Utc>,
@@ -223,7 +225,7 @@ impl Cursor {
     }
 }
 
-/// The filtered, scoped query, newest first; `after` continues from a cursor. Every filter
+/// The filtered, scoped query, newest (or oldest) first; `after` continues from a cursor. Every filter
 /// combination is served by an index that starts with the scope (see the migration), and there
 /// is no OFFSET and no count: a page costs the same on the first page or the thousandth.
 pub fn select<'a>(
@@ -263,11 +265,12 @@ pub fn select<'a>(
     if let Some(before) = filter.created_before {
         query.push(" AND created_at < ").push_bind(before);
     }
+    let (past, direction) = if filter.oldest_first { (">", "ASC") } else { ("<", "DESC") };
     if let Some(cursor) = after {
-        query.push(" AND (created_at, lead_id) < (").push_bind(cursor.created_at);
+        query.push(format!(" AND (created_at, lead_id) {past} (")).push_bind(cursor.created_at);
         query.push(", ").push_bind(cursor.id).push(")");
     }
-    query.push(" ORDER BY created_at DESC, lead_id DESC");
+    query.push(format!(" ORDER BY created_at {direction}, lead_id {direction}"));
     query
 }
 

@@ -261,6 +261,16 @@ try {
     await admin.waitForFunction(() => !document.body.innerText.includes("Hopper"));
     await admin.goto(`${portal}/leads`);
     await admin.waitForSelector("td:has-text('Hopper')");
+    // Sorting by submission: oldest first puts the first lead on top, and stays in the address.
+    await admin.click("th button:has-text('Submitted')");
+    await admin.waitForURL(/sort=oldest/);
+    await admin.waitForSelector("tbody tr:first-child td:has-text('Lovelace')");
+    await admin.waitForSelector("th[aria-sort=ascending]");
+    await admin.reload();
+    await admin.waitForSelector("tbody tr:first-child td:has-text('Lovelace')");
+    await admin.click("th button:has-text('Submitted')");
+    await admin.waitForSelector("th[aria-sort=descending]");
+    if ((await admin.textContent("tbody tr:first-child td[data-label=Name]")).includes("Lovelace")) throw new Error("newest first still shows the oldest lead on top");
     // The lead page's history starts with the submission, and says who changed what.
     await admin.goto(`${portal}/leads/${leadId}`);
     await admin.waitForSelector("[data-testid=history] li:first-child:has-text('submitted by you')");

@@ -2713,6 +2713,8 @@ export interface operations {
                 createdAfter?: string;
                 /** @description RFC 3339, exclusive */
                 createdBefore?: string;
+                /** @description `newest` (the default) or `oldest` first, by submission */
+                sort?: string;
                 /** @description 1 to 200, default 50 */
                 limit?: number;
                 /** @description the nextCursor of the previous page */

@@ -8,8 +8,8 @@ import { useSession } from "../session";
 import { dayRange } from "../text/dates";
 import { submitterName, useTeam } from "../team/names";
 
-type Filters = { status?: string; q?: string; submittedBy?: string; createdAfter?: string; createdBefore?: string };
-const FILTERS = ["status", "q", "submittedBy", "createdAfter", "createdBefore"] as const;
+type Filters = { status?: string; q?: string; submittedBy?: string; createdAfter?: string; createdBefore?: string; sort?: string };
+const FILTERS = ["status", "q", "submittedBy", "createdAfter", "createdBefore", "sort"] as const;
 
 export function LeadsPage() {
   const { session } = useSession();
@@ -41,6 +41,7 @@ export function LeadsPage() {
   }, [token]);
   useEffect(() => void load(filters), [load, filters]);
   useLiveUpdates(token, (message) => {
+    // A new lead belongs on top of the newest-first list only: elsewhere a reload places it.
     if (message.type === "lead.created" && Object.values(filters).some(Boolean)) return;
     setLeads((current) => {
       const result = applyMessage(current ?? [], message);
@@ -56,6 +57,13 @@ export function LeadsPage() {
     event.preventDefault();
     const form = new FormData(event.currentTarget);
     setParams(Object.fromEntries([...form.entries()].map(([k, v]) => [k, String(v).trim()]).filter(([, v]) => v)));
+  }
+  const oldestFirst = filters.sort === "oldest";
+  function toggleOrder() {
+    const next = new URLSearchParams(search);
+    if (oldestFirst) next.delete("sort");
+    else next.set("sort", "oldest");
+    setParams(next);
   }
   async function exportCsv() {
     try {
@@ -89,14 +97,20 @@ export function LeadsPage() {
         )}
         <label>From<input name="createdAfter" type="date" defaultValue={filters.createdAfter ?? ""} /></label>
         <label>Until<input name="createdBefore" type="date" defaultValue={filters.createdBefore ?? ""} /></label>
+        {/* The order chosen in the table's header stays when the filters change. */}
+        {filters.sort && <input type="hidden" name="sort" value={filters.sort} />}
         <button>Apply</button>
         <button type="button" onClick={exportCsv}>Export CSV</button>
       </form>
       <ErrorNote error={error} />
       {leads === null ? <Loading /> : leads.length === 0 ? <p>No leads match.</p> : (
         <table>
-          <caption className="visually-hidden">Leads, newest first</caption>
-          <thead><tr><th scope="col">Name</th><th scope="col">Company</th><th scope="col">Status</th><th scope="col">Soho CRM</th>{isAdmin && <th scope="col">Submitted by</th>}<th scope="col">Submitted</th><th scope="col">Last update</th></tr></thead>
+          <caption className="visually-hidden">Leads, {oldestFirst ? "oldest" : "newest"} first</caption>
+          <thead><tr><th scope="col">Name</th><th scope="col">Company</th><th scope="col">Status</th><th scope="col">Soho CRM</th>{isAdmin && <th scope="col">Submitted by</th>}<th scope="col" aria-sort={oldestFirst ? "ascending" : "descending"}>
+            <button type="button" className="link" onClick={toggleOrder} aria-label={`Submitted, ${oldestFirst ? "oldest" : "newest"} first: show ${oldestFirst ? "newest" : "oldest"} first`}>
+              Submitted {oldestFirst ? "↑" : "↓"}
+            </button>
+          </th><th scope="col">Last update</th></tr></thead>
           <tbody>
             {leads.map((lead) => (
               <tr key={lead.id} data-lead={lead.id} className={changed.has(lead.id) ? "changed" : undefined}>
