@@ -231,6 +231,42 @@ async fn resume_replays_exactly_what_was_missed_then_continues_live() {
     portal.stop().await;
 }
 
+/// The page's race: the list is read, a change lands, then the socket starts. Resuming from
+/// the list's `livePosition` brings that change; the list itself showed the lead before it.
+#[tokio::test]
+async fn a_change_between_reading_the_list_and_opening_the_socket_is_not_lost() {
+    let smtp = SmtpSink::start().await;
+    let portal = TestPortal::start(&smtp, &[]).await;
+    let a = portal.partner_with_team(&smtp, "between").await;
+    let lead = lead_of(&portal, &a.admin, "between@example.com").await;
+    portal.crm_synced().await;
+    let page: Value = portal.get("/leads", Some(&a.admin)).await.json().await.unwrap();
+    assert_eq!(page["items"][0]["status"], "new");
+    let from = page["livePosition"].as_i64().expect("the list says where the feed stood");
+    let before: Value = portal
+        .get(&format!("/leads/changes?after={from}"), Some(&a.admin))
+        .await
+        .json()
+        .await
+        .unwrap();
+    // (The hub may be a moment behind the feed: a `lead.synced` can follow, never a change.)
+    assert!(
+        before.as_array().unwrap().iter().all(|m| m["type"] != "lead.status_changed"),
+        "no status change yet: {before}"
+    );
+
+    crm_change(&portal, &lead, "Contacted", 1).await;
+    let mut socket = connect(&portal, Some(&a.admin)).await;
+    socket
+        .send(Message::Text(json!({"type": "resume", "after": from}).to_string().into()))
+        .await
+        .unwrap();
+    let missed = until(&mut socket, "lead.status_changed", &lead).await.expect("the change");
+    assert_eq!(missed["newStatus"], "contacted");
+    assert!(missed["position"].as_i64().unwrap() > from);
+    portal.stop().await;
+}
+
 #[tokio::test]
 async fn a_client_that_never_reads_is_cut_off_and_the_others_keep_up() {
     let smtp = SmtpSink::start().await;

@@ -186,6 +186,10 @@ async fn submit_public(
 pub struct LeadPage {
     pub items: Vec<LeadView>,
     pub next_cursor: Option<String>,
+    /// The live feed's position before the page was read: a client that sends
+    /// `{"type": "resume", "after": livePosition}` on its socket misses no change made after
+    /// the read (without it, a change between the read and the socket's start is lost).
+    pub live_position: i64,
 }
 
 /// The list filters, parsed from the query string; each bad one is named.
@@ -276,10 +280,11 @@ pub async fn list(
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));
     }
+    let live_position = portal.live.position();
     let (items, next) =
         queries::page(&portal.pool, scope_of(&user, partner), &filter, cursor.flatten(), limit)
             .await?;
-    Ok(Json(LeadPage { items, next_cursor: next.map(|c| c.encode()) }))
+    Ok(Json(LeadPage { items, next_cursor: next.map(|c| c.encode()), live_position }))
 }
 
 /// The caller's leads as CSV, with the filters of `GET /leads`, streamed a page at a time.

@@ -3,6 +3,7 @@
 //! channel is bounded and shared: a socket that falls too far behind loses its place (and is
 //! told to resume) instead of holding memory or slowing anyone else.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,17 +20,26 @@ const BACKLOG: usize = 4096;
 #[derive(Clone)]
 pub struct LiveHub {
     sender: broadcast::Sender<Arc<LiveMessage>>,
+    /// The last position broadcast (0 until the hub has read the feed's head).
+    position: Arc<AtomicI64>,
 }
 
 impl Default for LiveHub {
     fn default() -> Self {
-        Self { sender: broadcast::channel(BACKLOG).0 }
+        Self { sender: broadcast::channel(BACKLOG).0, position: Arc::default() }
     }
 }
 
 impl LiveHub {
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveMessage>> {
         self.sender.subscribe()
+    }
+
+    /// Where the feed stood, as far as this server has broadcast it. Read before a page reads
+    /// its leads, it is the position a client resumes from to miss nothing that changed after
+    /// the read: every message at or below it was committed before the read began.
+    pub fn position(&self) -> i64 {
+        self.position.load(Ordering::Acquire)
     }
 
     /// Follows the feed from its current end until the task is aborted.
@@ -48,6 +58,7 @@ impl LiveHub {
                 }
             }
         };
+        self.position.store(last, Ordering::Release);
         let mut listener: Option<PgListener> = None;
         loop {
             if listener.is_none() {
@@ -86,6 +97,7 @@ impl LiveHub {
                 // No receivers is fine: nobody is connected to this server.
                 let _ = self.sender.send(Arc::new(message));
             }
+            self.position.store(last, Ordering::Release);
             if !full {
                 return Ok(last);
             }

@@ -1235,6 +1235,13 @@ export interface components {
         };
         LeadPage: {
             items: components["schemas"]["LeadView"][];
+            /**
+             * Format: int64
+             * @description The live feed's position before the page was read: a client that sends
+             *     `{"type": "resume", "after": livePosition}` on its socket misses no change made after
+             *     the read (without it, a change between the read and the socket's start is lost).
+             */
+            livePosition: number;
             nextCursor?: string | null;
         };
         /** @description The body of `POST /leads`. */

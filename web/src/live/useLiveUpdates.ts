@@ -4,12 +4,20 @@ import { useEffect, useRef } from "react";
 import { api } from "../api/client";
 import type { LiveMessage } from "./messages";
 
-export function useLiveUpdates(token: string | null | undefined, onMessage: (message: LiveMessage) => void) {
+/**
+ * `from` is the `livePosition` that came with what the page shows: the socket first resumes
+ * from it, so a change made between the page's read and the socket's start is not lost. `null`
+ * waits for it; left out, the socket is live from whenever it starts.
+ */
+export function useLiveUpdates(token: string | null | undefined, onMessage: (message: LiveMessage) => void, from?: number | null) {
   const handler = useRef(onMessage);
   handler.current = onMessage;
+  const start = useRef(from);
+  start.current ??= from;
+  const known = from !== null;
   useEffect(() => {
-    if (!token) return;
-    let last = 0;
+    if (!token || !known) return;
+    let last = start.current ?? 0;
     let stopped = false;
     let socket: WebSocket | null = null;
     let failures = 0;
@@ -47,12 +55,12 @@ export function useLiveUpdates(token: string | null | undefined, onMessage: (mes
         timer = setTimeout(connect, Math.min(1000 * 2 ** failures, 15000));
       };
     };
-    // Live from now: the page has just loaded what exists; after a drop, resume from `last`.
+    // From the page's position (or from now); after a drop, resume from `last`.
     connect();
     return () => {
       stopped = true;
       clearTimeout(timer);
       socket?.close();
     };
-  }, [token]);
+  }, [token, known]);
 }

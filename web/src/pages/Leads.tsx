@@ -26,6 +26,7 @@ export function LeadsPage() {
   }, [search]);
   const [leads, setLeads] = useState<Lead[] | null>(null);
   const [next, setNext] = useState<string | null>(null);
+  const [livePosition, setLivePosition] = useState<number | null>(null);
   const [changed, setChanged] = useState<Set<string>>(new Set());
   const [error, setError] = useState<unknown>(null);
   const query = (f: Filters) => ({ ...f, ...dayRange(f.createdAfter, f.createdBefore) });
@@ -34,6 +35,7 @@ export function LeadsPage() {
       const page = await api<LeadPage>(`/leads${leadQuery({ ...query(f), cursor })}`, { token });
       setLeads((current) => (cursor ? [...(current ?? []), ...page.items] : page.items));
       setNext(page.nextCursor ?? null);
+      setLivePosition((known) => known ?? page.livePosition);
       setError(null);
     } catch (e) {
       setError(e);
@@ -52,7 +54,7 @@ export function LeadsPage() {
       }
       return result.leads;
     });
-  });
+  }, livePosition);
   function submit(event: FormEvent<HTMLFormElement>) {
     event.preventDefault();
     const form = new FormData(event.currentTarget);
