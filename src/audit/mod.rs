@@ -124,7 +124,13 @@ async fn sealed_rows(
             if !wait_sealed(pool, checkpoints, unsealed.event.position()).await? {
                 return Err(AuditError::NotSealed);
             }
-            sealed_stream(pool, id, false).await?
+            // The stream as it was asked for: an event appended while we waited (the CRM
+            // sync's, a moment after a submission) is not sealed yet, and is not part of the
+            // answer either, as it would not have been a moment earlier.
+            let asked = rows.len();
+            let mut rows = sealed_stream(pool, id, false).await?;
+            rows.truncate(asked);
+            rows
         }
     };
     rows.into_iter()
