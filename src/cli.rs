@@ -229,8 +229,8 @@ async fn create_auditor(
 ) -> anyhow::Result<()> {
     use crate::onboarding::invitations::{invite, Invitee};
     let mut errors = vec![];
-    let email = crate::http::fields::email("--email", Some(email), &mut errors);
-    let name = crate::http::fields::optional_text("--name", name, 100, &mut errors);
+    let email = crate::fields::email("--email", Some(email), &mut errors);
+    let name = crate::fields::optional_text("--name", name, 100, &mut errors);
     if let Some(error) = errors.first() {
         bail!("{} {}", error.field, error.message);
     }

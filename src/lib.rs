@@ -10,6 +10,7 @@ pub mod config;
 pub mod crm;
 pub mod db;
 pub mod email;
+pub mod fields;
 pub mod http;
 pub mod leads;
 pub mod live;

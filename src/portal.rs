@@ -27,7 +27,7 @@ pub struct Portal {
     pub api_key_limits: Limiter,
     pub metrics: crate::metrics::Metrics,
     /// Users' standing, read at most a second ago.
-    pub standings: crate::auth::guard::Standings,
+    pub standings: crate::auth::standing::Standings,
     /// Every lead command goes through this server's writer (group commit).
     pub writer: crate::leads::writer::LeadWriter,
     /// Live updates for this server's WebSockets.

@@ -32,6 +32,12 @@ impl Role {
             Self::Auditor => "auditor",
         }
     }
+
+    /// The role a stored or sent name stands for; `None` for a name that is none of them
+    /// (never a default: the auditor's role reads every lead).
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Admin, Self::Sub, Self::Auditor].into_iter().find(|r| r.as_str() == name)
+    }
 }
 
 /// A fresh invitation: the hash of its one-time token and when it stops working.

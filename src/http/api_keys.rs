@@ -8,13 +8,13 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::guard::PartnerAdmin;
 use super::json::ApiJson;
 use super::partners::own;
 use super::path::ApiPath;
 use super::problem::ApiError;
 use super::AppState;
 use crate::auth::api_keys::{self, ApiKey, CreatedKey};
-use crate::auth::PartnerAdmin;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -52,7 +52,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     own(partner, id)?;
     let mut errors = vec![];
-    let name = super::fields::single_line("name", request.name, 100, &mut errors);
+    let name = crate::fields::single_line("name", request.name, 100, &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));
     }

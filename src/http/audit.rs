@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use super::guard::Auditor;
 use super::json::ApiJson;
 use super::path::ApiPath;
 use super::problem::ApiError;
@@ -19,7 +20,7 @@ use crate::audit::find::{self, AuditedPartner, FoundLead, LeadKey};
 use crate::audit::receipt::{self, Receipt, ReceiptCheck};
 use crate::audit::verify::Verdict;
 use crate::audit::{self, AuditEvent};
-use crate::auth::{Auditor, CurrentUser};
+use crate::auth::CurrentUser;
 use crate::leads::queries::{self, DashboardStats, LeadView};
 use soho_aggregates::Role;
 

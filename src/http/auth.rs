@@ -14,8 +14,8 @@ use utoipa::ToSchema;
 use super::json::ApiJson;
 use super::problem::{ApiError, FieldError};
 use super::AppState;
-use crate::auth::guard::Standing;
 use crate::auth::password::{self, Password};
+use crate::auth::standing::Standing;
 use crate::auth::{refresh, session};
 use crate::commands::CommandContext;
 use crate::onboarding::{invitations, passwords};
@@ -123,7 +123,7 @@ pub async fn register(
 ) -> Result<Response, ApiError> {
     portal.auth_limits.attempt(client.ip())?;
     let mut errors = vec![];
-    let name = super::fields::person_name("name", request.name, &mut errors);
+    let name = crate::fields::person_name("name", request.name, &mut errors);
     let password = Password::parse(request.password)
         .map_err(|why| errors.push(FieldError::new("password", why)))
         .ok();

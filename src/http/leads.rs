@@ -16,12 +16,13 @@ use soho_aggregates::lead::Submitter;
 use soho_aggregates::{Actor, LeadStatus, PartnerId, Role, UserId};
 use utoipa::ToSchema;
 
+use super::guard::{MaybeUser, PartnerMember};
 use super::idempotency::{self, Claim};
 use super::json::ApiJson;
 use super::path::ApiPath;
 use super::problem::{ApiError, FieldError};
 use super::AppState;
-use crate::auth::{CurrentUser, MaybeUser, PartnerMember};
+use crate::auth::CurrentUser;
 use crate::commands::CommandContext;
 use crate::leads::queries::{
     self, Cursor, DashboardStats, LeadFilter, LeadScope, LeadView, StatusHistoryEntry,
@@ -40,7 +41,7 @@ pub fn routes() -> Router<AppState> {
         .route("/dashboard/stats", get(stats))
         .route("/dashboard/weekly", get(weekly))
         .route("/leads/changes", get(changes))
-        .route("/ws", get(crate::live::socket::upgrade))
+        .route("/ws", get(super::live::upgrade))
 }
 
 pub fn scope_of(user: &CurrentUser, partner: PartnerId) -> LeadScope {
@@ -435,11 +436,11 @@ pub async fn change_status(
         }
         Some(_) => {}
     }
-    let note = super::fields::optional_text("note", request.note, 2000, &mut errors);
+    let note = crate::fields::optional_text("note", request.note, 2000, &mut errors);
     let (Some(new_status), true) = (new_status, errors.is_empty()) else {
         return Err(ApiError::Invalid(errors));
     };
-    status::from_portal(&portal, id, new_status, note, user.actor()).await.map(Json)
+    Ok(Json(status::from_portal(&portal, id, new_status, note, user.actor()).await?))
 }
 
 /// A lead's status changes, oldest first: for its partner's admin, the sub-account that

@@ -15,8 +15,8 @@ use super::auth::session_for;
 use super::json::ApiJson;
 use super::problem::{ApiError, FieldError};
 use super::AppState;
-use crate::auth::guard::Standing;
 use crate::auth::password::{self, Password};
+use crate::auth::standing::Standing;
 use crate::auth::CurrentUser;
 use crate::commands::CommandContext;
 use crate::notifications::{self, Mode};
@@ -126,7 +126,7 @@ pub async fn update(
     person(&user)?;
     if let Some(name) = request.name {
         let mut errors = vec![];
-        let name = super::fields::person_name("name", name, &mut errors);
+        let name = crate::fields::person_name("name", name, &mut errors);
         if !errors.is_empty() {
             return Err(ApiError::Invalid(errors));
         }

@@ -5,11 +5,12 @@ pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod dev;
-pub mod fields;
+pub mod guard;
 pub mod health;
 mod idempotency;
 pub mod json;
 pub mod leads;
+pub mod live;
 pub mod me;
 mod nul;
 pub mod openapi;
@@ -55,7 +56,7 @@ pub type AppState = Arc<Portal>;
         partner_webhooks::list, partner_webhooks::create, partner_webhooks::update,
         partner_webhooks::remove, partner_webhooks::test, partner_webhooks::deliveries,
         leads::submit, leads::list, leads::export, leads::one, leads::change_status, leads::history,
-        leads::stats, leads::weekly, leads::changes, crate::live::socket::upgrade,
+        leads::stats, leads::weekly, leads::changes, live::upgrade,
         audit::events, audit::state_at, audit::export_lead, audit::verify, audit::lead_receipt,
         audit::check_receipt, audit::partner_stats_at, audit::find_leads, audit::list_partners,
     ),

@@ -8,12 +8,12 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::guard::PartnerAdmin;
 use super::json::ApiJson;
 use super::partners::own;
 use super::path::ApiPath;
 use super::problem::{ApiError, FieldError};
 use super::AppState;
-use crate::auth::PartnerAdmin;
 use crate::outbound::endpoints::{self, Delivery, Endpoint};
 use crate::outbound::{address, EVENT_TYPES};
 

@@ -10,13 +10,13 @@ use serde::{Deserialize, Serialize};
 use soho_aggregates::{Actor, PartnerId, Role, UserId};
 use utoipa::ToSchema;
 
-use super::fields;
+use super::guard::{PartnerAdmin, PartnerMember};
 use super::json::ApiJson;
 use super::path::ApiPath;
 use super::problem::ApiError;
 use super::AppState;
-use crate::auth::{PartnerAdmin, PartnerMember};
 use crate::commands::CommandContext;
+use crate::fields;
 use crate::onboarding::invitations::{self, SubAccountInvitation};
 use crate::portal::Portal;
 

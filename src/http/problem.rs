@@ -11,18 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-/// One field that failed validation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
-    }
-}
+pub use crate::fields::FieldError;
 
 /// The problem+json body (RFC 9457).
 #[derive(Debug, Serialize, ToSchema)]
@@ -103,6 +92,12 @@ impl ApiError {
     }
 }
 
+impl From<crate::fields::Invalid> for ApiError {
+    fn from(invalid: crate::fields::Invalid) -> Self {
+        Self::Invalid(invalid.0)
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
         Self::Internal(error.into())
@@ -128,6 +123,26 @@ impl From<crate::leads::writer::WriteError> for ApiError {
     }
 }
 
+impl From<crate::onboarding::OnboardingError> for ApiError {
+    fn from(error: crate::onboarding::OnboardingError) -> Self {
+        use crate::onboarding::OnboardingError;
+        match error {
+            OnboardingError::EmailTaken => ApiError::Conflict(error.to_string()),
+            OnboardingError::NotFound => ApiError::NotFound,
+            OnboardingError::Refused(why) => ApiError::Conflict(why),
+            OnboardingError::InvalidToken => ApiError::invalid("token", &error.to_string()),
+            OnboardingError::Expired => ApiError::Gone(error.to_string()),
+            OnboardingError::Used => ApiError::Conflict(error.to_string()),
+            OnboardingError::Disabled => ApiError::Forbidden(error.to_string()),
+            OnboardingError::Conflict => ApiError::Conflict(error.to_string()),
+            OnboardingError::InvalidResetLink => ApiError::invalid("token", &error.to_string()),
+            OnboardingError::ResetLinkExpired => ApiError::Gone(error.to_string()),
+            OnboardingError::Busy(busy) => busy.into(),
+            OnboardingError::Internal(e) => ApiError::Internal(e),
+        }
+    }
+}
+
 impl From<crate::audit::AuditError> for ApiError {
     fn from(error: crate::audit::AuditError) -> Self {
         use crate::audit::AuditError;
@@ -135,6 +150,17 @@ impl From<crate::audit::AuditError> for ApiError {
             AuditError::NotSealed => Self::Overloaded { retry_after_seconds: 1 },
             AuditError::Database(error) => error.into(),
             AuditError::Replay(error) => Self::Internal(error),
+        }
+    }
+}
+
+impl From<crate::auth::AuthError> for ApiError {
+    fn from(error: crate::auth::AuthError) -> Self {
+        use crate::auth::AuthError;
+        match error {
+            AuthError::Unauthorized(why) => Self::Unauthorized(why.into()),
+            AuthError::RateLimited(limited) => limited.into(),
+            AuthError::Internal(error) => Self::Internal(error),
         }
     }
 }

@@ -15,10 +15,10 @@ use soho_aggregates::partner::PartnerDetails;
 use soho_aggregates::Actor;
 use utoipa::ToSchema;
 
-use super::fields;
 use super::problem::{ApiError, FieldError};
 use super::AppState;
 use crate::commands::CommandContext;
+use crate::fields;
 use crate::onboarding::partners::{apply_crm_partner, CrmPartner};
 use crate::portal::Portal;
 

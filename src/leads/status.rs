@@ -7,9 +7,8 @@ use soho_aggregates::lead::{LeadCommand, StatusChange, StatusSource};
 use soho_aggregates::{Actor, LeadStatus};
 
 use super::queries::LeadView;
-use super::writer::{Receipt, Written};
+use super::writer::{Receipt, WriteError, Written};
 use crate::commands::CommandContext;
-use crate::http::problem::ApiError;
 use crate::portal::Portal;
 
 pub async fn change(
@@ -21,7 +20,7 @@ pub async fn change(
     note: Option<String>,
     occurred_at: DateTime<Utc>,
     context: &CommandContext,
-) -> Result<LeadView, ApiError> {
+) -> Result<LeadView, WriteError> {
     let change = StatusChange {
         status,
         crm_status,
@@ -31,7 +30,7 @@ pub async fn change(
         occurred_at,
     };
     let command = LeadCommand::ChangeStatus { change, at: Utc::now() };
-    Ok(portal.writer.execute(soho_aggregates::LeadId(lead), command, context).await?)
+    portal.writer.execute(soho_aggregates::LeadId(lead), command, context).await
 }
 
 /// A partner's user changed the status in the portal; Soho CRM gets the mapped value.
@@ -41,7 +40,7 @@ pub async fn from_portal(
     status: LeadStatus,
     note: Option<String>,
     actor: Actor,
-) -> Result<LeadView, ApiError> {
+) -> Result<LeadView, WriteError> {
     let crm_status = portal.settings.status_mapping.to_crm(status).to_string();
     let context = CommandContext::new(actor);
     change(portal, lead, status, crm_status, StatusSource::Portal, note, Utc::now(), &context).await
@@ -56,7 +55,7 @@ pub async fn from_crm(
     occurred_at: DateTime<Utc>,
     webhook_id: &str,
     context: &CommandContext,
-) -> Result<serde_json::Value, ApiError> {
+) -> Result<serde_json::Value, WriteError> {
     let change = StatusChange {
         status,
         crm_status,
@@ -74,7 +73,7 @@ pub async fn from_crm(
             Ok(answer)
         }
         Written::Changed(view) | Written::Created(view) | Written::Existing(view) => {
-            serde_json::to_value(view).map_err(ApiError::internal)
+            serde_json::to_value(view).map_err(|e| WriteError::Store(e.to_string()))
         }
     }
 }

@@ -15,10 +15,9 @@ use soho_aggregates::PartnerId;
 use utoipa::ToSchema;
 
 use super::queries::LeadView;
-use super::writer::{Submission, Written};
+use super::writer::{Submission, WriteError, Written};
 use crate::commands::CommandContext;
-use crate::http::fields;
-use crate::http::problem::{ApiError, FieldError};
+use crate::fields::{self, FieldError, Invalid};
 use crate::portal::Portal;
 
 /// The body of `POST /leads`.
@@ -40,7 +39,7 @@ pub struct LeadRequest {
 }
 
 /// Checks every field; all problems are reported at once.
-pub fn parse(request: &LeadRequest) -> Result<LeadDetails, ApiError> {
+pub fn parse(request: &LeadRequest) -> Result<LeadDetails, Invalid> {
     let mut errors = vec![];
     let first_name = fields::single_line("firstName", request.first_name.clone(), 100, &mut errors);
     let last_name = fields::required("lastName", &mut errors, |errors| {
@@ -81,7 +80,7 @@ pub fn parse(request: &LeadRequest) -> Result<LeadDetails, ApiError> {
         errors.push(FieldError::new("email", "an email or a phone is required"));
     }
     if !errors.is_empty() {
-        return Err(ApiError::Invalid(errors));
+        return Err(Invalid(errors));
     }
     Ok(LeadDetails { first_name, last_name, email, phone, company, notes, metadata })
 }
@@ -103,13 +102,13 @@ pub async fn submit(
     submitter: Submitter,
     details: LeadDetails,
     context: &CommandContext,
-) -> Result<Submitted, ApiError> {
+) -> Result<Submitted, WriteError> {
     let submission = Submission { partner, submitter, details };
     match portal.writer.submit(submission, context).await? {
         Written::Existing(lead) => Ok(Submitted::Existing(lead)),
         Written::Created(lead) | Written::Changed(lead) => Ok(Submitted::Created(lead)),
-        Written::Repeated(_) => Err(ApiError::internal(anyhow::anyhow!(
-            "the lead writer answered a submission as a webhook"
-        ))),
+        Written::Repeated(_) => {
+            Err(WriteError::Store("the lead writer answered a submission as a webhook".into()))
+        }
     }
 }

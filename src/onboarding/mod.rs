@@ -7,7 +7,6 @@ pub mod partners;
 pub mod passwords;
 
 use crate::commands::CommandError;
-use crate::http::problem::ApiError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OnboardingError {
@@ -58,26 +57,7 @@ impl<E: std::error::Error + Send + Sync + 'static> From<CommandError<E>> for Onb
             CommandError::Taken(rule) if rule == "user_email_unique" => Self::EmailTaken,
             CommandError::Conflict => Self::Conflict,
             CommandError::Rule(rule) => Self::Refused(rule.to_string()),
-            other => Self::Internal(anyhow::anyhow!(other.to_string())),
-        }
-    }
-}
-
-impl From<OnboardingError> for ApiError {
-    fn from(error: OnboardingError) -> Self {
-        match error {
-            OnboardingError::EmailTaken => ApiError::Conflict(error.to_string()),
-            OnboardingError::NotFound => ApiError::NotFound,
-            OnboardingError::Refused(why) => ApiError::Conflict(why),
-            OnboardingError::InvalidToken => ApiError::invalid("token", &error.to_string()),
-            OnboardingError::Expired => ApiError::Gone(error.to_string()),
-            OnboardingError::Used => ApiError::Conflict(error.to_string()),
-            OnboardingError::Disabled => ApiError::Forbidden(error.to_string()),
-            OnboardingError::Conflict => ApiError::Conflict(error.to_string()),
-            OnboardingError::InvalidResetLink => ApiError::invalid("token", &error.to_string()),
-            OnboardingError::ResetLinkExpired => ApiError::Gone(error.to_string()),
-            OnboardingError::Busy(busy) => busy.into(),
-            OnboardingError::Internal(e) => ApiError::Internal(e),
+            other => Self::Internal(anyhow::Error::new(other)),
         }
     }
 }

@@ -1,8 +1,31 @@
-//! Field rules shared by request bodies: trimmed, bounded text and email addresses. Each returns
-//! the clean value or a `FieldError` naming the field, so a handler can report every bad field
-//! of a body at once.
+//! Field rules for what people type, wherever it comes in (a request body, the command line):
+//! trimmed, bounded text and email addresses. Each returns the clean value or a `FieldError`
+//! naming the field, so every bad field of an input is reported at once. Parsing belongs to the
+//! domain, not to the HTTP layer, which only maps `Invalid` to a 422.
 
-use super::problem::FieldError;
+/// One field that failed validation.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+/// An input with one or more bad fields, each named.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("validation failed")]
+pub struct Invalid(pub Vec<FieldError>);
+
+impl Invalid {
+    pub fn field(field: &str, message: &str) -> Self {
+        Self(vec![FieldError::new(field, message)])
+    }
+}
 
 /// Trimmed text of at most `max` characters; empty counts as absent.
 pub fn optional_text(

@@ -18,10 +18,10 @@ use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::feed;
-use crate::auth::CurrentUser;
-use crate::http::AppState;
+use super::AppState;
+use crate::auth::{AuthError, CurrentUser};
 use crate::leads::queries::LeadScope;
+use crate::live::feed;
 use crate::portal::Portal;
 
 pub const UNAUTHORISED: u16 = 4401;
@@ -91,7 +91,7 @@ async fn session(portal: Arc<Portal>, mut socket: WebSocket, token: Option<Strin
     else {
         return close(&mut socket, FORBIDDEN, "live updates are for partners' users").await;
     };
-    let scope = crate::http::leads::scope_of(&user, partner);
+    let scope = super::leads::scope_of(&user, partner);
     let span = tracing::info_span!("live_socket", user = %user.id);
     tracing::Instrument::instrument(serve(portal, socket, token, scope), span).await
 }
@@ -150,7 +150,7 @@ async fn serve(portal: Arc<Portal>, socket: WebSocket, token: String, scope: Lea
                 Ok(_) => {}
                 // The database is away for a moment: that says nothing about the user. The
                 // socket stays; the next tick checks again.
-                Err(crate::http::problem::ApiError::Internal(error)) => {
+                Err(AuthError::Internal(error)) => {
                     tracing::warn!(error = format!("{error:#}"), "cannot check a live socket's user now");
                 }
                 Err(_) => break Some((UNAUTHORISED, "no longer authorised")),
