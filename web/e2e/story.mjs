@@ -466,6 +466,10 @@ try {
     const page = watchPolicy(await (await browser.newContext()).newPage());
     await page.goto(`${portal}/login`);
     await page.click("text=Forgot your password?");
+    // The login form has an email field too: fill only once the page has changed (a client-side
+    // route change, which click does not wait for), or the address lands in the login form and
+    // the forgotten-password form is sent empty (the browser then refuses it: no request at all).
+    await page.waitForSelector("h1:has-text('Forgot your password?')");
     await page.fill("input[name=email]", "sam@acme.example");
     await page.click("button:has-text('Send me a link')");
     await page.waitForSelector("h1:has-text('Check your email'), [role=alert]");
