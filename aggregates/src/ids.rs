@@ -59,3 +59,11 @@ decl_id!(
     /// A lead submitted through the portal.
     LeadId
 );
+decl_id!(
+    /// A partner's API key (its id, never the key itself).
+    ApiKeyId
+);
+decl_id!(
+    /// A partner's webhook endpoint, where the portal posts lead changes.
+    EndpointId
+);

@@ -115,6 +115,22 @@ pub enum SyncState {
     Failed,
 }
 
+impl SyncState {
+    /// The name stored in the read models and sent on the wire.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Synced => "synced",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// The state a stored name stands for; `None` for a name that is none of them.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Pending, Self::Synced, Self::Failed].into_iter().find(|s| s.as_str() == name)
+    }
+}
+
 /// A status change as asked for, by the portal or by Soho CRM.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

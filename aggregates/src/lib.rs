@@ -9,10 +9,20 @@ pub mod lead;
 pub mod partner;
 pub mod user;
 
-pub use ids::{LeadId, PartnerId, UserId};
+pub use ids::{ApiKeyId, EndpointId, LeadId, PartnerId, UserId};
 pub use lead::{Lead, LeadCommand, LeadError, LeadEvent, LeadStatus};
 pub use partner::{Partner, PartnerCommand, PartnerError, PartnerEvent, PartnerStatus};
 pub use user::{Role, User, UserCommand, UserError, UserEvent};
+
+/// The aggregate type names the event store keys streams by (`events.aggregate_type`), for
+/// code that reads the log without an aggregate in hand: the names are the aggregates' own.
+pub mod aggregate_type {
+    use cqrs_es::Aggregate;
+
+    pub const PARTNER: &str = <crate::Partner as Aggregate>::TYPE;
+    pub const USER: &str = <crate::User as Aggregate>::TYPE;
+    pub const LEAD: &str = <crate::Lead as Aggregate>::TYPE;
+}
 
 /// Who caused a change, as kept with every event and shown to auditors.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -1,5 +1,6 @@
 //! The `partners` read model: one row per partner with its details and life-cycle status.
 
+use soho_aggregates::aggregate_type;
 use soho_aggregates::partner::{PartnerDetails, PartnerEvent};
 use soho_aggregates::PartnerStatus;
 use sqlx::PgConnection;
@@ -20,7 +21,7 @@ impl Projection for PartnersProjection {
     }
 
     fn follows(&self) -> &'static [&'static str] {
-        &["Partner"]
+        &[aggregate_type::PARTNER]
     }
 
     async fn apply(
@@ -28,7 +29,7 @@ impl Projection for PartnersProjection {
         tx: &mut PgConnection,
         events: &[StoredEvent],
     ) -> Result<(), ProjectionError> {
-        for stored in events.iter().filter(|e| e.aggregate_type == "Partner") {
+        for stored in events.iter().filter(|e| e.aggregate_type == aggregate_type::PARTNER) {
             let id: Uuid = stored.aggregate_uuid()?;
             match stored.decode::<PartnerEvent>()? {
                 PartnerEvent::PartnerRegistered { soho_partner_id, details, at, .. } => {

@@ -1,6 +1,7 @@
 //! The `users` read model: what login, registration and the team page read about a user.
 
 use chrono::{DateTime, Utc};
+use soho_aggregates::aggregate_type;
 use soho_aggregates::user::UserEvent;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -20,7 +21,7 @@ impl Projection for UsersProjection {
     }
 
     fn follows(&self) -> &'static [&'static str] {
-        &["User"]
+        &[aggregate_type::USER]
     }
 
     async fn apply(
@@ -28,7 +29,7 @@ impl Projection for UsersProjection {
         tx: &mut PgConnection,
         events: &[StoredEvent],
     ) -> Result<(), ProjectionError> {
-        for stored in events.iter().filter(|e| e.aggregate_type == "User") {
+        for stored in events.iter().filter(|e| e.aggregate_type == aggregate_type::USER) {
             let id: Uuid = stored.aggregate_uuid()?;
             match stored.decode::<UserEvent>()? {
                 UserEvent::UserInvited {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use soho_aggregates::Lead;
+use soho_aggregates::{Lead, LeadId};
 use soho_projections::{Checkpoints, LogPosition};
 use sqlx::PgPool;
 use utoipa::ToSchema;
@@ -91,7 +91,7 @@ const SEAL_WAIT: Duration = Duration::from_secs(5);
 pub async fn lead_events(
     pool: &PgPool,
     checkpoints: &Checkpoints,
-    id: uuid::Uuid,
+    id: LeadId,
 ) -> Result<Vec<AuditEvent>, AuditError> {
     let mut events = Vec::new();
     for (row, prev, hash) in sealed_rows(pool, checkpoints, id).await? {
@@ -115,7 +115,7 @@ pub async fn lead_events(
 async fn sealed_rows(
     pool: &PgPool,
     checkpoints: &Checkpoints,
-    id: uuid::Uuid,
+    id: LeadId,
 ) -> Result<Vec<(SealedRow, Vec<u8>, Vec<u8>)>, AuditError> {
     let rows = sealed_stream(pool, id, false).await?;
     let rows = match rows.iter().rev().find(|r| r.hash.is_none()) {
@@ -144,7 +144,7 @@ async fn sealed_rows(
 /// A lead's stored events (or only its first, the submission), in order.
 pub(crate) async fn sealed_stream(
     pool: &PgPool,
-    id: uuid::Uuid,
+    id: LeadId,
     first_only: bool,
 ) -> Result<Vec<SealedRow>, sqlx::Error> {
     sqlx::query_as::<_, SealedRow>(
@@ -167,7 +167,7 @@ pub(crate) async fn sealed_stream(
 pub async fn export_lead(
     pool: &PgPool,
     checkpoints: &Checkpoints,
-    id: uuid::Uuid,
+    id: LeadId,
 ) -> Result<String, AuditError> {
     let mut out = String::new();
     for (row, prev, hash) in sealed_rows(pool, checkpoints, id).await? {
@@ -195,7 +195,7 @@ pub async fn export_lead(
 /// The lead rebuilt from the events recorded up to `at` (inclusive); `None` if it did not exist.
 pub async fn lead_state(
     pool: &PgPool,
-    id: uuid::Uuid,
+    id: LeadId,
     at: DateTime<Utc>,
 ) -> Result<Option<LeadView>, AuditError> {
     let mut conn = pool.acquire().await?;

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use soho_aggregates::lead::{LeadDetails, LeadEvent};
+use soho_aggregates::LeadId;
 use soho_projections::Checkpoints;
 use sqlx::PgPool;
 use utoipa::ToSchema;
@@ -38,7 +39,7 @@ pub struct ReceiptCheck {
 }
 
 /// The lead's first event as stored, with the hash chain's record of it.
-async fn first_event(pool: &PgPool, lead: uuid::Uuid) -> Result<Option<SealedRow>, sqlx::Error> {
+async fn first_event(pool: &PgPool, lead: LeadId) -> Result<Option<SealedRow>, sqlx::Error> {
     Ok(sealed_stream(pool, lead, true).await?.into_iter().next())
 }
 
@@ -64,7 +65,7 @@ fn person_key_hash(salt: &[u8], details: &LeadDetails) -> String {
 pub async fn issue(
     pool: &PgPool,
     checkpoints: &Checkpoints,
-    lead: uuid::Uuid,
+    lead: LeadId,
 ) -> Result<Option<Receipt>, AuditError> {
     let Some(mut first) = first_event(pool, lead).await? else {
         return Ok(None);
@@ -83,7 +84,7 @@ pub async fn issue(
         return Ok(None);
     };
     Ok(Some(Receipt {
-        lead_id: lead,
+        lead_id: lead.as_uuid(),
         partner_id: partner_id.as_uuid(),
         recorded_at: first.event.recorded_at,
         person_key_hash: person_key_hash(&salt(pool).await?, &details),
@@ -95,7 +96,7 @@ pub async fn issue(
 /// must still have the receipt's hash, and say what the receipt says.
 pub async fn check(pool: &PgPool, receipt: &Receipt) -> Result<ReceiptCheck, AuditError> {
     let refuse = |reason: &str| Ok(ReceiptCheck { ok: false, reason: Some(reason.to_string()) });
-    let Some(first) = first_event(pool, receipt.lead_id).await? else {
+    let Some(first) = first_event(pool, LeadId(receipt.lead_id)).await? else {
         return refuse("the log has no such lead");
     };
     let Some(prev) = first.prev_hash.as_deref().and_then(ChainHash::from_bytes) else {

@@ -2,6 +2,7 @@
 //! chained onto the one before, in the same transaction as its checkpoint. Whichever server holds
 //! the subscriber's lock seals; the others wait, so the chain has one order everywhere.
 
+use soho_aggregates::aggregate_type;
 use std::sync::Arc;
 
 use soho_projections::{CatchUpReader, Checkpoints, Projection, ProjectionError, StoredEvent};
@@ -41,7 +42,7 @@ impl Projection for Sealer {
     }
 
     fn reads(&self) -> &'static [&'static str] {
-        &["Partner", "User", "Lead"]
+        &[aggregate_type::PARTNER, aggregate_type::USER, aggregate_type::LEAD]
     }
 
     /// A quarter of a second: auditors' reads wait that long at most for the newest events, and

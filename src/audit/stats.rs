@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
+use soho_aggregates::aggregate_type;
 use soho_aggregates::{Lead, PartnerId};
 use sqlx::PgPool;
 
@@ -40,7 +41,8 @@ pub async fn partner_stats_at(
     let mut counts = std::collections::HashMap::<String, i64>::new();
     let mut conn = pool.acquire().await?;
     for chunk in ids.chunks(CHUNK) {
-        let events = soho_projections::log::read_streams(&mut conn, "Lead", chunk).await?;
+        let events =
+            soho_projections::log::read_streams(&mut conn, aggregate_type::LEAD, chunk).await?;
         let mut current: Option<(&str, Lead)> = None;
         for stored in events.iter().filter(|e| e.recorded_at <= at) {
             if current.as_ref().is_none_or(|(id, _)| *id != stored.aggregate_id) {

@@ -7,7 +7,7 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use serde::Serialize;
-use soho_aggregates::PartnerId;
+use soho_aggregates::{ApiKeyId, PartnerId, UserId};
 use sqlx::PgPool;
 use utoipa::ToSchema;
 
@@ -62,7 +62,7 @@ pub async fn create(
     pool: &PgPool,
     partner: PartnerId,
     name: &str,
-    created_by: uuid::Uuid,
+    created_by: UserId,
 ) -> Result<CreatedKey, sqlx::Error> {
     let mut secret = [0u8; 32];
     rand::rng().fill_bytes(&mut secret);
@@ -79,7 +79,7 @@ pub async fn create(
     .bind(name)
     .bind(&prefix)
     .bind(token_hash(&key))
-    .bind(created_by)
+    .bind(created_by.as_uuid())
     .fetch_one(pool)
     .await?;
     Ok(CreatedKey { id, prefix, name: name.to_string(), key, created_at })
@@ -98,16 +98,12 @@ pub async fn list(pool: &PgPool, partner: PartnerId) -> Result<Vec<ApiKey>, sqlx
 
 /// Revokes one of the partner's keys; false when it has no such live key.
 #[tracing::instrument(skip(pool), err)]
-pub async fn revoke(
-    pool: &PgPool,
-    partner: PartnerId,
-    key: uuid::Uuid,
-) -> Result<bool, sqlx::Error> {
+pub async fn revoke(pool: &PgPool, partner: PartnerId, key: ApiKeyId) -> Result<bool, sqlx::Error> {
     let revoked = sqlx::query(
         "UPDATE api_keys SET revoked_at = now() \
          WHERE key_id = $1 AND partner_id = $2 AND revoked_at IS NULL",
     )
-    .bind(key)
+    .bind(key.as_uuid())
     .bind(partner.as_uuid())
     .execute(pool)
     .await?;

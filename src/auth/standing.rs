@@ -71,12 +71,12 @@ pub struct Standing {
 }
 
 impl Standing {
-    pub async fn of(pool: &sqlx::PgPool, user: uuid::Uuid) -> Result<Option<Self>, sqlx::Error> {
+    pub async fn of(pool: &sqlx::PgPool, user: UserId) -> Result<Option<Self>, sqlx::Error> {
         sqlx::query_as(
             "SELECT u.partner_id, u.role, u.email, u.name, u.status, p.status AS partner_status \
              FROM users u LEFT JOIN partners p ON p.partner_id = u.partner_id WHERE u.user_id = $1",
         )
-        .bind(user)
+        .bind(user.as_uuid())
         .fetch_optional(pool)
         .await
     }
@@ -99,7 +99,7 @@ impl Standing {
 #[derive(Default)]
 pub struct Standings {
     entries: std::sync::Mutex<
-        std::collections::HashMap<uuid::Uuid, (std::time::Instant, std::sync::Arc<Standing>)>,
+        std::collections::HashMap<UserId, (std::time::Instant, std::sync::Arc<Standing>)>,
     >,
 }
 
@@ -111,7 +111,7 @@ impl Standings {
         &self,
     ) -> std::sync::MutexGuard<
         '_,
-        std::collections::HashMap<uuid::Uuid, (std::time::Instant, std::sync::Arc<Standing>)>,
+        std::collections::HashMap<UserId, (std::time::Instant, std::sync::Arc<Standing>)>,
     > {
         self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -120,7 +120,7 @@ impl Standings {
     pub async fn of(
         &self,
         pool: &sqlx::PgPool,
-        user: uuid::Uuid,
+        user: UserId,
     ) -> Result<Option<std::sync::Arc<Standing>>, sqlx::Error> {
         if let Some((read, standing)) = self.entries().get(&user) {
             if read.elapsed() < STANDING_FOR {
@@ -140,13 +140,13 @@ impl Standings {
     }
 
     /// Forgets a user whose account this server just changed.
-    pub fn forget_user(&self, user: uuid::Uuid) {
+    pub fn forget_user(&self, user: UserId) {
         self.entries().remove(&user);
     }
 
     /// Forgets every user of a partner this server just changed.
-    pub fn forget_partner(&self, partner: uuid::Uuid) {
-        self.entries().retain(|_, (_, standing)| standing.partner_id != Some(partner));
+    pub fn forget_partner(&self, partner: PartnerId) {
+        self.entries().retain(|_, (_, standing)| standing.partner_id != Some(partner.as_uuid()));
     }
 }
 
@@ -157,7 +157,7 @@ impl CurrentUser {
             session::verify(&portal.keys, token).ok_or(AuthError::Unauthorized(BAD_TOKEN))?;
         let standing = portal
             .standings
-            .of(&portal.pool, claims.sub)
+            .of(&portal.pool, UserId(claims.sub))
             .await?
             .ok_or(AuthError::Unauthorized(BAD_TOKEN))?;
         if let Some(why) = standing.refusal() {

@@ -4,6 +4,7 @@
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
+use soho_aggregates::LeadId;
 use soho_projections::{replay, Checkpoints};
 use sqlx::PgPool;
 
@@ -14,7 +15,7 @@ pub enum AuditCommand {
     /// Print every event of a lead, in order, with who caused it; with --at, also the lead as it
     /// was at that instant.
     Lead {
-        id: uuid::Uuid,
+        id: LeadId,
         /// An RFC 3339 instant, e.g. 2026-11-24T12:00:00Z.
         #[arg(long)]
         at: Option<chrono::DateTime<chrono::Utc>>,
@@ -28,7 +29,7 @@ pub enum AuditCommand {
     /// Write a lead's events with their hashes as JSON lines, for `audit verify --file`.
     Export {
         #[arg(long)]
-        lead: uuid::Uuid,
+        lead: LeadId,
     },
 }
 
@@ -91,7 +92,7 @@ fn report(verdict: &verify::Verdict) -> anyhow::Result<()> {
 
 async fn lead(
     pool: &PgPool,
-    id: uuid::Uuid,
+    id: LeadId,
     at: Option<chrono::DateTime<chrono::Utc>>,
 ) -> anyhow::Result<()> {
     seal(pool).await?;

@@ -2,6 +2,7 @@
 //! the subscriber's own transaction, so each is written exactly once. Status changes that came
 //! from the CRM owe it nothing (that would echo them back).
 
+use soho_aggregates::aggregate_type;
 use soho_aggregates::lead::{LeadEvent, StatusSource};
 use soho_projections::{Projection, ProjectionError, StoredEvent};
 use sqlx::PgConnection;
@@ -24,7 +25,7 @@ impl Projection for CrmOutbox {
     }
 
     fn reads(&self) -> &'static [&'static str] {
-        &["Lead"]
+        &[aggregate_type::LEAD]
     }
 
     async fn apply(
@@ -35,7 +36,7 @@ impl Projection for CrmOutbox {
         let mut leads = Vec::new();
         let mut kinds = Vec::new();
         let mut crm_statuses = Vec::new();
-        for stored in events.iter().filter(|e| e.aggregate_type == "Lead") {
+        for stored in events.iter().filter(|e| e.aggregate_type == aggregate_type::LEAD) {
             let Some((kind, crm_status)) = task_of(&stored.decode::<LeadEvent>()?) else {
                 continue;
             };

@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use soho_aggregates::aggregate_type;
 use soho_aggregates::user::UserEvent;
 use soho_aggregates::{Role, User};
 use soho_projections::{Projection, ProjectionError, StoredEvent};
@@ -36,7 +37,7 @@ impl Projection for InvitationSender {
     }
 
     fn reads(&self) -> &'static [&'static str] {
-        &["User"]
+        &[aggregate_type::USER]
     }
 
     async fn apply(
@@ -44,7 +45,7 @@ impl Projection for InvitationSender {
         tx: &mut PgConnection,
         events: &[StoredEvent],
     ) -> Result<(), ProjectionError> {
-        for stored in events.iter().filter(|e| e.aggregate_type == "User") {
+        for stored in events.iter().filter(|e| e.aggregate_type == aggregate_type::USER) {
             match stored.decode::<UserEvent>()? {
                 UserEvent::UserInvited { invitation, .. }
                 | UserEvent::InvitationReissued { invitation, .. } => {

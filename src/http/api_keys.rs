@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use serde::Deserialize;
+use soho_aggregates::{ApiKeyId, PartnerId};
 use utoipa::ToSchema;
 
 use super::guard::PartnerAdmin;
@@ -35,7 +36,7 @@ pub struct NewApiKey {
 pub async fn list(
     State(portal): State<AppState>,
     PartnerAdmin(_admin, partner): PartnerAdmin,
-    ApiPath(id): ApiPath<uuid::Uuid>,
+    ApiPath(id): ApiPath<PartnerId>,
 ) -> Result<Json<Vec<ApiKey>>, ApiError> {
     own(partner, id)?;
     Ok(Json(api_keys::list(&portal.pool, partner).await?))
@@ -47,7 +48,7 @@ pub async fn list(
 pub async fn create(
     State(portal): State<AppState>,
     PartnerAdmin(admin, partner): PartnerAdmin,
-    ApiPath(id): ApiPath<uuid::Uuid>,
+    ApiPath(id): ApiPath<PartnerId>,
     ApiJson(request): ApiJson<NewApiKey>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     own(partner, id)?;
@@ -57,7 +58,7 @@ pub async fn create(
         return Err(ApiError::Invalid(errors));
     }
     let name = name.unwrap_or_else(|| "API key".to_string());
-    let created = api_keys::create(&portal.pool, partner, &name, admin.id.as_uuid()).await?;
+    let created = api_keys::create(&portal.pool, partner, &name, admin.id).await?;
     tracing::info!(partner = %partner, key = %created.id, "API key created");
     Ok((StatusCode::CREATED, Json(created)))
 }
@@ -68,7 +69,7 @@ pub async fn create(
 pub async fn revoke(
     State(portal): State<AppState>,
     PartnerAdmin(_admin, partner): PartnerAdmin,
-    ApiPath((id, key)): ApiPath<(uuid::Uuid, uuid::Uuid)>,
+    ApiPath((id, key)): ApiPath<(PartnerId, ApiKeyId)>,
 ) -> Result<StatusCode, ApiError> {
     own(partner, id)?;
     if api_keys::revoke(&portal.pool, partner, key).await? {

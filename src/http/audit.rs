@@ -22,7 +22,7 @@ use crate::audit::verify::Verdict;
 use crate::audit::{self, AuditEvent};
 use crate::auth::CurrentUser;
 use crate::leads::queries::{self, DashboardStats, LeadView};
-use soho_aggregates::Role;
+use soho_aggregates::{LeadId, PartnerId, Role};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -91,7 +91,7 @@ pub async fn list_partners(
 pub async fn events(
     State(portal): State<AppState>,
     _auditor: Auditor,
-    ApiPath(id): ApiPath<uuid::Uuid>,
+    ApiPath(id): ApiPath<LeadId>,
 ) -> Result<Json<Vec<AuditEvent>>, ApiError> {
     let events = audit::lead_events(&portal.pool, &portal.checkpoints, id).await?;
     if events.is_empty() {
@@ -106,7 +106,7 @@ pub async fn events(
 pub async fn export_lead(
     State(portal): State<AppState>,
     _auditor: Auditor,
-    ApiPath(id): ApiPath<uuid::Uuid>,
+    ApiPath(id): ApiPath<LeadId>,
 ) -> Result<impl IntoResponse, ApiError> {
     let lines = audit::export_lead(&portal.pool, &portal.checkpoints, id).await?;
     if lines.is_empty() {
@@ -139,7 +139,7 @@ pub async fn verify(
 pub async fn lead_receipt(
     State(portal): State<AppState>,
     user: CurrentUser,
-    ApiPath(id): ApiPath<uuid::Uuid>,
+    ApiPath(id): ApiPath<LeadId>,
 ) -> Result<Json<Receipt>, ApiError> {
     match (user.role, user.partner_id) {
         (Role::Auditor, _) => {}
@@ -184,7 +184,7 @@ pub struct At {
 pub async fn state_at(
     State(portal): State<AppState>,
     _auditor: Auditor,
-    ApiPath(id): ApiPath<uuid::Uuid>,
+    ApiPath(id): ApiPath<LeadId>,
     Query(query): Query<At>,
 ) -> Result<Json<LeadView>, ApiError> {
     let at = query.instant()?;
@@ -198,11 +198,11 @@ pub async fn state_at(
 pub async fn partner_stats_at(
     State(portal): State<AppState>,
     _auditor: Auditor,
-    ApiPath(id): ApiPath<uuid::Uuid>,
+    ApiPath(id): ApiPath<PartnerId>,
     Query(query): Query<At>,
 ) -> Result<Json<DashboardStats>, ApiError> {
     let at = query.instant()?;
-    let stats = audit::stats::partner_stats_at(&portal.pool, id.into(), at).await?;
+    let stats = audit::stats::partner_stats_at(&portal.pool, id, at).await?;
     stats.map(Json).ok_or(ApiError::NotFound)
 }
 

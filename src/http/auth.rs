@@ -283,7 +283,7 @@ pub(super) async fn session_for(
     user: UserId,
     family: Option<uuid::Uuid>,
 ) -> Result<Session, ApiError> {
-    let row = Standing::of(&portal.pool, user.as_uuid())
+    let row = Standing::of(&portal.pool, user)
         .await?
         .ok_or_else(|| ApiError::Unauthorized("wrong email or password".into()))?;
     if let Some(why) = row.refusal() {

@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use soho_aggregates::lead::Submitter;
-use soho_aggregates::{Actor, LeadStatus, PartnerId, Role, UserId};
+use soho_aggregates::{Actor, LeadId, LeadStatus, PartnerId, Role, UserId};
 use utoipa::ToSchema;
 
 use super::guard::{MaybeUser, PartnerMember};
@@ -127,7 +127,9 @@ async fn submit_as(
     match submission::submit(portal, partner, submitter, details, &context).await? {
         Submitted::Created(lead) => Ok((StatusCode::CREATED, lead)),
         Submitted::Existing(lead) => {
-            match queries::lead(&portal.pool, lead.id, Some(scope_of(user, partner))).await? {
+            match queries::lead(&portal.pool, LeadId(lead.id), Some(scope_of(user, partner)))
+                .await?
+            {
                 Some(lead) => Ok((StatusCode::OK, lead)),
                 // Another sub-account's lead: say it exists, show nothing of it.
                 None => Err(ApiError::Conflict(
@@ -392,7 +394,7 @@ fn csv_row(fields: &[String]) -> Vec<u8> {
 pub async fn one(
     State(portal): State<AppState>,
     PartnerMember(user, partner): PartnerMember,
-    ApiPath(id): ApiPath<uuid::Uuid>,
+    ApiPath(id): ApiPath<LeadId>,
 ) -> Result<Json<LeadView>, ApiError> {
     queries::lead(&portal.pool, id, Some(scope_of(&user, partner)))
         .await?
@@ -415,7 +417,7 @@ pub struct StatusRequest {
 pub async fn change_status(
     State(portal): State<AppState>,
     PartnerMember(user, partner): PartnerMember,
-    ApiPath(id): ApiPath<uuid::Uuid>,
+    ApiPath(id): ApiPath<LeadId>,
     ApiJson(request): ApiJson<StatusRequest>,
 ) -> Result<Json<LeadView>, ApiError> {
     queries::lead(&portal.pool, id, Some(scope_of(&user, partner)))
@@ -450,7 +452,7 @@ pub async fn change_status(
 pub async fn history(
     State(portal): State<AppState>,
     user: CurrentUser,
-    ApiPath(id): ApiPath<uuid::Uuid>,
+    ApiPath(id): ApiPath<LeadId>,
 ) -> Result<Json<Vec<StatusHistoryEntry>>, ApiError> {
     let scope = match (user.role, user.partner_id) {
         (Role::Auditor, _) => None,

@@ -89,7 +89,7 @@ async fn account_of(
     portal: &crate::portal::Portal,
     user: &CurrentUser,
 ) -> Result<Account, ApiError> {
-    let row = Standing::of(&portal.pool, user.id.as_uuid()).await?.ok_or(ApiError::NotFound)?;
+    let row = Standing::of(&portal.pool, user.id).await?.ok_or(ApiError::NotFound)?;
     Ok(Account {
         id: user.id.as_uuid(),
         partner_id: row.partner_id,

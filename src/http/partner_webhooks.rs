@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use soho_aggregates::{EndpointId, PartnerId};
 use utoipa::ToSchema;
 
 use super::guard::PartnerAdmin;
@@ -87,7 +88,7 @@ async fn checked(
 pub async fn list(
     State(portal): State<AppState>,
     PartnerAdmin(_admin, partner): PartnerAdmin,
-    ApiPath(id): ApiPath<uuid::Uuid>,
+    ApiPath(id): ApiPath<PartnerId>,
 ) -> Result<Json<Vec<Endpoint>>, ApiError> {
     own(partner, id)?;
     Ok(Json(endpoints::list(&portal.pool, partner).await?))
@@ -99,7 +100,7 @@ pub async fn list(
 pub async fn create(
     State(portal): State<AppState>,
     PartnerAdmin(_admin, partner): PartnerAdmin,
-    ApiPath(id): ApiPath<uuid::Uuid>,
+    ApiPath(id): ApiPath<PartnerId>,
     ApiJson(request): ApiJson<NewEndpoint>,
 ) -> Result<(StatusCode, Json<Endpoint>), ApiError> {
     own(partner, id)?;
@@ -115,7 +116,7 @@ pub async fn create(
 pub async fn update(
     State(portal): State<AppState>,
     PartnerAdmin(_admin, partner): PartnerAdmin,
-    ApiPath((id, endpoint)): ApiPath<(uuid::Uuid, uuid::Uuid)>,
+    ApiPath((id, endpoint)): ApiPath<(PartnerId, EndpointId)>,
     ApiJson(change): ApiJson<EndpointChange>,
 ) -> Result<Json<Endpoint>, ApiError> {
     own(partner, id)?;
@@ -140,7 +141,7 @@ pub async fn update(
 pub async fn remove(
     State(portal): State<AppState>,
     PartnerAdmin(_admin, partner): PartnerAdmin,
-    ApiPath((id, endpoint)): ApiPath<(uuid::Uuid, uuid::Uuid)>,
+    ApiPath((id, endpoint)): ApiPath<(PartnerId, EndpointId)>,
 ) -> Result<StatusCode, ApiError> {
     own(partner, id)?;
     if endpoints::delete(&portal.pool, partner, endpoint).await? {
@@ -156,7 +157,7 @@ pub async fn remove(
 pub async fn test(
     State(portal): State<AppState>,
     PartnerAdmin(_admin, partner): PartnerAdmin,
-    ApiPath((id, endpoint)): ApiPath<(uuid::Uuid, uuid::Uuid)>,
+    ApiPath((id, endpoint)): ApiPath<(PartnerId, EndpointId)>,
 ) -> Result<(StatusCode, Json<TestSent>), ApiError> {
     own(partner, id)?;
     endpoints::one(&portal.pool, partner, endpoint).await?.ok_or(ApiError::NotFound)?;
@@ -170,7 +171,7 @@ pub async fn test(
 pub async fn deliveries(
     State(portal): State<AppState>,
     PartnerAdmin(_admin, partner): PartnerAdmin,
-    ApiPath((id, endpoint)): ApiPath<(uuid::Uuid, uuid::Uuid)>,
+    ApiPath((id, endpoint)): ApiPath<(PartnerId, EndpointId)>,
 ) -> Result<Json<Vec<Delivery>>, ApiError> {
     own(partner, id)?;
     endpoints::one(&portal.pool, partner, endpoint).await?.ok_or(ApiError::NotFound)?;

@@ -34,17 +34,17 @@ pub fn routes() -> Router<AppState> {
     responses((status = 200, body = PartnerProfile), (status = 404, body = super::problem::Problem)))]
 pub async fn public_profile(
     State(portal): State<AppState>,
-    ApiPath(id): ApiPath<uuid::Uuid>,
+    ApiPath(id): ApiPath<PartnerId>,
 ) -> Result<Json<PartnerProfile>, ApiError> {
     let name: Option<String> = sqlx::query_scalar(
         "SELECT name FROM partners WHERE partner_id = $1 AND status = 'approved'",
     )
-    .bind(id)
+    .bind(id.as_uuid())
     .fetch_optional(&portal.pool)
     .await?;
     let name = name.ok_or(ApiError::NotFound)?;
     Ok(Json(PartnerProfile {
-        id,
+        id: id.as_uuid(),
         name,
         email: None,
         soho_partner_id: None,
@@ -105,8 +105,8 @@ pub struct SubAccountChange {
 }
 
 /// One's own partner only: any other id is 404, as if it did not exist.
-pub(super) fn own(partner: PartnerId, id: uuid::Uuid) -> Result<(), ApiError> {
-    if partner.as_uuid() == id {
+pub(super) fn own(partner: PartnerId, id: PartnerId) -> Result<(), ApiError> {
+    if partner == id {
         Ok(())
     } else {
         Err(ApiError::NotFound)
@@ -119,14 +119,14 @@ pub(super) fn own(partner: PartnerId, id: uuid::Uuid) -> Result<(), ApiError> {
 pub async fn profile(
     State(portal): State<AppState>,
     PartnerMember(user, partner): PartnerMember,
-    ApiPath(id): ApiPath<uuid::Uuid>,
+    ApiPath(id): ApiPath<PartnerId>,
 ) -> Result<Json<PartnerProfile>, ApiError> {
     own(partner, id)?;
     let mut profile: PartnerProfile = sqlx::query_as(
         "SELECT partner_id AS id, name, email, soho_partner_id, tier, commission_rate, status, created_at \
          FROM partners WHERE partner_id = $1",
     )
-    .bind(id)
+    .bind(id.as_uuid())
     .fetch_optional(&portal.pool)
     .await?
     .ok_or(ApiError::NotFound)?;
@@ -153,12 +153,12 @@ const SUB_ACCOUNT_COLUMNS: &str = "u.user_id AS id, u.email, u.name, u.status, u
 async fn sub_account(
     portal: &Portal,
     partner: PartnerId,
-    user: uuid::Uuid,
+    user: UserId,
 ) -> Result<SubAccount, ApiError> {
     sqlx::query_as(&format!(
         "SELECT {SUB_ACCOUNT_COLUMNS} FROM users u WHERE u.user_id = $1 AND u.partner_id = $2 AND u.role = 'sub'"
     ))
-    .bind(user)
+    .bind(user.as_uuid())
     .bind(partner.as_uuid())
     .fetch_optional(&portal.pool)
     .await?
@@ -171,13 +171,13 @@ async fn sub_account(
 pub async fn sub_accounts(
     State(portal): State<AppState>,
     PartnerAdmin(_admin, partner): PartnerAdmin,
-    ApiPath(id): ApiPath<uuid::Uuid>,
+    ApiPath(id): ApiPath<PartnerId>,
 ) -> Result<Json<Vec<SubAccount>>, ApiError> {
     own(partner, id)?;
     let accounts = sqlx::query_as(&format!(
         "SELECT {SUB_ACCOUNT_COLUMNS} FROM users u WHERE u.partner_id = $1 AND u.role = 'sub' ORDER BY u.created_at, u.user_id"
     ))
-    .bind(id)
+    .bind(id.as_uuid())
     .fetch_all(&portal.pool)
     .await?;
     Ok(Json(accounts))
@@ -192,7 +192,7 @@ pub async fn sub_accounts(
 pub async fn create_sub_account(
     State(portal): State<AppState>,
     PartnerAdmin(admin, partner): PartnerAdmin,
-    ApiPath(id): ApiPath<uuid::Uuid>,
+    ApiPath(id): ApiPath<PartnerId>,
     ApiJson(body): ApiJson<NewSubAccount>,
 ) -> Result<(StatusCode, Json<SubAccount>), ApiError> {
     own(partner, id)?;
@@ -205,13 +205,13 @@ pub async fn create_sub_account(
 pub async fn update_sub_account(
     State(portal): State<AppState>,
     PartnerAdmin(admin, partner): PartnerAdmin,
-    ApiPath((id, user)): ApiPath<(uuid::Uuid, uuid::Uuid)>,
+    ApiPath((id, user)): ApiPath<(PartnerId, UserId)>,
     ApiJson(change): ApiJson<SubAccountChange>,
 ) -> Result<Json<SubAccount>, ApiError> {
     own(partner, id)?;
     sub_account(&portal, partner, user).await?;
     let context = CommandContext::new(Actor::user(admin.id));
-    invitations::set_disabled(&portal, UserId(user), change.disabled, &context).await?;
+    invitations::set_disabled(&portal, user, change.disabled, &context).await?;
     Ok(Json(sub_account(&portal, partner, user).await?))
 }
 
@@ -253,10 +253,10 @@ async fn invite_as(
     .await?;
     match invited {
         SubAccountInvitation::Invited(user) => {
-            Ok((StatusCode::CREATED, Json(sub_account(portal, partner, user.as_uuid()).await?)))
+            Ok((StatusCode::CREATED, Json(sub_account(portal, partner, user).await?)))
         }
         SubAccountInvitation::Reissued(user) => {
-            Ok((StatusCode::OK, Json(sub_account(portal, partner, user.as_uuid()).await?)))
+            Ok((StatusCode::OK, Json(sub_account(portal, partner, user).await?)))
         }
         SubAccountInvitation::Elsewhere => Ok((
             StatusCode::CREATED,

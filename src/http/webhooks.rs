@@ -12,13 +12,14 @@ use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use soho_aggregates::partner::PartnerDetails;
-use soho_aggregates::Actor;
+use soho_aggregates::{Actor, LeadId};
 use utoipa::ToSchema;
 
 use super::problem::{ApiError, FieldError};
 use super::AppState;
 use crate::commands::CommandContext;
 use crate::fields;
+use crate::leads::queries;
 use crate::onboarding::partners::{apply_crm_partner, CrmPartner};
 use crate::portal::Portal;
 
@@ -229,15 +230,14 @@ pub async fn lead_status(
 }
 
 /// The lead a CRM webhook means: by our id if given, else by the CRM's.
-async fn find_lead(portal: &Portal, lead: &CrmLeadStatus) -> Result<uuid::Uuid, ApiError> {
+async fn find_lead(portal: &Portal, lead: &CrmLeadStatus) -> Result<LeadId, ApiError> {
     if let Some(id) = lead.portal_lead_id.as_deref().map(str::trim).filter(|id| !id.is_empty()) {
-        let id: uuid::Uuid = id.parse().map_err(|_| ApiError::NotFound)?;
-        let exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM leads WHERE lead_id = $1)")
-                .bind(id)
-                .fetch_one(&portal.pool)
-                .await?;
-        return if exists { Ok(id) } else { Err(ApiError::NotFound) };
+        let id: LeadId = id.parse().map_err(|_| ApiError::NotFound)?;
+        return if queries::exists(&portal.pool, id).await? {
+            Ok(id)
+        } else {
+            Err(ApiError::NotFound)
+        };
     }
     // Checked before the database sees it: a NUL byte there would be its error, not a 422.
     let mut errors = vec![];
@@ -249,9 +249,5 @@ async fn find_lead(portal: &Portal, lead: &CrmLeadStatus) -> Result<uuid::Uuid, 
     let soho_id = soho_id.ok_or_else(|| {
         ApiError::invalid("lead.sohoLeadId", "sohoLeadId or portalLeadId is required")
     })?;
-    sqlx::query_scalar("SELECT lead_id FROM lead_soho_ids WHERE soho_lead_id = $1")
-        .bind(soho_id)
-        .fetch_optional(&portal.pool)
-        .await?
-        .ok_or(ApiError::NotFound)
+    queries::by_soho_id(&portal.pool, &soho_id).await?.ok_or(ApiError::NotFound)
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
-use soho_aggregates::{LeadStatus, PartnerId, UserId};
+use soho_aggregates::{LeadId, LeadStatus, PartnerId, UserId};
 use sqlx::{PgPool, Postgres, QueryBuilder};
 use utoipa::ToSchema;
 
@@ -122,7 +122,7 @@ impl From<LeadRow> for LeadView {
 impl LeadView {
     /// The view of a lead aggregate (for audits: the lead as its events made it).
     pub fn of_aggregate(lead: &soho_aggregates::Lead) -> Option<Self> {
-        use soho_aggregates::lead::{Submitter, SyncState};
+        use soho_aggregates::lead::Submitter;
         let created_at = lead.created_at?;
         Some(Self {
             id: lead.id?.as_uuid(),
@@ -141,12 +141,7 @@ impl LeadView {
             status: lead.status.as_str().to_string(),
             crm_status: lead.crm_status.clone(),
             soho_lead_id: lead.soho_lead_id.clone(),
-            sync_state: match lead.sync_state {
-                SyncState::Pending => "pending",
-                SyncState::Synced => "synced",
-                SyncState::Failed => "failed",
-            }
-            .to_string(),
+            sync_state: lead.sync_state.as_str().to_string(),
             sync_error: lead.sync_error.clone(),
             channel_conflict: lead.channel_conflict,
             // As the read model stores them: PostgreSQL keeps microseconds, and sqlx truncates.
@@ -159,17 +154,35 @@ impl LeadView {
 /// One lead, if it exists and is within `scope` (None for an auditor: any lead).
 pub async fn lead(
     pool: &PgPool,
-    id: uuid::Uuid,
+    id: LeadId,
     scope: Option<LeadScope>,
 ) -> Result<Option<LeadView>, sqlx::Error> {
     let row: Option<LeadRow> =
         sqlx::query_as(&format!("SELECT {LEAD_COLUMNS} FROM leads WHERE lead_id = $1"))
-            .bind(id)
+            .bind(id.as_uuid())
             .fetch_optional(pool)
             .await?;
     Ok(row.map(LeadView::from).filter(|lead| {
         scope.is_none_or(|scope| scope.contains(lead.partner_id, lead.submitted_by.id))
     }))
+}
+
+/// Whether a lead exists, whoever's it is (for Soho CRM's webhooks, which may name any).
+pub async fn exists(pool: &PgPool, id: LeadId) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM leads WHERE lead_id = $1)")
+        .bind(id.as_uuid())
+        .fetch_one(pool)
+        .await
+}
+
+/// The lead Soho CRM knows by `soho_id`, if any.
+pub async fn by_soho_id(pool: &PgPool, soho_id: &str) -> Result<Option<LeadId>, sqlx::Error> {
+    let id: Option<uuid::Uuid> =
+        sqlx::query_scalar("SELECT lead_id FROM lead_soho_ids WHERE soho_lead_id = $1")
+            .bind(soho_id)
+            .fetch_optional(pool)
+            .await?;
+    Ok(id.map(LeadId))
 }
 
 /// Several leads by id, in no particular order (for rendering live messages).
@@ -325,15 +338,12 @@ pub struct Actor {
 }
 
 /// The applied status changes of a lead, oldest first.
-pub async fn history(
-    pool: &PgPool,
-    lead: uuid::Uuid,
-) -> Result<Vec<StatusHistoryEntry>, sqlx::Error> {
+pub async fn history(pool: &PgPool, lead: LeadId) -> Result<Vec<StatusHistoryEntry>, sqlx::Error> {
     let mut entries: Vec<StatusHistoryEntry> = sqlx::query_as(
         "SELECT old_status, new_status, crm_status, occurred_at, source, actor_type, actor_id, note \
          FROM lead_status_history WHERE lead_id = $1 AND applied ORDER BY sequence",
     )
-    .bind(lead)
+    .bind(lead.as_uuid())
     .fetch_all(pool)
     .await?;
     for entry in &mut entries {

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use soho_aggregates::lead::{LeadCommand, StatusChange, StatusSource};
-use soho_aggregates::{Actor, LeadStatus};
+use soho_aggregates::{Actor, LeadId, LeadStatus};
 
 use super::queries::LeadView;
 use super::writer::{Receipt, WriteError, Written};
@@ -13,7 +13,7 @@ use crate::portal::Portal;
 
 pub async fn change(
     portal: &Portal,
-    lead: uuid::Uuid,
+    lead: LeadId,
     status: LeadStatus,
     crm_status: String,
     source: StatusSource,
@@ -30,13 +30,13 @@ pub async fn change(
         occurred_at,
     };
     let command = LeadCommand::ChangeStatus { change, at: Utc::now() };
-    portal.writer.execute(soho_aggregates::LeadId(lead), command, context).await
+    portal.writer.execute(lead, command, context).await
 }
 
 /// A partner's user changed the status in the portal; Soho CRM gets the mapped value.
 pub async fn from_portal(
     portal: &Portal,
-    lead: uuid::Uuid,
+    lead: LeadId,
     status: LeadStatus,
     note: Option<String>,
     actor: Actor,
@@ -50,7 +50,7 @@ pub async fn from_portal(
 /// receipt, in the writer's transaction; a repeat gets the answer the first delivery got.
 pub async fn from_crm(
     portal: &Portal,
-    lead: uuid::Uuid,
+    lead: LeadId,
     (status, crm_status): (LeadStatus, String),
     occurred_at: DateTime<Utc>,
     webhook_id: &str,
@@ -66,7 +66,6 @@ pub async fn from_crm(
     };
     let command = LeadCommand::ChangeStatus { change, at: Utc::now() };
     let receipt = Receipt { webhook_id: webhook_id.to_string(), endpoint: "lead-status" };
-    let lead = soho_aggregates::LeadId(lead);
     match portal.writer.execute_once(lead, command, receipt, context).await? {
         Written::Repeated(answer) => {
             tracing::info!(webhook_id, "webhook already processed; answering as before");

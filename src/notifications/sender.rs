@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use soho_aggregates::aggregate_type;
 use soho_aggregates::lead::{LeadEvent, Submitter};
 use soho_aggregates::ActorKind;
 use soho_projections::{Projection, ProjectionError, StoredEvent};
@@ -48,7 +49,7 @@ impl Projection for LeadNotifier {
     }
 
     fn reads(&self) -> &'static [&'static str] {
-        &["Lead"]
+        &[aggregate_type::LEAD]
     }
 
     /// Nobody waits on an email by the second: under load a batch gathers many events, and the
@@ -63,7 +64,7 @@ impl Projection for LeadNotifier {
         events: &[StoredEvent],
     ) -> Result<(), ProjectionError> {
         let mut decoded = Vec::new();
-        for stored in events.iter().filter(|e| e.aggregate_type == "Lead") {
+        for stored in events.iter().filter(|e| e.aggregate_type == aggregate_type::LEAD) {
             decoded.push((
                 stored.aggregate_uuid()?,
                 stored.sequence,

@@ -223,7 +223,7 @@ pub async fn set_disabled(
     let command = if disabled { UserCommand::Disable { at } } else { UserCommand::Enable { at } };
     let users = &portal.commands.users;
     portal.commands.execute(users, &user.to_string(), command, context).await?;
-    portal.standings.forget_user(user.as_uuid());
+    portal.standings.forget_user(user);
     Ok(())
 }
 

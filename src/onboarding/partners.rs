@@ -46,7 +46,7 @@ pub async fn apply_crm_partner(
             Err(error) => return Err(error.into()),
         }
     };
-    portal.standings.forget_partner(partner_id.as_uuid());
+    portal.standings.forget_partner(partner_id);
     let status = partner_status(portal, partner_id).await?.ok_or(OnboardingError::NotFound)?;
     if status == PartnerStatus::Approved {
         ensure_admin_invited(portal, partner_id, &partner.details.email, context).await?;

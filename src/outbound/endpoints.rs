@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use rand::RngCore;
 use serde::Serialize;
 use serde_json::Value;
-use soho_aggregates::PartnerId;
+use soho_aggregates::{EndpointId, PartnerId};
 use sqlx::PgPool;
 use utoipa::ToSchema;
 
@@ -59,13 +59,13 @@ pub async fn list(pool: &PgPool, partner: PartnerId) -> Result<Vec<Endpoint>, sq
 pub async fn one(
     pool: &PgPool,
     partner: PartnerId,
-    id: uuid::Uuid,
+    id: EndpointId,
 ) -> Result<Option<Endpoint>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM webhook_endpoints WHERE partner_id = $1 AND endpoint_id = $2"
     ))
     .bind(partner.as_uuid())
-    .bind(id)
+    .bind(id.as_uuid())
     .fetch_optional(pool)
     .await
 }
@@ -100,7 +100,7 @@ pub async fn create(
 pub async fn update(
     pool: &PgPool,
     partner: PartnerId,
-    id: uuid::Uuid,
+    id: EndpointId,
     url: Option<&str>,
     events: Option<&[String]>,
     enabled: Option<bool>,
@@ -113,7 +113,7 @@ pub async fn update(
          WHERE partner_id = $1 AND endpoint_id = $2 RETURNING {COLUMNS}"
     ))
     .bind(partner.as_uuid())
-    .bind(id)
+    .bind(id.as_uuid())
     .bind(url)
     .bind(events)
     .bind(enabled)
@@ -126,20 +126,20 @@ pub async fn update(
 pub async fn delete(
     pool: &PgPool,
     partner: PartnerId,
-    id: uuid::Uuid,
+    id: EndpointId,
 ) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let deleted =
         sqlx::query("DELETE FROM webhook_endpoints WHERE partner_id = $1 AND endpoint_id = $2")
             .bind(partner.as_uuid())
-            .bind(id)
+            .bind(id.as_uuid())
             .execute(&mut *tx)
             .await?
             .rows_affected()
             == 1;
     if deleted {
         sqlx::query("UPDATE webhook_deliveries SET state = 'failed' WHERE endpoint_id = $1 AND state = 'pending'")
-            .bind(id)
+            .bind(id.as_uuid())
             .execute(&mut *tx)
             .await?;
     }
@@ -148,14 +148,14 @@ pub async fn delete(
 }
 
 /// Records a test message for the endpoint, delivered like any other.
-pub async fn send_test(pool: &PgPool, endpoint: uuid::Uuid) -> Result<String, sqlx::Error> {
+pub async fn send_test(pool: &PgPool, endpoint: EndpointId) -> Result<String, sqlx::Error> {
     let message_id = format!("msg_{}", uuid::Uuid::now_v7().simple());
     let payload = serde_json::json!({"type": "webhook.test", "at": Utc::now()});
     sqlx::query(
         "INSERT INTO webhook_deliveries (endpoint_id, message_id, event_type, payload) \
          VALUES ($1, $2, 'webhook.test', $3)",
     )
-    .bind(endpoint)
+    .bind(endpoint.as_uuid())
     .bind(&message_id)
     .bind(payload)
     .execute(pool)
@@ -164,13 +164,13 @@ pub async fn send_test(pool: &PgPool, endpoint: uuid::Uuid) -> Result<String, sq
 }
 
 /// The endpoint's deliveries, newest first (at most 100).
-pub async fn deliveries(pool: &PgPool, endpoint: uuid::Uuid) -> Result<Vec<Delivery>, sqlx::Error> {
+pub async fn deliveries(pool: &PgPool, endpoint: EndpointId) -> Result<Vec<Delivery>, sqlx::Error> {
     sqlx::query_as(
         "SELECT delivery_id AS id, message_id, event_type, state, attempts, \
            CASE WHEN state = 'pending' THEN next_attempt_at END AS next_attempt_at, created_at, delivered_at \
          FROM webhook_deliveries WHERE endpoint_id = $1 ORDER BY delivery_id DESC LIMIT 100",
     )
-    .bind(endpoint)
+    .bind(endpoint.as_uuid())
     .fetch_all(pool)
     .await
 }

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 
 use chrono::{Datelike, NaiveDate};
+use soho_aggregates::aggregate_type;
 use soho_aggregates::lead::LeadEvent;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -96,7 +97,7 @@ impl LeadsBulk {
 #[async_trait::async_trait]
 impl BulkLoad for LeadsBulk {
     async fn add(&mut self, events: &[RawEvent]) -> Result<(), ProjectionError> {
-        for stored in events.iter().filter(|e| e.aggregate_type == "Lead") {
+        for stored in events.iter().filter(|e| e.aggregate_type == aggregate_type::LEAD) {
             let event: LeadEvent = stored.decode()?;
             self.batch.add(stored.aggregate_uuid()?, stored.sequence, event);
         }

@@ -13,7 +13,8 @@ mod write;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use soho_aggregates::lead::{LeadEvent, StatusChange, Submitter};
+use soho_aggregates::aggregate_type;
+use soho_aggregates::lead::{LeadEvent, StatusChange, Submitter, SyncState};
 use soho_aggregates::LeadStatus;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -41,7 +42,7 @@ impl Projection for LeadsProjection {
     }
 
     fn follows(&self) -> &'static [&'static str] {
-        &["Lead"]
+        &[aggregate_type::LEAD]
     }
 
     fn bulk(&self, pool: &sqlx::PgPool, schema: &'static str) -> Option<Box<dyn crate::BulkLoad>> {
@@ -54,7 +55,7 @@ impl Projection for LeadsProjection {
         events: &[StoredEvent],
     ) -> Result<(), ProjectionError> {
         let mut decoded = Vec::with_capacity(events.len());
-        for stored in events.iter().filter(|e| e.aggregate_type == "Lead") {
+        for stored in events.iter().filter(|e| e.aggregate_type == aggregate_type::LEAD) {
             decoded.push((
                 stored.aggregate_uuid()?,
                 stored.sequence,
@@ -116,7 +117,7 @@ struct NewLead {
 struct LeadChange {
     status: Option<(LeadStatus, String)>,
     /// `(sync_state, soho_lead_id if it changed, sync_error)`.
-    sync: Option<(&'static str, Option<String>, Option<String>)>,
+    sync: Option<(SyncState, Option<String>, Option<String>)>,
     updated_at: Option<DateTime<Utc>>,
 }
 
@@ -222,7 +223,7 @@ impl LeadBatch {
             }
             LeadEvent::LeadSyncedToCrm { soho_lead_id, at } => {
                 let change = self.change(id);
-                change.sync = Some(("synced", Some(soho_lead_id.clone()), None));
+                change.sync = Some((SyncState::Synced, Some(soho_lead_id.clone()), None));
                 change.updated_at = Some(at);
                 let data = feed_data(&Synced { soho_lead_id: &soho_lead_id });
                 self.feed.push(FeedRow { kind: "lead.synced", lead: id, data });
@@ -231,7 +232,7 @@ impl LeadBatch {
                 let change = self.change(id);
                 let synced_id = change.sync.as_mut().and_then(|(_, soho_id, _)| soho_id.take());
                 let error = format!("{code}: {message}");
-                change.sync = Some(("failed", synced_id, Some(error.clone())));
+                change.sync = Some((SyncState::Failed, synced_id, Some(error.clone())));
                 change.updated_at = Some(at);
                 let data = feed_data(&SyncFailed { sync_error: &error });
                 self.feed.push(FeedRow { kind: "lead.sync_failed", lead: id, data });

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use soho_aggregates::lead::INITIAL_CRM_STATUS;
+use soho_aggregates::lead::{SyncState, INITIAL_CRM_STATUS};
 use soho_aggregates::LeadStatus;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -196,7 +196,7 @@ impl NewLead {
     }
 
     pub(super) fn sync_state(&self) -> &'static str {
-        self.change.sync.as_ref().map_or("pending", |s| s.0)
+        self.change.sync.as_ref().map_or(SyncState::Pending, |s| s.0).as_str()
     }
 
     pub(super) fn soho_lead_id(&self) -> Option<&str> {
@@ -253,7 +253,9 @@ fn bind_changes<'q>(query: Query<'q>, batch: &LeadBatch) -> Query<'q> {
         .bind(
             changes.iter().map(|(_, c)| c.status.as_ref().map(|s| s.1.clone())).collect::<Vec<_>>(),
         )
-        .bind(changes.iter().map(|(_, c)| c.sync.as_ref().map(|s| s.0)).collect::<Vec<_>>())
+        .bind(
+            changes.iter().map(|(_, c)| c.sync.as_ref().map(|s| s.0.as_str())).collect::<Vec<_>>(),
+        )
         .bind(
             changes
                 .iter()
