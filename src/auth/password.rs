@@ -9,6 +9,7 @@
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use soho_aggregates::UserId;
 
 pub const MIN_LENGTH: usize = 12;
 pub const MAX_LENGTH: usize = 256;
@@ -76,6 +77,20 @@ pub async fn hash(password: Password) -> Result<String, HashError> {
     })
     .await?;
     Ok(made?)
+}
+
+/// The user an email belongs to (any case) and its password hash (none while invited): what a
+/// login is checked against. No user is `(None, None)`; `verify` then does the same work.
+pub async fn stored(
+    pool: &sqlx::PgPool,
+    email: &str,
+) -> Result<(Option<UserId>, Option<String>), sqlx::Error> {
+    let found: Option<(uuid::Uuid, Option<String>)> =
+        sqlx::query_as("SELECT user_id, password_hash FROM users WHERE lower(email) = lower($1)")
+            .bind(email)
+            .fetch_optional(pool)
+            .await?;
+    Ok(found.map_or((None, None), |(id, hash)| (Some(UserId(id)), hash)))
 }
 
 /// Whether `candidate` matches `phc`. With no stored hash (unknown email) a dummy hash is checked

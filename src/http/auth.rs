@@ -237,16 +237,11 @@ pub async fn login(
     }
     portal.auth_limits.attempt(client.ip())?;
     portal.auth_limits.may_try(client.ip(), email)?;
-    let found: Option<(uuid::Uuid, Option<String>)> =
-        sqlx::query_as("SELECT user_id, password_hash FROM users WHERE lower(email) = lower($1)")
-            .bind(email)
-            .fetch_optional(&portal.pool)
-            .await?;
-    let (user, hash) = found.map_or((None, None), |(id, hash)| (Some(id), hash));
+    let (user, hash) = password::stored(&portal.pool, email).await?;
     match (user, password::verify(request.password, hash).await?) {
         (Some(user), true) => {
             portal.auth_limits.succeeded(client.ip(), email);
-            session_for(&portal, UserId(user), None).await.map(super::sessions::answer)
+            session_for(&portal, user, None).await.map(super::sessions::answer)
         }
         _ => {
             portal.auth_limits.failed(client.ip(), email);

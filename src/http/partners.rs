@@ -5,8 +5,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::Utc;
+use serde::Deserialize;
 use soho_aggregates::{Actor, PartnerId, Role, UserId};
 use utoipa::ToSchema;
 
@@ -18,6 +18,7 @@ use super::AppState;
 use crate::commands::CommandContext;
 use crate::fields;
 use crate::onboarding::invitations::{self, SubAccountInvitation};
+use crate::onboarding::queries::{self, PartnerProfile, SubAccount};
 use crate::portal::Portal;
 
 pub fn routes() -> Router<AppState> {
@@ -36,59 +37,8 @@ pub async fn public_profile(
     State(portal): State<AppState>,
     ApiPath(id): ApiPath<PartnerId>,
 ) -> Result<Json<PartnerProfile>, ApiError> {
-    let name: Option<String> = sqlx::query_scalar(
-        "SELECT name FROM partners WHERE partner_id = $1 AND status = 'approved'",
-    )
-    .bind(id.as_uuid())
-    .fetch_optional(&portal.pool)
-    .await?;
-    let name = name.ok_or(ApiError::NotFound)?;
-    Ok(Json(PartnerProfile {
-        id: id.as_uuid(),
-        name,
-        email: None,
-        soho_partner_id: None,
-        tier: None,
-        commission_rate: None,
-        status: None,
-        created_at: None,
-    }))
-}
-
-/// A partner: basic info (`id`, `name`) for everyone in it; the rest for its admin.
-#[derive(Serialize, ToSchema, sqlx::FromRow)]
-#[serde(rename_all = "camelCase")]
-pub struct PartnerProfile {
-    pub id: uuid::Uuid,
-    pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub soho_partner_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tier: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub commission_rate: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub created_at: Option<DateTime<Utc>>,
-}
-
-#[derive(Serialize, ToSchema, sqlx::FromRow)]
-#[serde(rename_all = "camelCase")]
-pub struct SubAccount {
-    pub id: uuid::Uuid,
-    pub email: String,
-    pub name: Option<String>,
-    /// `invited`, `active` or `disabled`.
-    pub status: String,
-    pub created_at: DateTime<Utc>,
-    pub lead_count: i64,
-    /// While `invited`: when the current invitation link stops working.
-    pub invitation_expires_at: Option<DateTime<Utc>>,
-    /// When the account last logged in (never: null).
-    pub last_sign_in_at: Option<DateTime<Utc>>,
+    let name = queries::public_name(&portal.pool, id).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(PartnerProfile { id: id.as_uuid(), name, ..PartnerProfile::default() }))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -122,47 +72,19 @@ pub async fn profile(
     ApiPath(id): ApiPath<PartnerId>,
 ) -> Result<Json<PartnerProfile>, ApiError> {
     own(partner, id)?;
-    let mut profile: PartnerProfile = sqlx::query_as(
-        "SELECT partner_id AS id, name, email, soho_partner_id, tier, commission_rate, status, created_at \
-         FROM partners WHERE partner_id = $1",
-    )
-    .bind(id.as_uuid())
-    .fetch_optional(&portal.pool)
-    .await?
-    .ok_or(ApiError::NotFound)?;
+    let mut profile = queries::profile(&portal.pool, id).await?.ok_or(ApiError::NotFound)?;
     if user.role != Role::Admin {
-        profile = PartnerProfile {
-            id: profile.id,
-            name: profile.name,
-            email: None,
-            soho_partner_id: None,
-            tier: None,
-            commission_rate: None,
-            status: None,
-            created_at: None,
-        };
+        profile = profile.basic();
     }
     Ok(Json(profile))
 }
-
-const SUB_ACCOUNT_COLUMNS: &str = "u.user_id AS id, u.email, u.name, u.status, u.created_at, \
-     COALESCE((SELECT count(*) FROM leads l WHERE l.submitted_by_user = u.user_id), 0) AS lead_count, \
-     CASE WHEN u.status = 'invited' THEN u.invitation_expires_at END AS invitation_expires_at, \
-     (SELECT s.signed_in_at FROM user_sign_ins s WHERE s.user_id = u.user_id) AS last_sign_in_at";
 
 async fn sub_account(
     portal: &Portal,
     partner: PartnerId,
     user: UserId,
 ) -> Result<SubAccount, ApiError> {
-    sqlx::query_as(&format!(
-        "SELECT {SUB_ACCOUNT_COLUMNS} FROM users u WHERE u.user_id = $1 AND u.partner_id = $2 AND u.role = 'sub'"
-    ))
-    .bind(user.as_uuid())
-    .bind(partner.as_uuid())
-    .fetch_optional(&portal.pool)
-    .await?
-    .ok_or(ApiError::NotFound)
+    queries::sub_account(&portal.pool, partner, user).await?.ok_or(ApiError::NotFound)
 }
 
 /// The partner's sub-accounts, oldest first.
@@ -174,12 +96,7 @@ pub async fn sub_accounts(
     ApiPath(id): ApiPath<PartnerId>,
 ) -> Result<Json<Vec<SubAccount>>, ApiError> {
     own(partner, id)?;
-    let accounts = sqlx::query_as(&format!(
-        "SELECT {SUB_ACCOUNT_COLUMNS} FROM users u WHERE u.partner_id = $1 AND u.role = 'sub' ORDER BY u.created_at, u.user_id"
-    ))
-    .bind(id.as_uuid())
-    .fetch_all(&portal.pool)
-    .await?;
+    let accounts = queries::sub_accounts(&portal.pool, id).await?;
     Ok(Json(accounts))
 }
 

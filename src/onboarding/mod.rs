@@ -5,6 +5,7 @@ pub mod account;
 pub mod invitations;
 pub mod partners;
 pub mod passwords;
+pub mod queries;
 
 use crate::commands::CommandError;
 
