@@ -53,7 +53,7 @@ async fn mailbox_page(State(state): State<AppState>) -> Result<Html<String>, Api
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Dev mailbox</title>\
          <style>body{font-family:sans-serif;max-width:50rem;margin:2rem auto;padding:0 1rem}\
          article{border:1px solid #ccc;border-radius:6px;padding:1rem;margin:1rem 0}\
-         pre{white-space:pre-wrap}</style></head><body><h1>Dev mailbox</h1>\
+         pre{white-space:pre-wrap}</style></head><body><main><h1>Dev mailbox</h1>\
          <p>Emails the portal would have sent (no SMTP server is configured). Newest first.</p>",
     );
     let emails = emails(&state).await?;
@@ -70,7 +70,7 @@ async fn mailbox_page(State(state): State<AppState>) -> Result<Html<String>, Api
             body
         ));
     }
-    page.push_str("</body></html>");
+    page.push_str("</main></body></html>");
     Ok(Html(page))
 }
 

@@ -38,10 +38,10 @@ export function Layout({ children }: { children: ReactNode }) {
         )}
       </header>
       {dev && (
-        <p className="dev">
+        <aside className="dev" aria-label="Dev mode">
           Dev mode: <a href={dev.mailboxUrl}>dev mailbox</a>
           {dev.simulatorUrl && <> · <a href={dev.simulatorUrl}>Soho CRM simulator</a></>}
-        </p>
+        </aside>
       )}
       <main id="main">{children}</main>
     </div>
