@@ -207,7 +207,10 @@ try {
 
   await step("a public-form submission appears for the admin", async () => {
     await admin.click("nav >> text=Profile");
+    // The partner asks visitors for consent: the link and the code say so.
+    await admin.check("input[name=askConsent]");
     const code = await admin.inputValue("textarea[readonly]");
+    if (!code.includes("consent=1")) throw new Error("the embed code does not ask for consent");
     // Copy buttons, and the live preview of the form.
     await admin.context().grantPermissions(["clipboard-read", "clipboard-write"], { origin: portal });
     await admin.click("button:has-text('Copy embed code')");
@@ -216,7 +219,7 @@ try {
     await admin.click("summary:has-text('Preview your form')");
     await admin.frameLocator("[data-testid=form-preview]").locator("h1:has-text('Contact Acme Referrals Ltd')").waitFor();
     await check(admin, "10-profile");
-    const url = code.match(/src="([^"]+)"/)[1];
+    const url = code.match(/src="([^"]+)"/)[1].replaceAll("&amp;", "&");
     // Pasted into a partner's page (another origin), the frame sizes itself to the form: Send is not cut off.
     const site = createServer((_, res) => res.writeHead(200, { "content-type": "text/html" }).end(
       `<!doctype html><html lang="en"><head><title>Acme</title></head><body><h1>Acme's site</h1>${code}</body></html>`));
@@ -238,7 +241,10 @@ try {
     await visitor.waitForSelector("h1:has-text('Contact Acme Referrals Ltd')");
     await visitor.fill("input[name=lastName]", "Babbage");
     await visitor.fill("input[name=email]", "charles@example.com");
+    await visitor.click("button:has-text('Send')");
+    await visitor.waitForSelector("#consent-error:has-text('Tick the box')");
     await check(visitor, "11-public-form");
+    await visitor.check("input[name=consent]");
     await visitor.click("button:has-text('Send')");
     await visitor.waitForSelector("text=Thank you!");
     await check(visitor, "12-public-form-thanks");
@@ -271,6 +277,9 @@ try {
     await admin.click("th button:has-text('Submitted')");
     await admin.waitForSelector("th[aria-sort=descending]");
     if ((await admin.textContent("tbody tr:first-child td[data-label=Name]")).includes("Lovelace")) throw new Error("newest first still shows the oldest lead on top");
+    // What the public-form visitor agreed to is on its lead, word for word.
+    await admin.click("td:has-text('Babbage') a");
+    await admin.waitForSelector("[data-testid=consent]:has-text('I agree that Acme Referrals Ltd may contact me about this enquiry.')");
     // The lead page's history starts with the submission, and says who changed what.
     await admin.goto(`${portal}/leads/${leadId}`);
     await admin.waitForSelector("[data-testid=history] li:first-child:has-text('submitted by you')");

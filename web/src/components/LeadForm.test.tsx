@@ -19,6 +19,21 @@ describe("validateLead", () => {
 });
 
 describe("LeadForm", () => {
+  it("asks for consent when told to, and sends only once it is given", async () => {
+    const onSubmit = vi.fn().mockResolvedValue(undefined);
+    const sentence = "I agree that Acme may contact me about this enquiry.";
+    render(<LeadForm submitLabel="Send" onSubmit={onSubmit} consent={sentence} />);
+    fireEvent.change(screen.getByLabelText(/Last name/), { target: { value: "Babbage" } });
+    fireEvent.change(screen.getByLabelText("Email"), { target: { value: "charles@example.com" } });
+    fireEvent.click(screen.getByRole("button", { name: "Send" }));
+    expect(await screen.findByText(/Tick the box/)).toBeTruthy();
+    expect(onSubmit).not.toHaveBeenCalled();
+    fireEvent.click(screen.getByLabelText(sentence));
+    fireEvent.click(screen.getByRole("button", { name: "Send" }));
+    await waitFor(() => expect(onSubmit).toHaveBeenCalledTimes(1));
+    expect(onSubmit.mock.calls[0][0]).toMatchObject({ lastName: "Babbage", consent: "on" });
+  });
+
   it("shows the rules before sending and sends nothing", async () => {
     const onSubmit = vi.fn();
     render(<LeadForm submitLabel="Send" onSubmit={onSubmit} />);

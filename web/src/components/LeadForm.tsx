@@ -3,7 +3,7 @@
 import { useState, type FormEvent } from "react";
 import { ApiError } from "../api/client";
 
-export type LeadFields = { firstName?: string; lastName?: string; email?: string; phone?: string; company?: string; notes?: string };
+export type LeadFields = { firstName?: string; lastName?: string; email?: string; phone?: string; company?: string; notes?: string; consent?: string };
 
 export function validateLead(fields: LeadFields): Record<string, string> {
   const errors: Record<string, string> = {};
@@ -44,7 +44,11 @@ function saveDraft(key: string | undefined, form: HTMLFormElement) {
   else sessionStorage.removeItem(key);
 }
 
-export function LeadForm({ onSubmit, submitLabel, honeypot, draftKey }: { onSubmit: (fields: LeadFields & { website?: string }) => Promise<void>; submitLabel: string; honeypot?: boolean; draftKey?: string }) {
+/**
+ * `consent`, when given, is a sentence the person must agree to before sending (a public form
+ * whose partner asks for it): a required checkbox, sent as `consent: "on"`.
+ */
+export function LeadForm({ onSubmit, submitLabel, honeypot, draftKey, consent }: { onSubmit: (fields: LeadFields & { website?: string }) => Promise<void>; submitLabel: string; honeypot?: boolean; draftKey?: string; consent?: string }) {
   const [draft] = useState(() => loadDraft(draftKey));
   const [errors, setErrors] = useState<Record<string, string>>({});
   const [problem, setProblem] = useState<string | null>(null);
@@ -54,6 +58,7 @@ export function LeadForm({ onSubmit, submitLabel, honeypot, draftKey }: { onSubm
     const form = event.currentTarget;
     const fields = Object.fromEntries([...new FormData(form).entries()].map(([k, v]) => [k, String(v)])) as LeadFields & { website?: string };
     const found = validateLead(fields);
+    if (consent && !fields.consent) found.consent = "Tick the box to agree to be contacted, then send.";
     setErrors(found);
     setProblem(null);
     if (Object.keys(found).length) return;
@@ -83,6 +88,12 @@ export function LeadForm({ onSubmit, submitLabel, honeypot, draftKey }: { onSubm
       ))}
       <label>Notes<textarea name="notes" rows={3} defaultValue={draft?.notes ?? ""} aria-invalid={!!errors.notes} /></label>
       {errors.notes && <p role="alert" className="error">{errors.notes}</p>}
+      {consent && (
+        <div>
+          <label className="check"><input type="checkbox" name="consent" aria-invalid={!!errors.consent} aria-describedby={errors.consent ? "consent-error" : undefined} /> {consent}</label>
+          {errors.consent && <p id="consent-error" role="alert" className="error">{errors.consent}</p>}
+        </div>
+      )}
       {honeypot && (
         <div className="honeypot" aria-hidden="true">
           <label>Website<input name="website" tabIndex={-1} autoComplete="off" /></label>

@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useState, type FormEvent } from "react";
+import { Fragment, useCallback, useEffect, useState, type FormEvent } from "react";
 import { Link, useParams } from "react-router-dom";
 import { api, download, STATUSES, type HistoryEntry, type Lead, type Receipt } from "../api/client";
 import { ErrorNote, Loading } from "../components/Layout";
@@ -82,6 +82,10 @@ export function LeadDetailPage() {
           {lead.syncState === "failed" && <>Soho CRM refused this lead: {lead.syncError}. It is not sent again as it is; your partner manager can tell you what the CRM needs.</>}
         </dd>
         {lead.channelConflict && <><dt>Note</dt><dd>Another partner submitted this person recently; sales will settle who it belongs to.</dd></>}
+        {lead.metadata?.consent && <><dt>Consent</dt><dd data-testid="consent">Agreed on the public form: “{lead.metadata.consent}”</dd></>}
+        {Object.entries(lead.metadata ?? {}).filter(([key]) => key !== "consent").map(([key, value]) => (
+          <Fragment key={key}><dt>{key}</dt><dd>{value}</dd></Fragment>
+        ))}
       </dl>
       {/* Keyed on the lead's last change: after one, the form starts afresh (the new status
           selected, the note empty). */}

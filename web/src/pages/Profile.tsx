@@ -12,12 +12,13 @@ export function ProfilePage() {
   const { session } = useSession();
   const [profile, setProfile] = useState<PartnerProfile | null>(null);
   const [error, setError] = useState<unknown>(null);
+  const [askConsent, setAskConsent] = useState(false);
   useEffect(() => {
     api<PartnerProfile>(`/partners/${session?.user.partnerId}`, { token: session?.accessToken }).then(setProfile, setError);
   }, [session]);
   if (error) return <ErrorNote error={error} />;
   if (!profile) return <Loading />;
-  const form = `${window.location.origin}/public-form?partnerId=${profile.id}`;
+  const form = `${window.location.origin}/public-form?partnerId=${profile.id}${askConsent ? "&consent=1" : ""}`;
   return (
     <section>
       <h1>{profile.name}</h1>
@@ -32,6 +33,7 @@ export function ProfilePage() {
           </dl>
           <h2>Your public lead form</h2>
           <p>Anyone can send you leads at <a href={form}>{form}</a> <CopyButton text={form} what="link" onCopied={() => markFormShared(session?.user.id)} />. To embed it in your site, paste this code where the form should appear (it sizes itself to the form):</p>
+          <label className="check"><input type="checkbox" name="askConsent" checked={askConsent} onChange={(e) => setAskConsent(e.target.checked)} /> Ask visitors to agree to be contacted (a required box on the form; what they agreed to is kept with the lead)</label>
           <label>Embed code<textarea readOnly rows={4} value={embedCode(form, profile.name)} /></label>
           <p><CopyButton text={embedCode(form, profile.name)} what="embed code" onCopied={() => markFormShared(session?.user.id)} /></p>
           <FormPreview url={form} />

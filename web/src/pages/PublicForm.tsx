@@ -18,9 +18,16 @@ function usePostedHeight() {
   }, []);
 }
 
+/** The sentence a visitor agrees to when the partner asks for consent. */
+export function consentSentence(partnerName: string): string {
+  return `I agree that ${partnerName} may contact me about this enquiry.`;
+}
+
 export function PublicFormPage() {
   const [params] = useSearchParams();
   const partnerId = params.get("partnerId");
+  // The partner chose to ask for consent (`&consent=1` in its link and embed code).
+  const asksConsent = params.get("consent") === "1";
   const [partner, setPartner] = useState<PartnerProfile | null | undefined>(undefined);
   const [thanks, setThanks] = useState(false);
   usePostedHeight();
@@ -28,9 +35,12 @@ export function PublicFormPage() {
     if (!partnerId) return setPartner(null);
     api<PartnerProfile>(`/public/partners/${partnerId}`).then(setPartner, () => setPartner(null));
   }, [partnerId]);
-  async function submit(fields: LeadFields & { website?: string }) {
+  const consent = partner && asksConsent ? consentSentence(partner.name) : undefined;
+  async function submit({ consent: agreed, ...fields }: LeadFields & { website?: string }) {
+    // What the person agreed to is kept with the lead, word for word, in its sealed submission.
+    const metadata = consent && agreed ? { metadata: { consent } } : {};
     try {
-      await api("/leads", { method: "POST", body: { ...Object.fromEntries(Object.entries(fields).filter(([, v]) => v)), partnerId } });
+      await api("/leads", { method: "POST", body: { ...Object.fromEntries(Object.entries(fields).filter(([, v]) => v)), ...metadata, partnerId } });
       setThanks(true);
     } catch (e) {
       if (e instanceof ApiError && e.status === 409) throw new Error("This partner is not taking submissions at the moment.");
@@ -45,7 +55,7 @@ export function PublicFormPage() {
       {thanks ? (
         <p role="status">Thank you! {partner.name} will be in touch. <button type="button" className="link" onClick={() => setThanks(false)}>Send another</button></p>
       ) : (
-        <LeadForm submitLabel="Send" onSubmit={submit} honeypot />
+        <LeadForm submitLabel="Send" onSubmit={submit} honeypot consent={consent} />
       )}
     </section>
   );
