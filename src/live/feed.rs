@@ -6,6 +6,8 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
+use soho_projections::leads::FeedKind;
+
 use crate::leads::queries::{self, LeadScope};
 
 /// One message, rendered once and shared by every socket that may see it.
@@ -69,7 +71,7 @@ pub async fn after(
     };
     // The leads of `lead.created` messages, in one query.
     let created: Vec<uuid::Uuid> =
-        rows.iter().filter(|r| r.kind == "lead.created").map(|r| r.lead_id).collect();
+        rows.iter().filter(|r| r.kind == FeedKind::Created.as_str()).map(|r| r.lead_id).collect();
     let leads: HashMap<uuid::Uuid, Value> = if created.is_empty() {
         HashMap::new()
     } else {
@@ -79,30 +81,33 @@ pub async fn after(
             .map(|l| (l.id, serde_json::to_value(l).unwrap_or_default()))
             .collect()
     };
-    Ok(rows
-        .into_iter()
+    rows.into_iter()
         .map(|row| {
-            let mut message = match row.kind.as_str() {
-                "lead.created" => {
+            // An unknown stored kind is our error, never passed on as if it were one we know.
+            let kind = FeedKind::parse(&row.kind).ok_or_else(|| {
+                sqlx::Error::Decode(format!("unknown live message kind {:?}", row.kind).into())
+            })?;
+            let mut message = match kind {
+                FeedKind::Created => {
                     json!({"lead": leads.get(&row.lead_id).cloned().unwrap_or(Value::Null)})
                 }
-                _ => {
+                FeedKind::StatusChanged | FeedKind::Synced | FeedKind::SyncFailed => {
                     let mut data = row.data;
                     data["leadId"] = json!(row.lead_id);
                     data
                 }
             };
-            message["type"] = json!(row.kind);
+            message["type"] = json!(kind.as_str());
             message["position"] = json!(row.position);
-            LiveMessage {
+            Ok(LiveMessage {
                 position: row.position,
                 partner_id: row.partner_id,
                 submitted_by: row.submitted_by_user,
                 json: Arc::from(message.to_string()),
                 value: Arc::new(message),
-            }
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// The newest position (0 for an empty feed).

@@ -9,11 +9,17 @@
 //! may point (SSRF).
 
 pub mod address;
+use soho_projections::leads::FeedKind;
+
 pub mod delivery;
 pub mod endpoints;
 pub mod fanout;
 pub mod notice;
 
-/// The event types an endpoint may ask for.
-pub const EVENT_TYPES: [&str; 4] =
-    ["lead.created", "lead.status_changed", "lead.synced", "lead.sync_failed"];
+/// The event types an endpoint may ask for: the live feed's kinds.
+pub const EVENT_TYPES: [&str; 4] = [
+    FeedKind::Created.as_str(),
+    FeedKind::StatusChanged.as_str(),
+    FeedKind::Synced.as_str(),
+    FeedKind::SyncFailed.as_str(),
+];

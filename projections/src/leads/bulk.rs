@@ -84,7 +84,7 @@ impl LeadsBulk {
                 continue;
             };
             self.feed
-                .text(row.kind)
+                .text(row.kind.as_str())
                 .uuid(row.lead)
                 .uuid(lead.partner_id)
                 .opt_uuid(lead.submitted_by_user)

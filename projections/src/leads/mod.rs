@@ -24,6 +24,34 @@ use crate::{Projection, ProjectionError, StoredEvent};
 /// The subscriber name, and the lock every writer of these tables takes.
 pub const NAME: &str = "leads";
 
+/// The kinds of live-feed message (contract 6), as stored in `live_feed.kind` and sent as
+/// `type`; outbound webhooks use the same names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FeedKind {
+    Created,
+    StatusChanged,
+    Synced,
+    SyncFailed,
+}
+
+impl FeedKind {
+    pub const ALL: [Self; 4] = [Self::Created, Self::StatusChanged, Self::Synced, Self::SyncFailed];
+
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            Self::Created => "lead.created",
+            Self::StatusChanged => "lead.status_changed",
+            Self::Synced => "lead.synced",
+            Self::SyncFailed => "lead.sync_failed",
+        }
+    }
+
+    /// The kind a stored or sent name stands for; `None` for any other name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
 pub struct LeadsProjection;
 
 #[async_trait::async_trait]
@@ -130,7 +158,7 @@ struct HistoryRow {
 }
 
 struct FeedRow {
-    kind: &'static str,
+    kind: FeedKind,
     lead: Uuid,
     /// The message's data, as JSON text (made straight from the event: a replay makes millions).
     data: String,
@@ -219,14 +247,14 @@ impl LeadBatch {
                 });
                 *self.counts.entry((id, LeadStatus::New)).or_default() += 1;
                 self.statuses.insert(id, LeadStatus::New);
-                self.feed.push(FeedRow { kind: "lead.created", lead: id, data: "{}".into() });
+                self.feed.push(FeedRow { kind: FeedKind::Created, lead: id, data: "{}".into() });
             }
             LeadEvent::LeadSyncedToCrm { soho_lead_id, at } => {
                 let change = self.change(id);
                 change.sync = Some((SyncState::Synced, Some(soho_lead_id.clone()), None));
                 change.updated_at = Some(at);
                 let data = feed_data(&Synced { soho_lead_id: &soho_lead_id });
-                self.feed.push(FeedRow { kind: "lead.synced", lead: id, data });
+                self.feed.push(FeedRow { kind: FeedKind::Synced, lead: id, data });
             }
             LeadEvent::CrmSyncFailed { code, message, at } => {
                 let change = self.change(id);
@@ -235,7 +263,7 @@ impl LeadBatch {
                 change.sync = Some((SyncState::Failed, synced_id, Some(error.clone())));
                 change.updated_at = Some(at);
                 let data = feed_data(&SyncFailed { sync_error: &error });
-                self.feed.push(FeedRow { kind: "lead.sync_failed", lead: id, data });
+                self.feed.push(FeedRow { kind: FeedKind::SyncFailed, lead: id, data });
             }
             LeadEvent::LeadStatusChanged { old_status, change: status_change, at, .. } => {
                 let change = self.change(id);
@@ -250,7 +278,7 @@ impl LeadBatch {
                     source: status_change.source,
                     at: status_change.occurred_at,
                 });
-                self.feed.push(FeedRow { kind: "lead.status_changed", lead: id, data });
+                self.feed.push(FeedRow { kind: FeedKind::StatusChanged, lead: id, data });
                 self.history.push(HistoryRow {
                     lead: id,
                     sequence,

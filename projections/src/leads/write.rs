@@ -389,7 +389,7 @@ fn bind_feed<'q>(query: Query<'q>, batch: &LeadBatch, known: &Known) -> Query<'q
     let rows = &batch.feed;
     let (partners, submitters, _) = known.columns(rows.iter().map(|r| r.lead));
     query
-        .bind(rows.iter().map(|r| r.kind).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.lead).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.data.clone()).collect::<Vec<_>>())
         .bind(partners)

@@ -1,11 +1,13 @@
 // Live-update messages (CONTRACT.md 6) and how they change a list of leads.
 import type { Lead } from "../api/client";
+import type { webhooks } from "../api/schema";
 
-export type LiveMessage =
-  | { type: "lead.created"; position: number; lead: Lead }
-  | { type: "lead.status_changed"; position: number; leadId: string; oldStatus: string; newStatus: string; source: string; at: string }
-  | { type: "lead.synced"; position: number; leadId: string; sohoLeadId: string }
-  | { type: "lead.sync_failed"; position: number; leadId: string; syncError: string };
+/** A message's body as `/openapi.json` describes it (the webhooks partners receive carry the
+ *  same shapes): generated, never written by hand. */
+type Body<K extends keyof webhooks> = NonNullable<webhooks[K]["post"]>["requestBody"]["content"]["application/json"];
+
+/** What the live socket and `/leads/changes` send: each message with its feed position. */
+export type LiveMessage = (Body<"lead.created"> | Body<"lead.status_changed"> | Body<"lead.synced"> | Body<"lead.sync_failed">) & { position: number };
 
 /** The list after a message, and the lead it changed (for a visible cue). */
 export function applyMessage(leads: Lead[], message: LiveMessage): { leads: Lead[]; changed?: string } {
