@@ -228,10 +228,17 @@ try {
     host.on("dialog", (d) => { throw new Error(`the embed opened a dialog: ${d.message()}`); });
     await host.goto(`http://127.0.0.1:${site.address().port}/`);
     await host.waitForFunction(() => document.querySelector("iframe")?.style.height.endsWith("px"));
-    const frameHeight = await host.$eval("iframe", (f) => f.getBoundingClientRect().height);
     const send = host.frameLocator("iframe").locator("button:has-text('Send')");
     await send.waitFor();
-    const sendBottom = await send.evaluate((b) => b.getBoundingClientRect().bottom);
+    // The frame follows the form's height as the form renders (the partner's name, then the
+    // consent box): within a few seconds the whole form, Send included, must fit in it.
+    let frameHeight = 0;
+    let sendBottom = Infinity;
+    for (const until = Date.now() + 10_000; Date.now() < until; await host.waitForTimeout(100)) {
+      frameHeight = await host.$eval("iframe", (f) => f.getBoundingClientRect().height);
+      sendBottom = await send.evaluate((b) => b.getBoundingClientRect().bottom);
+      if (sendBottom <= frameHeight) break;
+    }
     if (!(sendBottom <= frameHeight)) throw new Error(`the Send button (bottom ${sendBottom}) is cut off by the ${frameHeight} px frame`);
     site.close();
     await host.context().close();
