@@ -130,6 +130,48 @@ async fn lead_notifications_reach_the_right_people_once_and_stop_when_asked() {
 
 /// A user who chose the daily digest gets one email for the day's notices, not one each, and
 /// nothing is sent twice (the interval is 2 s here instead of a day).
+/// A channel conflict: the admins hear when someone else of theirs registered the person,
+/// never of their own submission (the answer already said so).
+#[tokio::test]
+async fn a_channel_conflict_is_told_to_the_admins_but_not_to_the_admin_who_submitted_it() {
+    let smtp = SmtpSink::start().await;
+    let portal = TestPortal::start(&smtp, &[]).await;
+    let a = portal.partner_with_team(&smtp, "first").await;
+    let b = portal.partner_with_team(&smtp, "second").await;
+    for email in ["ada@example.com", "grace@example.com"] {
+        let first =
+            portal.post("/leads", Some(&a.admin), &json!({"lastName": "X", "email": email})).await;
+        assert_eq!(first.status(), 201);
+    }
+    let start = settled(&smtp).await;
+    // B's admin registers a person A has: flagged, and nobody is emailed about it.
+    let own: Value = portal
+        .post(
+            "/leads",
+            Some(&b.admin),
+            &json!({"lastName": "Lovelace", "email": "ada@example.com"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(own["channelConflict"], true, "{own}");
+    // B's sub-account registers another: B's admin hears of that one.
+    let by_sub: Value = portal
+        .post("/leads", Some(&b.sub), &json!({"lastName": "Hopper", "email": "grace@example.com"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_sub["channelConflict"], true, "{by_sub}");
+    let mail = smtp.wait_for(start + 1, 20).await.remove(start);
+    assert_eq!(mail.to, vec!["admin-second@example.com".to_string()]);
+    let text = body(&mail);
+    assert!(text.contains("Hopper") && !text.contains("Lovelace"), "{text}");
+    assert_eq!(settled(&smtp).await, start + 1, "nothing about the admin's own submission");
+    portal.stop().await;
+}
+
 #[tokio::test]
 async fn the_daily_digest_gathers_the_notices_into_one_email() {
     let smtp = SmtpSink::start().await;

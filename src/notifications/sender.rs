@@ -69,16 +69,17 @@ impl Projection for LeadNotifier {
                 stored.aggregate_uuid()?,
                 stored.sequence,
                 stored.decode::<LeadEvent>()?,
+                acting_user(&stored.metadata),
             ));
         }
         // The submitters of every changed lead of the batch, in one query.
         let changed: Vec<uuid::Uuid> = decoded
             .iter()
-            .filter(|(_, _, e)| matches!(e, LeadEvent::LeadStatusChanged { .. }))
-            .map(|(lead, _, _)| *lead)
+            .filter(|(_, _, e, _)| matches!(e, LeadEvent::LeadStatusChanged { .. }))
+            .map(|(lead, _, _, _)| *lead)
             .collect();
         let submitters = submitters(tx, &changed).await?;
-        for (lead, sequence, event) in decoded {
+        for (lead, sequence, event, actor) in decoded {
             let event_id = format!("{lead}-{sequence}");
             match event {
                 LeadEvent::LeadStatusChanged { old_status, change, .. } => {
@@ -114,6 +115,11 @@ impl Projection for LeadNotifier {
                             .collect::<Vec<_>>()
                             .join(" ");
                     for recipient in admins(tx, partner_id.as_uuid()).await? {
+                        // An admin who submitted it was told so in the answer (a partner's
+                        // system with a key is not the admin, and its admins hear of it).
+                        if actor == Some(recipient.user_id) {
+                            continue;
+                        }
                         let notice = if channel_conflict {
                             Notice::ChannelConflict
                         } else {
@@ -127,6 +133,14 @@ impl Projection for LeadNotifier {
         }
         Ok(())
     }
+}
+
+/// The portal user an event's metadata says caused it (none for Soho CRM, the public form, an
+/// API key or the portal itself).
+fn acting_user(metadata: &serde_json::Value) -> Option<uuid::Uuid> {
+    (metadata["actorType"] == ActorKind::User.as_str())
+        .then(|| metadata["actorId"].as_str()?.parse().ok())
+        .flatten()
 }
 
 /// For each of `leads` whose submitter wants to hear: the submitter, and the lead's name.
