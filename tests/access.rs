@@ -145,13 +145,17 @@ async fn every_onboarding_route_answers_each_caller_as_its_role_allows() {
     portal.stop().await;
 }
 
+/// A bad request: its path, its body, the caller's token (None: nobody), what is wrong with it,
+/// the status it must get, and the field the problem must name.
+type BadInput<'a> = (&'a str, &'a str, Option<&'a str>, &'a str, u16, Option<&'a str>);
+
 #[tokio::test]
 async fn bad_input_is_answered_with_a_problem_naming_the_field_never_a_500() {
     let smtp = SmtpSink::start().await;
     let portal = TestPortal::start(&smtp, &[]).await;
     let a = portal.partner_with_team(&smtp, "input").await;
     let sub_accounts = format!("/partners/{}/sub-accounts", a.id);
-    let cases: Vec<(&str, &str, Option<&str>, &str, u16, Option<&str>)> = vec![
+    let cases: Vec<BadInput> = vec![
         ("/auth/login", "not json", None, "malformed", 400, None),
         (
             "/auth/login",

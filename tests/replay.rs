@@ -35,7 +35,7 @@ async fn partner(commands: &Commands, n: usize, approved: bool) -> PartnerId {
         details: PartnerDetails {
             name: format!("Partner {n}"),
             email: format!("owner{n}@example.com"),
-            tier: (n % 2 == 0).then(|| "gold".to_string()),
+            tier: n.is_multiple_of(2).then(|| "gold".to_string()),
             commission_rate: Some(n as f64),
         },
         approved,

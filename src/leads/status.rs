@@ -11,28 +11,6 @@ use super::writer::{Receipt, WriteError, Written};
 use crate::commands::CommandContext;
 use crate::portal::Portal;
 
-pub async fn change(
-    portal: &Portal,
-    lead: LeadId,
-    status: LeadStatus,
-    crm_status: String,
-    source: StatusSource,
-    note: Option<String>,
-    occurred_at: DateTime<Utc>,
-    context: &CommandContext,
-) -> Result<LeadView, WriteError> {
-    let change = StatusChange {
-        status,
-        crm_status,
-        source,
-        actor: context.actor.clone(),
-        note,
-        occurred_at,
-    };
-    let command = LeadCommand::ChangeStatus { change, at: Utc::now() };
-    portal.writer.execute(lead, command, context).await
-}
-
 /// A partner's user changed the status in the portal; Soho CRM gets the mapped value.
 pub async fn from_portal(
     portal: &Portal,
@@ -43,7 +21,16 @@ pub async fn from_portal(
 ) -> Result<LeadView, WriteError> {
     let crm_status = portal.settings.status_mapping.to_crm(status).to_string();
     let context = CommandContext::new(actor);
-    change(portal, lead, status, crm_status, StatusSource::Portal, note, Utc::now(), &context).await
+    let change = StatusChange {
+        status,
+        crm_status,
+        source: StatusSource::Portal,
+        actor: context.actor.clone(),
+        note,
+        occurred_at: Utc::now(),
+    };
+    let command = LeadCommand::ChangeStatus { change, at: Utc::now() };
+    portal.writer.execute(lead, command, &context).await
 }
 
 /// Soho CRM changed the status (its webhook `webhook_id`): written once, with the webhook's
