@@ -12,25 +12,26 @@ import type { LiveMessage } from "./messages";
 export function useLiveUpdates(token: string | null | undefined, onMessage: (message: LiveMessage) => void, from?: number | null) {
   const handler = useRef(onMessage);
   handler.current = onMessage;
-  const start = useRef(from);
-  start.current ??= from;
+  // The last position delivered, kept across reconnects (a refreshed token opens a new socket,
+  // which resumes from here: nothing in between is lost or delivered twice).
+  const last = useRef<number | null>(null);
   const known = from !== null;
+  if (known && last.current === null) last.current = from ?? 0;
   useEffect(() => {
     if (!token || !known) return;
-    let last = start.current ?? 0;
     let stopped = false;
     let socket: WebSocket | null = null;
     let failures = 0;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const deliver = (message: LiveMessage) => {
-      if (message.position <= last) return;
-      last = message.position;
+      if (message.position <= (last.current ?? 0)) return;
+      last.current = message.position;
       handler.current(message);
     };
     const poll = async () => {
       if (stopped) return;
       try {
-        const messages = await api<LiveMessage[]>(`/leads/changes?after=${last}`, { token });
+        const messages = await api<LiveMessage[]>(`/leads/changes?after=${last.current ?? 0}`, { token });
         messages.forEach(deliver);
       } catch {
         /* the next poll tries again */
@@ -46,7 +47,8 @@ export function useLiveUpdates(token: string | null | undefined, onMessage: (mes
       socket.onopen = () => {
         failures = 0;
         socket?.send(JSON.stringify({ type: "auth", token }));
-        if (last > 0) socket?.send(JSON.stringify({ type: "resume", after: last }));
+        const after = last.current ?? 0;
+        if (after > 0) socket?.send(JSON.stringify({ type: "resume", after }));
       };
       socket.onmessage = (event) => deliver(JSON.parse(event.data as string) as LiveMessage);
       socket.onclose = (event) => {
