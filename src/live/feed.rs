@@ -4,9 +4,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use sqlx::PgPool;
-
 use soho_projections::leads::FeedKind;
+use sqlx::PgPool;
 
 use crate::leads::queries::{self, LeadScope};
 
