@@ -21,12 +21,6 @@ impl FieldError {
 #[error("validation failed")]
 pub struct Invalid(pub Vec<FieldError>);
 
-impl Invalid {
-    pub fn field(field: &str, message: &str) -> Self {
-        Self(vec![FieldError::new(field, message)])
-    }
-}
-
 /// Trimmed text of at most `max` characters; empty counts as absent.
 pub fn optional_text(
     field: &str,

@@ -124,11 +124,6 @@ impl SyncState {
             Self::Failed => "failed",
         }
     }
-
-    /// The state a stored name stands for; `None` for a name that is none of them.
-    pub fn parse(name: &str) -> Option<Self> {
-        [Self::Pending, Self::Synced, Self::Failed].into_iter().find(|s| s.as_str() == name)
-    }
 }
 
 /// A status change as asked for, by the portal or by Soho CRM.
