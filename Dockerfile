@@ -12,7 +12,7 @@ RUN npm run build
 FROM rust:1-bookworm AS server
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bin soho-portal --bin soho-crm-sim
+RUN cargo build --release --locked -p soho-portal -p soho-crm-sim --bins
 
 FROM debian:bookworm-slim
 RUN apt-get update \

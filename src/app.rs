@@ -18,13 +18,13 @@ use crate::config::Settings;
 use crate::crm;
 use crate::crm::outbox::CrmOutbox;
 use crate::crm::worker::CrmSync;
-use crate::db::embedded::Leftover;
 use crate::db::{self, Database};
 use crate::email::sender::InvitationSender;
 use crate::email::Mailer;
 use crate::http;
 use crate::portal::Portal;
-use crate::simulator::{self, SimConfig, Simulator};
+use soho_crm_sim::{SimConfig, Simulator};
+use soho_embedded_postgres::Leftover;
 
 /// Runs the portal until SIGINT or SIGTERM.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
@@ -119,7 +119,7 @@ pub async fn start(settings: Settings, pool: PgPool) -> anyhow::Result<RunningPo
     let subscribers = background;
 
     let (shutdown, stopped) = oneshot::channel::<()>();
-    let app = http::router(Arc::clone(&portal));
+    let app = http::router(http::AppState(Arc::clone(&portal)));
     let limits = http::server::ConnectionLimits {
         header_timeout: portal.settings.http_header_timeout,
         max_connections: portal.settings.http_max_connections,
@@ -173,9 +173,9 @@ async fn start_simulator(
         let port = portal_address.port();
         SocketAddr::new(loopback, if port == 0 || port == u16::MAX { 0 } else { port + 1 })
     });
-    let started = match simulator::start(config.clone(), wanted).await {
+    let started = match soho_crm_sim::start(config.clone(), wanted).await {
         Ok(started) => started,
-        Err(_) => simulator::start(config, SocketAddr::new(loopback, 0)).await?,
+        Err(_) => soho_crm_sim::start(config, SocketAddr::new(loopback, 0)).await?,
     };
     Ok(started)
 }

@@ -12,8 +12,8 @@ mod audit;
 pub use audit::AuditCommand;
 
 use crate::config::Settings;
-use crate::db::embedded::Leftover;
 use crate::db::{self, Database};
+use soho_embedded_postgres::Leftover;
 
 #[derive(Parser)]
 #[command(
@@ -81,7 +81,7 @@ pub enum CrmCommand {
     /// Retry the failed calls of one lead, or all of them.
     Retry {
         /// The lead whose failed calls to retry.
-        lead: Option<uuid::Uuid>,
+        lead: Option<soho_aggregates::LeadId>,
         #[arg(long, conflicts_with = "lead")]
         all_failed: bool,
     },
@@ -134,7 +134,7 @@ async fn run_tool(command: Command, settings: Settings, database: &Database) -> 
         }
         Command::Audit { command } => audit::run(pool, command).await,
         Command::Crm { command: CrmCommand::Status } => {
-            let backlog = crate::metrics::crm_backlog(pool).await?;
+            let backlog = crate::crm::outbox::backlog(pool).await?;
             let usage = crate::crm::limits::usage(
                 pool,
                 settings.soho_concurrency,
@@ -166,14 +166,7 @@ async fn run_tool(command: Command, settings: Settings, database: &Database) -> 
             if lead.is_none() && !all_failed {
                 bail!("name a lead id, or --all-failed");
             }
-            let retried = sqlx::query(
-                "UPDATE crm_outbox SET state = 'pending', attempts = 0, next_attempt_at = now(), last_error = NULL \
-                 WHERE state = 'failed' AND ($1::uuid IS NULL OR lead_id = $1)",
-            )
-            .bind(lead)
-            .execute(pool)
-            .await?
-            .rows_affected();
+            let retried = crate::crm::outbox::retry_failed(pool, lead).await?;
             println!("{retried} failed call(s) will be retried by the running portal");
             Ok(())
         }

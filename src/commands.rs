@@ -7,9 +7,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use cqrs_es::{Aggregate, AggregateError};
+use cqrs_es::AggregateError;
 use postgres_es::{postgres_cqrs, PostgresCqrs};
-use soho_aggregates::{Actor, Partner, User};
+use soho_aggregates::{Actor, Identified, Partner, User};
 use soho_projections::{Checkpoints, LogPosition};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -95,17 +95,17 @@ impl Commands {
     pub async fn execute<A>(
         &self,
         cqrs: &PostgresCqrs<A>,
-        id: &str,
+        id: A::Id,
         command: A::Command,
         context: &CommandContext,
     ) -> Result<Option<LogPosition>, CommandError<A::Error>>
     where
-        A: Aggregate,
+        A: Identified,
         A::Command: Clone,
     {
         self.record(cqrs, id, command, context).await?;
         let mut conn = self.pool.acquire().await.map_err(|e| CommandError::Store(e.to_string()))?;
-        let head = soho_projections::log::stream_head(&mut conn, A::TYPE, id)
+        let head = soho_projections::log::stream_head(&mut conn, A::TYPE, &id.to_string())
             .await
             .map_err(|e| CommandError::Store(e.to_string()))?;
         drop(conn);
@@ -120,18 +120,19 @@ impl Commands {
     pub async fn record<A>(
         &self,
         cqrs: &PostgresCqrs<A>,
-        id: &str,
+        id: A::Id,
         command: A::Command,
         context: &CommandContext,
     ) -> Result<(), CommandError<A::Error>>
     where
-        A: Aggregate,
+        A: Identified,
         A::Command: Clone,
     {
         let metadata = context.metadata();
+        let id = id.to_string();
         let mut attempt = 0;
         loop {
-            match cqrs.execute_with_metadata(id, command.clone(), metadata.clone()).await {
+            match cqrs.execute_with_metadata(&id, command.clone(), metadata.clone()).await {
                 Ok(()) => break,
                 Err(AggregateError::AggregateConflict) if attempt < CONFLICT_RETRIES => {
                     attempt += 1;
@@ -173,14 +174,14 @@ pub fn read_models(
 }
 
 /// An aggregate as its events make it now (or up to `until`, for audits), folded from the log.
-pub async fn load_aggregate<A: Aggregate>(
+pub async fn load_aggregate<A: Identified>(
     conn: &mut sqlx::PgConnection,
-    id: &str,
+    id: A::Id,
     until: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<(A, usize), anyhow::Error> {
     let mut aggregate = A::default();
     let mut applied = 0;
-    for stored in soho_projections::log::read_stream(conn, A::TYPE, id).await? {
+    for stored in soho_projections::log::read_stream(conn, A::TYPE, &id.to_string()).await? {
         if until.is_some_and(|until| stored.recorded_at > until) {
             break;
         }

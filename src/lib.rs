@@ -12,6 +12,8 @@ pub mod db;
 pub mod email;
 pub mod fields;
 pub mod http;
+#[cfg(test)]
+mod layers;
 pub mod leads;
 pub mod live;
 pub mod metrics;
@@ -19,7 +21,6 @@ pub mod notifications;
 pub mod onboarding;
 pub mod outbound;
 pub mod portal;
-pub mod simulator;
 pub mod telemetry;
 
 /// reqwest is built without a default TLS provider (Cargo.toml says why); this installs ring

@@ -21,32 +21,9 @@ impl Metrics {
     }
 }
 
-/// The CRM sync backlog, as `crm status` and `/metrics` show it.
-#[derive(Debug, serde::Serialize, sqlx::FromRow)]
-#[serde(rename_all = "camelCase")]
-pub struct CrmBacklog {
-    pub pending: i64,
-    pub failed: i64,
-    /// Age of the oldest pending call, in seconds (0 with none).
-    pub oldest_pending_seconds: f64,
-    pub last_error: Option<String>,
-}
-
-pub async fn crm_backlog(pool: &sqlx::PgPool) -> Result<CrmBacklog, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE state = 'pending') AS pending, \
-                count(*) FILTER (WHERE state = 'failed') AS failed, \
-                COALESCE(EXTRACT(EPOCH FROM now() - min(created_at) FILTER (WHERE state = 'pending')), 0)::float8 AS oldest_pending_seconds, \
-                (SELECT last_error FROM crm_outbox WHERE state <> 'done' AND last_error IS NOT NULL ORDER BY task_id DESC LIMIT 1) AS last_error \
-         FROM crm_outbox WHERE state <> 'done'",
-    )
-    .fetch_one(pool)
-    .await
-}
-
 pub fn render(
     metrics: &Metrics,
-    backlog: &CrmBacklog,
+    backlog: &crate::crm::outbox::Backlog,
     usage: &crate::crm::limits::Usage,
 ) -> String {
     let mut out = String::new();

@@ -78,7 +78,7 @@ impl Portal {
     }
 
     /// The link an invitation email carries.
-    pub fn registration_link(&self, invitation_id: uuid::Uuid) -> String {
+    pub fn registration_link(&self, invitation_id: soho_aggregates::InvitationId) -> String {
         format!(
             "{}/register?token={}",
             self.settings.public_base_url,
@@ -87,7 +87,7 @@ impl Portal {
     }
 
     /// The link a password reset email carries.
-    pub fn password_reset_link(&self, reset_id: uuid::Uuid) -> String {
+    pub fn password_reset_link(&self, reset_id: soho_aggregates::InvitationId) -> String {
         format!(
             "{}/reset-password?token={}",
             self.settings.public_base_url,

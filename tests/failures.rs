@@ -10,7 +10,7 @@ use common::smtp::{Reply, SmtpSink};
 use common::TestPortal;
 use futures::StreamExt;
 use serde_json::{json, Value};
-use soho_portal::db::embedded::{EmbeddedPostgres, Leftover};
+use soho_embedded_postgres::{EmbeddedPostgres, Leftover};
 
 /// Words that would show a client our internals.
 const INTERNALS: [&str; 6] = ["sql", "postgres", "connection", "pool", "relation", "database"];
@@ -37,8 +37,8 @@ async fn the_database_going_away_and_coming_back_loses_nothing_acknowledged() {
     // A cluster of this test's own, to stop and start.
     let dir = tempfile::tempdir().unwrap();
     let cluster = EmbeddedPostgres::start(dir.path(), Leftover::TakeOver).await.unwrap();
-    let url = cluster.url(soho_portal::db::embedded::DATABASE);
-    let pool = soho_portal::db::pool(cluster.connect_options(soho_portal::db::embedded::DATABASE))
+    let url = cluster.url(soho_embedded_postgres::DATABASE);
+    let pool = soho_portal::db::pool(cluster.connect_options(soho_embedded_postgres::DATABASE))
         .await
         .unwrap();
     soho_portal::db::migrate(&pool).await.unwrap();

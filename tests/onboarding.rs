@@ -237,18 +237,19 @@ async fn invitation_links_are_single_use_expire_and_are_retired_by_a_resend() {
     let late: Value = invited.json().await.unwrap();
     let late_id: uuid::Uuid = late["id"].as_str().unwrap().parse().unwrap();
     let expired = soho_aggregates::user::Invitation {
-        invitation_id: uuid::Uuid::now_v7(),
+        invitation_id: soho_aggregates::InvitationId::new(),
         token_hash: soho_portal::auth::keys::token_hash(
-            &portal.portal().keys.invitation_token(uuid::Uuid::nil()),
+            &portal.portal().keys.invitation_token(soho_aggregates::InvitationId::default()),
         ),
         expires_at: chrono::Utc::now() - chrono::Duration::hours(1),
     };
-    let expired_token = portal.portal().keys.invitation_token(uuid::Uuid::nil());
+    let expired_token =
+        portal.portal().keys.invitation_token(soho_aggregates::InvitationId::default());
     let commands = &portal.portal().commands;
     commands
         .execute(
             &commands.users,
-            &late_id.to_string(),
+            soho_aggregates::UserId(late_id),
             soho_aggregates::UserCommand::ReissueInvitation {
                 invitation: expired,
                 at: chrono::Utc::now(),

@@ -41,7 +41,7 @@ async fn partner(commands: &Commands, n: usize, approved: bool) -> PartnerId {
         approved,
         at: Utc::now(),
     };
-    commands.execute(&commands.partners, &id.to_string(), command, &context()).await.unwrap();
+    commands.execute(&commands.partners, id, command, &context()).await.unwrap();
     id
 }
 
@@ -54,7 +54,7 @@ fn invite(partner: PartnerId, email: &str) -> (UserId, UserCommand) {
         name: None,
         role: Role::Sub,
         invitation: Invitation {
-            invitation_id: uuid::Uuid::now_v7(),
+            invitation_id: soho_aggregates::InvitationId::new(),
             token_hash: format!("hash-{email}"),
             expires_at: Utc::now() + Duration::hours(72),
         },
@@ -91,13 +91,10 @@ async fn a_replayed_read_model_equals_the_live_one() {
         approved: false,
         at: Utc::now(),
     };
-    commands
-        .execute(&commands.partners, &partners[1].to_string(), again, &context())
-        .await
-        .unwrap();
+    commands.execute(&commands.partners, partners[1], again, &context()).await.unwrap();
     for (n, partner) in partners.iter().enumerate() {
         let (user, command) = invite(*partner, &format!("user{n}@example.com"));
-        commands.execute(&commands.users, &user.to_string(), command, &context()).await.unwrap();
+        commands.execute(&commands.users, user, command, &context()).await.unwrap();
         if n % 2 == 0 {
             let register = UserCommand::Register {
                 token_hash: format!("hash-user{n}@example.com"),
@@ -105,17 +102,11 @@ async fn a_replayed_read_model_equals_the_live_one() {
                 name: Some(format!("User {n}")),
                 at: Utc::now(),
             };
-            commands
-                .execute(&commands.users, &user.to_string(), register, &context())
-                .await
-                .unwrap();
+            commands.execute(&commands.users, user, register, &context()).await.unwrap();
         }
         if n % 3 == 0 {
             let disable = UserCommand::Disable { at: Utc::now() };
-            commands
-                .execute(&commands.users, &user.to_string(), disable, &context())
-                .await
-                .unwrap();
+            commands.execute(&commands.users, user, disable, &context()).await.unwrap();
         }
     }
     // Read your writes: the read model already shows the last command.
@@ -170,12 +161,9 @@ async fn an_email_belongs_to_one_user_whatever_its_case() {
     let (_pool, commands, tasks, _database) = portal().await;
     let partner = partner(&commands, 1, true).await;
     let (first, command) = invite(partner, "Ada@Example.com");
-    commands.execute(&commands.users, &first.to_string(), command, &context()).await.unwrap();
+    commands.execute(&commands.users, first, command, &context()).await.unwrap();
     let (second, command) = invite(partner, "ada@example.COM");
-    let error = commands
-        .execute(&commands.users, &second.to_string(), command, &context())
-        .await
-        .unwrap_err();
+    let error = commands.execute(&commands.users, second, command, &context()).await.unwrap_err();
     assert!(
         matches!(&error, CommandError::Taken(rule) if rule == "user_email_unique"),
         "{error:?}"
@@ -202,10 +190,7 @@ async fn a_soho_partner_id_belongs_to_one_partner() {
         approved: true,
         at: Utc::now(),
     };
-    let error = commands
-        .execute(&commands.partners, &other.to_string(), command, &context())
-        .await
-        .unwrap_err();
+    let error = commands.execute(&commands.partners, other, command, &context()).await.unwrap_err();
     assert!(
         matches!(&error, CommandError::Taken(rule) if rule == "partner_soho_id_unique"),
         "{error:?}"

@@ -67,3 +67,8 @@ decl_id!(
     /// A partner's webhook endpoint, where the portal posts lead changes.
     EndpointId
 );
+decl_id!(
+    /// A single-use link sent by email: an invitation, or a password reset (its token is an
+    /// HMAC of this id).
+    InvitationId
+);

@@ -73,9 +73,15 @@ pub enum Submitter {
     Public,
 }
 
-/// The person a lead is about, already trimmed and bounded by the web layer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// The person a lead is about: a last name and a way to reach them (an email or a phone).
+///
+/// Parsed, not validated: outside this crate one is made only by [`LeadDetails::new`] (the
+/// edge's field rules then hold: trimmed, bounded, well-formed, see `src/fields.rs`), or read
+/// back from the log, whose events are facts accepted earlier and never judged again. The Lead
+/// aggregate therefore receives only complete details, and does not check them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct LeadDetails {
     pub first_name: Option<String>,
     pub last_name: String,
@@ -88,6 +94,23 @@ pub struct LeadDetails {
 }
 
 impl LeadDetails {
+    /// The details of a lead, from fields the edge has parsed (trimmed, bounded, well-formed):
+    /// `Incomplete` without a last name, or with neither an email nor a phone.
+    pub fn new(
+        first_name: Option<String>,
+        last_name: String,
+        email: Option<String>,
+        phone: Option<String>,
+        company: Option<String>,
+        notes: Option<String>,
+        metadata: BTreeMap<String, String>,
+    ) -> Result<Self, LeadError> {
+        if last_name.trim().is_empty() || (email.is_none() && phone.is_none()) {
+            return Err(LeadError::Incomplete);
+        }
+        Ok(Self { first_name, last_name, email, phone, company, notes, metadata })
+    }
+
     /// The phone number reduced to what identifies it: its digits, with a leading `+` kept, so
     /// "+44 20 7946 0000" and "+44 (20) 7946-0000" are the same person. `None` for fewer than
     /// six digits, which identify nobody.
@@ -228,7 +251,8 @@ pub struct Lead {
     pub id: Option<LeadId>,
     pub partner_id: Option<PartnerId>,
     pub submitted_by: Option<Submitter>,
-    pub details: LeadDetails,
+    /// `None` until the lead is submitted.
+    pub details: Option<LeadDetails>,
     pub status: LeadStatus,
     pub crm_status: String,
     pub soho_lead_id: Option<String>,
@@ -265,11 +289,6 @@ impl Aggregate for Lead {
             } => {
                 if self.id.is_some() {
                     return Err(LeadError::AlreadySubmitted);
-                }
-                if details.last_name.is_empty()
-                    || (details.email.is_none() && details.phone.is_none())
-                {
-                    return Err(LeadError::Incomplete);
                 }
                 let event = LeadEvent::LeadSubmitted {
                     lead_id,
@@ -322,7 +341,7 @@ impl Aggregate for Lead {
                 self.id = Some(lead_id);
                 self.partner_id = Some(partner_id);
                 self.submitted_by = Some(submitted_by);
-                self.details = details;
+                self.details = Some(details);
                 self.status = LeadStatus::New;
                 self.crm_status = INITIAL_CRM_STATUS.to_string();
                 self.channel_conflict = channel_conflict;
@@ -363,11 +382,9 @@ mod tests {
         DateTime::parse_from_rfc3339("2026-11-24T12:00:00Z").unwrap().with_timezone(&Utc)
     }
     fn details() -> LeadDetails {
-        LeadDetails {
-            last_name: "Lovelace".into(),
-            email: Some("ada@example.com".into()),
-            ..Default::default()
-        }
+        let email = Some("ada@example.com".into());
+        LeadDetails::new(None, "Lovelace".into(), email, None, None, None, Default::default())
+            .unwrap()
     }
     fn submitted() -> LeadEvent {
         LeadEvent::LeadSubmitted {
@@ -411,20 +428,15 @@ mod tests {
     }
 
     #[test]
-    fn a_lead_without_a_way_to_reach_the_person_is_refused() {
-        let mut incomplete = details();
-        incomplete.email = None;
-        Given::with(())
-            .given_no_previous_events()
-            .when(LeadCommand::Submit {
-                lead_id: LeadId::new(),
-                partner_id: PartnerId::new(),
-                submitted_by: Submitter::Public,
-                details: incomplete,
-                channel_conflict: false,
-                at: at(),
-            })
-            .then_expect_error(LeadError::Incomplete);
+    fn details_without_a_last_name_or_a_way_to_reach_the_person_cannot_be_made() {
+        let made = |last: &str, email: Option<&str>, phone: Option<&str>| {
+            let (email, phone) = (email.map(str::to_string), phone.map(str::to_string));
+            LeadDetails::new(None, last.into(), email, phone, None, None, Default::default())
+        };
+        assert_eq!(made("Lovelace", None, None), Err(LeadError::Incomplete));
+        assert_eq!(made(" ", Some("ada@example.com"), None), Err(LeadError::Incomplete));
+        assert!(made("Lovelace", None, Some("+44 20 7946 0000")).is_ok());
+        assert!(made("Lovelace", Some("ada@example.com"), None).is_ok());
     }
 
     #[test]

@@ -9,7 +9,7 @@ pub mod lead;
 pub mod partner;
 pub mod user;
 
-pub use ids::{ApiKeyId, EndpointId, LeadId, PartnerId, UserId};
+pub use ids::{ApiKeyId, EndpointId, InvitationId, LeadId, PartnerId, UserId};
 pub use lead::{Lead, LeadCommand, LeadError, LeadEvent, LeadStatus};
 pub use partner::{Partner, PartnerCommand, PartnerError, PartnerEvent, PartnerStatus};
 pub use user::{Role, User, UserCommand, UserError, UserEvent};
@@ -22,6 +22,24 @@ pub mod aggregate_type {
     pub const PARTNER: &str = <crate::Partner as Aggregate>::TYPE;
     pub const USER: &str = <crate::User as Aggregate>::TYPE;
     pub const LEAD: &str = <crate::Lead as Aggregate>::TYPE;
+}
+
+/// An aggregate and the newtype of its ids: what the command path takes instead of the
+/// string cqrs-es keys streams by, so a partner's id cannot address a user's stream.
+pub trait Identified: cqrs_es::Aggregate {
+    type Id: Copy + std::fmt::Display + std::fmt::Debug;
+}
+
+impl Identified for Partner {
+    type Id = PartnerId;
+}
+
+impl Identified for User {
+    type Id = UserId;
+}
+
+impl Identified for Lead {
+    type Id = LeadId;
 }
 
 /// Who caused a change, as kept with every event and shown to auditors.
@@ -76,7 +94,7 @@ impl Actor {
     pub fn system() -> Self {
         Self { kind: ActorKind::System, id: None }
     }
-    pub fn api_key(key: uuid::Uuid) -> Self {
+    pub fn api_key(key: ApiKeyId) -> Self {
         Self { kind: ActorKind::ApiKey, id: Some(key.to_string()) }
     }
 }

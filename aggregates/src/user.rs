@@ -10,7 +10,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
-use crate::{PartnerId, UserId};
+use crate::{InvitationId, PartnerId, UserId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -44,7 +44,7 @@ impl Role {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Invitation {
-    pub invitation_id: uuid::Uuid,
+    pub invitation_id: InvitationId,
     pub token_hash: String,
     pub expires_at: DateTime<Utc>,
 }
@@ -67,7 +67,7 @@ pub enum UserCommand {
     },
     /// The invitation email left for the SMTP server (recorded by the process manager).
     RecordInvitationSent {
-        invitation_id: uuid::Uuid,
+        invitation_id: InvitationId,
         at: DateTime<Utc>,
     },
     Register {
@@ -127,7 +127,7 @@ pub enum UserEvent {
     #[serde(rename_all = "camelCase")]
     InvitationReissued { invitation: Invitation, at: DateTime<Utc> },
     #[serde(rename_all = "camelCase")]
-    InvitationSent { invitation_id: uuid::Uuid, at: DateTime<Utc> },
+    InvitationSent { invitation_id: InvitationId, at: DateTime<Utc> },
     #[serde(rename_all = "camelCase")]
     UserRegistered { name: Option<String>, password_hash: String, at: DateTime<Utc> },
     #[serde(rename_all = "camelCase")]
@@ -195,7 +195,7 @@ pub struct User {
     pub role: Role,
     pub invitation: Option<Invitation>,
     /// Invitations already delivered, so a retried send is recognised and not repeated.
-    pub sent_invitations: Vec<uuid::Uuid>,
+    pub sent_invitations: Vec<InvitationId>,
     pub registered: bool,
     pub disabled: bool,
     /// The invitation was voided before it was accepted: the user is gone.
@@ -380,7 +380,7 @@ mod tests {
     }
     fn invitation(hash: &str) -> Invitation {
         Invitation {
-            invitation_id: uuid::Uuid::from_u128(hash.len() as u128),
+            invitation_id: InvitationId(uuid::Uuid::from_u128(hash.len() as u128)),
             token_hash: hash.into(),
             expires_at: at() + Duration::hours(72),
         }

@@ -45,7 +45,7 @@ impl Projection for UsersProjection {
                     .bind(email)
                     .bind(name)
                     .bind(role.as_str())
-                    .bind(invitation.invitation_id)
+                    .bind(invitation.invitation_id.as_uuid())
                     .bind(invitation.token_hash)
                     .bind(invitation.expires_at)
                     .bind(at)
@@ -59,7 +59,7 @@ impl Projection for UsersProjection {
                          WHERE user_id = $1",
                     )
                     .bind(id)
-                    .bind(invitation.invitation_id)
+                    .bind(invitation.invitation_id.as_uuid())
                     .bind(invitation.token_hash)
                     .bind(invitation.expires_at)
                     .bind(at)
@@ -72,7 +72,7 @@ impl Projection for UsersProjection {
                          WHERE user_id = $1 AND invitation_id = $2",
                     )
                     .bind(id)
-                    .bind(invitation_id)
+                    .bind(invitation_id.as_uuid())
                     .bind(at)
                     .execute(&mut *tx)
                     .await?;

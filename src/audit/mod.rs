@@ -199,9 +199,8 @@ pub async fn lead_state(
     at: DateTime<Utc>,
 ) -> Result<Option<LeadView>, AuditError> {
     let mut conn = pool.acquire().await?;
-    let (lead, applied) = load_aggregate::<Lead>(&mut conn, &id.to_string(), Some(at))
-        .await
-        .map_err(AuditError::Replay)?;
+    let (lead, applied) =
+        load_aggregate::<Lead>(&mut conn, id, Some(at)).await.map_err(AuditError::Replay)?;
     Ok((applied > 0).then(|| LeadView::of_aggregate(&lead)).flatten())
 }
 

@@ -17,6 +17,8 @@ use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
+use soho_aggregates::{InvitationId, UserId};
+
 use crate::config::Settings;
 
 #[derive(Clone)]
@@ -73,20 +75,20 @@ impl Keys {
     }
 
     /// The secret part of an invitation link, for this invitation.
-    pub fn invitation_token(&self, invitation_id: uuid::Uuid) -> String {
+    pub fn invitation_token(&self, invitation_id: InvitationId) -> String {
         base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(hmac(&self.invitation, invitation_id.as_bytes()))
+            .encode(hmac(&self.invitation, invitation_id.0.as_bytes()))
     }
 
     /// The secret of a user's unsubscribe link: it turns the user's notifications off, and
     /// nothing else, without a login.
-    pub fn unsubscribe_token(&self, user_id: uuid::Uuid) -> String {
-        let message = [b"unsubscribe ".as_slice(), user_id.as_bytes()].concat();
+    pub fn unsubscribe_token(&self, user_id: UserId) -> String {
+        let message = [b"unsubscribe ".as_slice(), user_id.0.as_bytes()].concat();
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hmac(&self.invitation, &message))
     }
 
     /// Whether `token` is `user_id`'s unsubscribe token (compared in constant time).
-    pub fn is_unsubscribe_token(&self, user_id: uuid::Uuid, token: &str) -> bool {
+    pub fn is_unsubscribe_token(&self, user_id: UserId, token: &str) -> bool {
         let Ok(given) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.trim())
         else {
             return false;
@@ -94,14 +96,14 @@ impl Keys {
         let mut mac =
             Hmac::<Sha256>::new_from_slice(&self.invitation).expect("HMAC takes any key length");
         mac.update(b"unsubscribe ");
-        mac.update(user_id.as_bytes());
+        mac.update(user_id.0.as_bytes());
         mac.verify_slice(&given).is_ok()
     }
 
     /// The secret part of a password reset link, for this reset (never the same as any
     /// invitation's: the message differs).
-    pub fn password_reset_token(&self, reset_id: uuid::Uuid) -> String {
-        let message = [b"password reset ".as_slice(), reset_id.as_bytes()].concat();
+    pub fn password_reset_token(&self, reset_id: InvitationId) -> String {
+        let message = [b"password reset ".as_slice(), reset_id.0.as_bytes()].concat();
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hmac(&self.invitation, &message))
     }
 }
@@ -145,16 +147,22 @@ mod tests {
     #[test]
     fn invitation_tokens_are_stable_per_invitation_and_hashed_for_storage() {
         let keys = Keys::new(b"0123456789abcdef0123456789abcdef", None);
-        let id = uuid::Uuid::from_u128(9);
+        let id = InvitationId(uuid::Uuid::from_u128(9));
         assert_eq!(keys.invitation_token(id), keys.invitation_token(id));
-        assert_ne!(keys.invitation_token(id), keys.invitation_token(uuid::Uuid::from_u128(10)));
+        assert_ne!(
+            keys.invitation_token(id),
+            keys.invitation_token(InvitationId(uuid::Uuid::from_u128(10)))
+        );
         assert_eq!(token_hash("abc").len(), 64);
         let other = Keys::new(b"another secret of enough length!!", None);
         assert_ne!(keys.invitation_token(id), other.invitation_token(id));
         assert_ne!(keys.invitation_token(id), keys.password_reset_token(id));
         assert_eq!(keys.password_reset_token(id), keys.password_reset_token(id));
-        assert!(keys.is_unsubscribe_token(id, &keys.unsubscribe_token(id)));
-        assert!(!keys.is_unsubscribe_token(uuid::Uuid::from_u128(10), &keys.unsubscribe_token(id)));
-        assert!(!keys.is_unsubscribe_token(id, &keys.invitation_token(id)));
+        // The same bytes as a user's id: its unsubscribe token is still none of the others.
+        let user = UserId(id.0);
+        assert!(keys.is_unsubscribe_token(user, &keys.unsubscribe_token(user)));
+        let other_user = UserId(uuid::Uuid::from_u128(10));
+        assert!(!keys.is_unsubscribe_token(other_user, &keys.unsubscribe_token(user)));
+        assert!(!keys.is_unsubscribe_token(user, &keys.invitation_token(id)));
     }
 }

@@ -30,12 +30,16 @@ pub enum RefreshError {
     Store(#[from] sqlx::Error),
 }
 
+/// The tokens of one session, each issued for the last: a copy of a used one ends them all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Family(uuid::Uuid);
+
 /// A new refresh token for `user`: the first of a new family, or the next of `family`.
 #[tracing::instrument(skip(pool), err)]
 pub async fn issue(
     pool: &PgPool,
     user: UserId,
-    family: Option<uuid::Uuid>,
+    family: Option<Family>,
 ) -> Result<String, sqlx::Error> {
     let mut secret = [0u8; 32];
     rand::rng().fill_bytes(&mut secret);
@@ -44,7 +48,7 @@ pub async fn issue(
         "INSERT INTO refresh_tokens (token_hash, family_id, user_id, expires_at) VALUES ($1, $2, $3, $4)",
     )
     .bind(token_hash(&token))
-    .bind(family.unwrap_or_else(uuid::Uuid::now_v7))
+    .bind(family.map_or_else(uuid::Uuid::now_v7, |f| f.0))
     .bind(user.as_uuid())
     .bind(Utc::now() + LIFETIME)
     .execute(pool)
@@ -55,7 +59,7 @@ pub async fn issue(
 /// Uses `token` up: its user and family, to issue the next token with. A token used before is
 /// refused, and past `RACE_GRACE` its family is revoked.
 #[tracing::instrument(skip_all, err)]
-pub async fn use_up(pool: &PgPool, token: &str) -> Result<(UserId, uuid::Uuid), RefreshError> {
+pub async fn use_up(pool: &PgPool, token: &str) -> Result<(UserId, Family), RefreshError> {
     let hash = token_hash(token);
     let taken: Option<(uuid::Uuid, uuid::Uuid)> = sqlx::query_as(
         "UPDATE refresh_tokens SET used_at = now() \
@@ -66,7 +70,7 @@ pub async fn use_up(pool: &PgPool, token: &str) -> Result<(UserId, uuid::Uuid), 
     .fetch_optional(pool)
     .await?;
     if let Some((user, family)) = taken {
-        return Ok((UserId(user), family));
+        return Ok((UserId(user), Family(family)));
     }
     // Used before: a copy, unless a racing request used it a moment ago.
     sqlx::query(

@@ -3,7 +3,7 @@
 //! suspending a partner takes effect at once on the server that made the change, and within a
 //! second on the others. The HTTP extractors (`http::guard`) and the live socket build on it.
 
-use soho_aggregates::{Actor, PartnerId, Role, UserId};
+use soho_aggregates::{Actor, ApiKeyId, PartnerId, Role, UserId};
 
 use super::api_keys;
 use super::rate_limit::RateLimited;
@@ -41,7 +41,7 @@ pub struct CurrentUser {
     pub email: String,
     /// Set when the caller is a partner's system with an API key: it acts as the partner's
     /// admin (`id` is the admin's), and its commands are recorded as the key's.
-    pub api_key: Option<uuid::Uuid>,
+    pub api_key: Option<ApiKeyId>,
 }
 
 impl CurrentUser {
@@ -189,7 +189,7 @@ impl CurrentUser {
             partner_id: Some(holder.partner),
             role: Role::Admin,
             email: String::new(),
-            api_key: Some(holder.key),
+            api_key: Some(ApiKeyId(holder.key)),
         })
     }
 }

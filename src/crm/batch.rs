@@ -68,7 +68,10 @@ impl<'a> Batch<'a> {
         let mut in_call = Vec::new();
         let mut paused = None;
         for (n, task) in tasks.iter().enumerate() {
-            let Some(lead) = leads.get(&task.lead_id) else {
+            // A lead has details from its first event on: without them, it has no events.
+            let Some((lead, details)) =
+                leads.get(&task.lead_id).and_then(|l| Some((l, l.details.as_ref()?)))
+            else {
                 outcomes[n] = Some(Outcome::Failed {
                     code: "UNKNOWN_LEAD".into(),
                     message: "the lead has no events".into(),
@@ -78,7 +81,7 @@ impl<'a> Batch<'a> {
             match task.kind.as_str() {
                 "upsert" => {
                     let partner = lead.partner_id.and_then(|p| partners.get(&p.as_uuid()).cloned());
-                    upserts.push(record(task.lead_id, lead, partner));
+                    upserts.push(record(task.lead_id, lead, details, partner));
                 }
                 "status" => {
                     let Some(soho_id) = lead.soho_lead_id.clone() else {
@@ -347,8 +350,12 @@ async fn finish(conn: &mut PgConnection, tasks: &[Task], outcomes: &[Outcome]) -
 }
 
 /// The lead as a Soho CRM `Leads` record (CONTRACT.md 4).
-fn record(lead_id: uuid::Uuid, lead: &Lead, partner_soho_id: Option<String>) -> Value {
-    let d = &lead.details;
+fn record(
+    lead_id: uuid::Uuid,
+    lead: &Lead,
+    d: &soho_aggregates::lead::LeadDetails,
+    partner_soho_id: Option<String>,
+) -> Value {
     let mut record = json!({
         "Last_Name": d.last_name,
         "Lead_Source": "Partner Portal",

@@ -4,8 +4,45 @@
 
 use soho_aggregates::aggregate_type;
 use soho_aggregates::lead::{LeadEvent, StatusSource};
+use soho_aggregates::{LeadId, PartnerId};
 use soho_projections::{Projection, ProjectionError, StoredEvent};
 use sqlx::PgConnection;
+/// The CRM sync backlog, as `crm status` and `/metrics` show it.
+#[derive(Debug, serde::Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct Backlog {
+    pub pending: i64,
+    pub failed: i64,
+    /// Age of the oldest pending call, in seconds (0 with none).
+    pub oldest_pending_seconds: f64,
+    pub last_error: Option<String>,
+}
+
+pub async fn backlog(pool: &sqlx::PgPool) -> Result<Backlog, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE state = 'pending') AS pending, \
+                count(*) FILTER (WHERE state = 'failed') AS failed, \
+                COALESCE(EXTRACT(EPOCH FROM now() - min(created_at) FILTER (WHERE state = 'pending')), 0)::float8 AS oldest_pending_seconds, \
+                (SELECT last_error FROM crm_outbox WHERE state <> 'done' AND last_error IS NOT NULL ORDER BY task_id DESC LIMIT 1) AS last_error \
+         FROM crm_outbox WHERE state <> 'done'",
+    )
+    .fetch_one(pool)
+    .await
+}
+
+/// Puts failed calls back in line (`crm retry`): one lead's, or every failed one. Returns how
+/// many; the running portal's workers take them.
+pub async fn retry_failed(pool: &sqlx::PgPool, lead: Option<LeadId>) -> Result<u64, sqlx::Error> {
+    let retried = sqlx::query(
+        "UPDATE crm_outbox SET state = 'pending', attempts = 0, next_attempt_at = now(), last_error = NULL \
+         WHERE state = 'failed' AND ($1::uuid IS NULL OR lead_id = $1)",
+    )
+    .bind(lead.map(|l| l.as_uuid()))
+    .execute(pool)
+    .await?;
+    Ok(retried.rows_affected())
+}
+
 /// Workers wake when this subscriber's checkpoint advances (after its commit), here or on
 /// another server (through the checkpoint `NOTIFY`).
 /// The subscriber name this once ran under (its checkpoint wakes the CRM workers).
@@ -86,12 +123,12 @@ pub struct Tasks {
 
 impl Tasks {
     /// Adds the task `event` of `lead` (of `partner`) owes, if any.
-    pub fn add(&mut self, lead: uuid::Uuid, partner: uuid::Uuid, event: &LeadEvent) {
+    pub fn add(&mut self, lead: LeadId, partner: PartnerId, event: &LeadEvent) {
         if let Some((kind, crm_status)) = task_of(event) {
-            self.leads.push(lead);
+            self.leads.push(lead.as_uuid());
             self.kinds.push(kind);
             self.crm_statuses.push(crm_status);
-            self.partners.push(partner);
+            self.partners.push(partner.as_uuid());
         }
     }
 

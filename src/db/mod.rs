@@ -1,7 +1,5 @@
 //! The database: connecting (to `DB_URL`, or to the embedded cluster), and migrations.
 
-pub mod embedded;
-
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -10,7 +8,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
 use crate::config::Settings;
-use embedded::{EmbeddedError, EmbeddedPostgres, Leftover};
+use soho_embedded_postgres::{self as embedded, EmbeddedError, EmbeddedPostgres, Leftover};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

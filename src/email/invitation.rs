@@ -6,7 +6,7 @@ use soho_aggregates::Role;
 use super::{escape, Email};
 
 pub struct InvitationEmail<'a> {
-    pub invitation_id: uuid::Uuid,
+    pub invitation_id: soho_aggregates::InvitationId,
     pub to: &'a str,
     pub name: Option<&'a str>,
     pub partner_name: Option<&'a str>,

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use super::{escape, Email};
 
 pub struct PasswordResetEmail<'a> {
-    pub reset_id: uuid::Uuid,
+    pub reset_id: soho_aggregates::InvitationId,
     pub to: &'a str,
     pub name: Option<&'a str>,
     pub link: &'a str,
@@ -53,7 +53,7 @@ mod tests {
     #[test]
     fn a_hostile_name_is_escaped_in_the_html() {
         let email = PasswordResetEmail {
-            reset_id: uuid::Uuid::nil(),
+            reset_id: soho_aggregates::InvitationId::default(),
             to: "a@example.com",
             name: Some("<script>alert(1)</script>"),
             link: "https://portal.example/reset-password?token=abc",

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use soho_aggregates::aggregate_type;
 use soho_aggregates::user::UserEvent;
-use soho_aggregates::{Role, User};
+use soho_aggregates::{InvitationId, Role, User, UserId};
 use soho_projections::{Projection, ProjectionError, StoredEvent};
 use sqlx::PgConnection;
 
@@ -46,13 +46,14 @@ impl Projection for InvitationSender {
         events: &[StoredEvent],
     ) -> Result<(), ProjectionError> {
         for stored in events.iter().filter(|e| e.aggregate_type == aggregate_type::USER) {
+            let user = UserId(stored.aggregate_uuid()?);
             match stored.decode::<UserEvent>()? {
                 UserEvent::UserInvited { invitation, .. }
                 | UserEvent::InvitationReissued { invitation, .. } => {
-                    self.send(tx, &stored.aggregate_id, invitation.invitation_id).await?
+                    self.send(tx, user, invitation.invitation_id).await?
                 }
                 UserEvent::PasswordResetRequested { reset, .. } => {
-                    self.send_reset(tx, &stored.aggregate_id, reset.invitation_id).await?
+                    self.send_reset(tx, user, reset.invitation_id).await?
                 }
                 _ => continue,
             }
@@ -66,8 +67,8 @@ impl InvitationSender {
     async fn send(
         &self,
         tx: &mut PgConnection,
-        user_id: &str,
-        invitation_id: uuid::Uuid,
+        user_id: UserId,
+        invitation_id: InvitationId,
     ) -> Result<(), ProjectionError> {
         let (user, _) = load_aggregate::<User>(tx, user_id, None)
             .await
@@ -113,8 +114,8 @@ impl InvitationSender {
     async fn send_reset(
         &self,
         tx: &mut PgConnection,
-        user_id: &str,
-        reset_id: uuid::Uuid,
+        user_id: UserId,
+        reset_id: InvitationId,
     ) -> Result<(), ProjectionError> {
         let (user, _) = load_aggregate::<User>(tx, user_id, None)
             .await
@@ -149,8 +150,8 @@ impl InvitationSender {
     /// Records a delivered email (its invitation or reset id), so it is not sent again.
     async fn record_sent(
         &self,
-        user_id: &str,
-        invitation_id: uuid::Uuid,
+        user_id: UserId,
+        invitation_id: InvitationId,
     ) -> Result<(), ProjectionError> {
         let command = soho_aggregates::UserCommand::RecordInvitationSent {
             invitation_id,

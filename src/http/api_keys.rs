@@ -7,6 +7,7 @@ use axum::routing::{delete, get};
 use axum::{Json, Router};
 use serde::Deserialize;
 use soho_aggregates::{ApiKeyId, PartnerId};
+use sqlx::PgPool;
 use utoipa::ToSchema;
 
 use super::guard::PartnerAdmin;
@@ -34,19 +35,19 @@ pub struct NewApiKey {
 #[utoipa::path(get, path = "/partners/{id}/api-keys", operation_id = "list_api_keys", tag = "partners", security(("bearer" = [])),
     responses((status = 200, body = [ApiKey])))]
 pub async fn list(
-    State(portal): State<AppState>,
+    State(pool): State<PgPool>,
     PartnerAdmin(_admin, partner): PartnerAdmin,
     ApiPath(id): ApiPath<PartnerId>,
 ) -> Result<Json<Vec<ApiKey>>, ApiError> {
     own(partner, id)?;
-    Ok(Json(api_keys::list(&portal.pool, partner).await?))
+    Ok(Json(api_keys::list(&pool, partner).await?))
 }
 
 /// Create a key: the answer is the only time the key is shown.
 #[utoipa::path(post, path = "/partners/{id}/api-keys", operation_id = "create_api_key", tag = "partners", security(("bearer" = [])),
     request_body = NewApiKey, responses((status = 201, body = CreatedKey)))]
 pub async fn create(
-    State(portal): State<AppState>,
+    State(pool): State<PgPool>,
     PartnerAdmin(admin, partner): PartnerAdmin,
     ApiPath(id): ApiPath<PartnerId>,
     ApiJson(request): ApiJson<NewApiKey>,
@@ -58,7 +59,7 @@ pub async fn create(
         return Err(ApiError::Invalid(errors));
     }
     let name = name.unwrap_or_else(|| "API key".to_string());
-    let created = api_keys::create(&portal.pool, partner, &name, admin.id).await?;
+    let created = api_keys::create(&pool, partner, &name, admin.id).await?;
     tracing::info!(partner = %partner, key = %created.id, "API key created");
     Ok((StatusCode::CREATED, Json(created)))
 }
@@ -67,12 +68,12 @@ pub async fn create(
 #[utoipa::path(delete, path = "/partners/{id}/api-keys/{key_id}", operation_id = "revoke_api_key", tag = "partners", security(("bearer" = [])),
     responses((status = 204, description = "revoked")))]
 pub async fn revoke(
-    State(portal): State<AppState>,
+    State(pool): State<PgPool>,
     PartnerAdmin(_admin, partner): PartnerAdmin,
     ApiPath((id, key)): ApiPath<(PartnerId, ApiKeyId)>,
 ) -> Result<StatusCode, ApiError> {
     own(partner, id)?;
-    if api_keys::revoke(&portal.pool, partner, key).await? {
+    if api_keys::revoke(&pool, partner, key).await? {
         tracing::info!(partner = %partner, key = %key, "API key revoked");
         Ok(StatusCode::NO_CONTENT)
     } else {

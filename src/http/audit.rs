@@ -9,6 +9,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use soho_projections::Checkpoints;
+use sqlx::PgPool;
 use utoipa::IntoParams;
 
 use super::guard::Auditor;
@@ -52,7 +54,7 @@ pub struct FindLeads {
 #[utoipa::path(get, path = "/audit/leads", tag = "audit", security(("bearer" = [])), params(FindLeads),
     responses((status = 200, body = [FoundLead]), (status = 422, body = super::problem::Problem)))]
 pub async fn find_leads(
-    State(portal): State<AppState>,
+    State(pool): State<PgPool>,
     _auditor: Auditor,
     Query(query): Query<FindLeads>,
 ) -> Result<Json<Vec<FoundLead>>, ApiError> {
@@ -71,17 +73,17 @@ pub async fn find_leads(
         (None, None, Some(partner)) => LeadKey::Partner(uuid("partnerId", partner)?),
         _ => return Err(ApiError::invalid("id", "give exactly one of id, sohoLeadId, partnerId")),
     };
-    Ok(Json(find::leads(&portal.pool, key).await?))
+    Ok(Json(find::leads(&pool, key).await?))
 }
 
 /// Every partner, by name, for an auditor to pick one.
 #[utoipa::path(get, path = "/audit/partners", tag = "audit", security(("bearer" = [])),
     responses((status = 200, body = [AuditedPartner])))]
 pub async fn list_partners(
-    State(portal): State<AppState>,
+    State(pool): State<PgPool>,
     _auditor: Auditor,
 ) -> Result<Json<Vec<AuditedPartner>>, ApiError> {
-    Ok(Json(find::partners(&portal.pool).await?))
+    Ok(Json(find::partners(&pool).await?))
 }
 
 /// Every stored event of a lead, in order, with its metadata and hashes.
@@ -89,11 +91,12 @@ pub async fn list_partners(
     responses((status = 200, body = [AuditEvent]),
         (status = 503, description = "its newest events are not sealed yet", body = super::problem::Problem)))]
 pub async fn events(
-    State(portal): State<AppState>,
+    State(pool): State<PgPool>,
+    State(checkpoints): State<Checkpoints>,
     _auditor: Auditor,
     ApiPath(id): ApiPath<LeadId>,
 ) -> Result<Json<Vec<AuditEvent>>, ApiError> {
-    let events = audit::lead_events(&portal.pool, &portal.checkpoints, id).await?;
+    let events = audit::lead_events(&pool, &checkpoints, id).await?;
     if events.is_empty() {
         return Err(ApiError::NotFound);
     }
@@ -104,11 +107,12 @@ pub async fn events(
 #[utoipa::path(get, path = "/audit/leads/{id}/export", tag = "audit", security(("bearer" = [])),
     responses((status = 200, description = "one event per line", content_type = "application/jsonl", body = String), (status = 503, body = super::problem::Problem)))]
 pub async fn export_lead(
-    State(portal): State<AppState>,
+    State(pool): State<PgPool>,
+    State(checkpoints): State<Checkpoints>,
     _auditor: Auditor,
     ApiPath(id): ApiPath<LeadId>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let lines = audit::export_lead(&portal.pool, &portal.checkpoints, id).await?;
+    let lines = audit::export_lead(&pool, &checkpoints, id).await?;
     if lines.is_empty() {
         return Err(ApiError::NotFound);
     }
@@ -126,10 +130,10 @@ pub async fn export_lead(
 #[utoipa::path(get, path = "/audit/verify", tag = "audit", security(("bearer" = [])),
     responses((status = 200, body = Verdict),))]
 pub async fn verify(
-    State(portal): State<AppState>,
+    State(pool): State<PgPool>,
     _auditor: Auditor,
 ) -> Result<Json<Verdict>, ApiError> {
-    Ok(Json(audit::verify::verify_log(&portal.pool, &|_| {}).await?))
+    Ok(Json(audit::verify::verify_log(&pool, &|_| {}).await?))
 }
 
 /// A lead's registration receipt: for its partner's admin and auditors.
@@ -137,7 +141,8 @@ pub async fn verify(
     responses((status = 200, body = Receipt),
         (status = 503, body = super::problem::Problem)))]
 pub async fn lead_receipt(
-    State(portal): State<AppState>,
+    State(pool): State<PgPool>,
+    State(checkpoints): State<Checkpoints>,
     user: CurrentUser,
     ApiPath(id): ApiPath<LeadId>,
 ) -> Result<Json<Receipt>, ApiError> {
@@ -145,7 +150,7 @@ pub async fn lead_receipt(
         (Role::Auditor, _) => {}
         (Role::Admin, Some(partner)) => {
             let scope = Some(queries::LeadScope::Partner(partner));
-            queries::lead(&portal.pool, id, scope).await?.ok_or(ApiError::NotFound)?;
+            queries::lead(&pool, id, scope).await?.ok_or(ApiError::NotFound)?;
         }
         _ => {
             return Err(ApiError::Forbidden(
@@ -153,7 +158,7 @@ pub async fn lead_receipt(
             ))
         }
     }
-    let receipt = receipt::issue(&portal.pool, &portal.checkpoints, id).await?;
+    let receipt = receipt::issue(&pool, &checkpoints, id).await?;
     receipt.map(Json).ok_or(ApiError::NotFound)
 }
 
@@ -163,11 +168,11 @@ pub async fn lead_receipt(
     responses((status = 200, body = ReceiptCheck), (status = 400, body = super::problem::Problem),
         (status = 422, body = super::problem::Problem)))]
 pub async fn check_receipt(
-    State(portal): State<AppState>,
+    State(pool): State<PgPool>,
     _auditor: Auditor,
     ApiJson(receipt): ApiJson<Receipt>,
 ) -> Result<Json<ReceiptCheck>, ApiError> {
-    Ok(Json(receipt::check(&portal.pool, &receipt).await?))
+    Ok(Json(receipt::check(&pool, &receipt).await?))
 }
 
 #[derive(Deserialize)]
@@ -182,13 +187,13 @@ pub struct At {
         (status = 404, description = "no such lead at that instant", body = super::problem::Problem),
         (status = 422, body = super::problem::Problem)))]
 pub async fn state_at(
-    State(portal): State<AppState>,
+    State(pool): State<PgPool>,
     _auditor: Auditor,
     ApiPath(id): ApiPath<LeadId>,
     Query(query): Query<At>,
 ) -> Result<Json<LeadView>, ApiError> {
     let at = query.instant()?;
-    audit::lead_state(&portal.pool, id, at).await?.map(Json).ok_or(ApiError::NotFound)
+    audit::lead_state(&pool, id, at).await?.map(Json).ok_or(ApiError::NotFound)
 }
 
 /// A partner's dashboard figures as they stood at an instant, rebuilt from the log.
@@ -196,13 +201,13 @@ pub async fn state_at(
     params(("at" = String, Query, description = "RFC 3339 instant")),
     responses((status = 200, body = DashboardStats), (status = 422, body = super::problem::Problem)))]
 pub async fn partner_stats_at(
-    State(portal): State<AppState>,
+    State(pool): State<PgPool>,
     _auditor: Auditor,
     ApiPath(id): ApiPath<PartnerId>,
     Query(query): Query<At>,
 ) -> Result<Json<DashboardStats>, ApiError> {
     let at = query.instant()?;
-    let stats = audit::stats::partner_stats_at(&portal.pool, id, at).await?;
+    let stats = audit::stats::partner_stats_at(&pool, id, at).await?;
     stats.map(Json).ok_or(ApiError::NotFound)
 }
 

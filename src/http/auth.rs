@@ -276,7 +276,7 @@ fn login_email(email: &str) -> Result<&str, ApiError> {
 pub(super) async fn session_for(
     portal: &crate::portal::Portal,
     user: UserId,
-    family: Option<uuid::Uuid>,
+    family: Option<refresh::Family>,
 ) -> Result<Session, ApiError> {
     let row = Standing::of(&portal.pool, user)
         .await?

@@ -3,6 +3,7 @@
 use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
+use sqlx::PgPool;
 use utoipa::ToSchema;
 
 use super::problem::ApiError;
@@ -26,8 +27,8 @@ pub async fn healthz() -> Json<Health> {
     (status = 200, body = Health),
     (status = 503, body = super::problem::Problem, content_type = "application/problem+json"),
 ))]
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
-    match crate::db::migrations_applied(&state.pool).await {
+pub async fn readyz(State(pool): State<PgPool>) -> Result<Json<Health>, ApiError> {
+    match crate::db::migrations_applied(&pool).await {
         Ok(true) => Ok(Json(Health { status: "ready" })),
         Ok(false) => Err(ApiError::Unavailable("database migrations are pending".into())),
         Err(error) => {
@@ -41,7 +42,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
 pub async fn metrics(
     State(state): State<AppState>,
 ) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
-    let backlog = crate::metrics::crm_backlog(&state.pool).await?;
+    let backlog = crate::crm::outbox::backlog(&state.pool).await?;
     let settings = &state.settings;
     let usage = crate::crm::limits::usage(
         &state.pool,

@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use soho_aggregates::lead::Submitter;
 use soho_aggregates::{Actor, LeadId, LeadStatus, PartnerId, Role, UserId};
+use sqlx::PgPool;
 use utoipa::ToSchema;
 
 use super::guard::{MaybeUser, PartnerMember};
@@ -392,11 +393,11 @@ fn csv_row(fields: &[String]) -> Vec<u8> {
 #[utoipa::path(get, path = "/leads/{id}", tag = "leads", security(("bearer" = [])),
     responses((status = 200, body = LeadView), (status = 404, body = super::problem::Problem)))]
 pub async fn one(
-    State(portal): State<AppState>,
+    State(pool): State<PgPool>,
     PartnerMember(user, partner): PartnerMember,
     ApiPath(id): ApiPath<LeadId>,
 ) -> Result<Json<LeadView>, ApiError> {
-    queries::lead(&portal.pool, id, Some(scope_of(&user, partner)))
+    queries::lead(&pool, id, Some(scope_of(&user, partner)))
         .await?
         .map(Json)
         .ok_or(ApiError::NotFound)
@@ -450,7 +451,7 @@ pub async fn change_status(
 #[utoipa::path(get, path = "/leads/{id}/history", tag = "leads", security(("bearer" = [])),
     responses((status = 200, body = [StatusHistoryEntry]), (status = 404, body = super::problem::Problem)))]
 pub async fn history(
-    State(portal): State<AppState>,
+    State(pool): State<PgPool>,
     user: CurrentUser,
     ApiPath(id): ApiPath<LeadId>,
 ) -> Result<Json<Vec<StatusHistoryEntry>>, ApiError> {
@@ -459,8 +460,8 @@ pub async fn history(
         (_, Some(partner)) => Some(scope_of(&user, partner)),
         (_, None) => return Err(ApiError::NotFound),
     };
-    queries::lead(&portal.pool, id, scope).await?.ok_or(ApiError::NotFound)?;
-    Ok(Json(queries::history(&portal.pool, id).await?))
+    queries::lead(&pool, id, scope).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(queries::history(&pool, id).await?))
 }
 
 /// Leads submitted, by status, and the conversion rate: the partner's for its admin, a
@@ -468,10 +469,10 @@ pub async fn history(
 #[utoipa::path(get, path = "/dashboard/stats", tag = "leads", security(("bearer" = [])),
     responses((status = 200, body = DashboardStats)))]
 pub async fn stats(
-    State(portal): State<AppState>,
+    State(pool): State<PgPool>,
     PartnerMember(user, partner): PartnerMember,
 ) -> Result<Json<DashboardStats>, ApiError> {
-    Ok(Json(queries::stats(&portal.pool, scope_of(&user, partner)).await?))
+    Ok(Json(queries::stats(&pool, scope_of(&user, partner)).await?))
 }
 
 /// Leads submitted and converted by the week they were submitted (Monday, UTC): the
@@ -480,7 +481,7 @@ pub async fn stats(
     params(("weeks" = Option<i32>, Query, description = "how many weeks back, this one included: 1 to 104, default 12")),
     responses((status = 200, description = "oldest first, weeks without leads as zeros", body = [queries::WeekFigures])))]
 pub async fn weekly(
-    State(portal): State<AppState>,
+    State(pool): State<PgPool>,
     PartnerMember(user, partner): PartnerMember,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Vec<queries::WeekFigures>>, ApiError> {
@@ -489,7 +490,7 @@ pub async fn weekly(
         Some(Ok(weeks)) if (1..=104).contains(&weeks) => weeks,
         Some(_) => return Err(ApiError::invalid("weeks", "must be a whole number from 1 to 104")),
     };
-    Ok(Json(queries::weekly(&portal.pool, scope_of(&user, partner), weeks).await?))
+    Ok(Json(queries::weekly(&pool, scope_of(&user, partner), weeks).await?))
 }
 
 /// The live-update messages after a position, for clients without WebSockets (the same
@@ -499,7 +500,7 @@ pub async fn weekly(
         ("limit" = Option<i64>, Query, description = "1 to 1000, default 500")),
     responses((status = 200, description = "messages, oldest first", body = [Object]), (status = 422, body = super::problem::Problem)))]
 pub async fn changes(
-    State(portal): State<AppState>,
+    State(pool): State<PgPool>,
     PartnerMember(user, partner): PartnerMember,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
@@ -519,8 +520,7 @@ pub async fn changes(
         Some(_) => return Err(ApiError::invalid("limit", "must be a whole number from 1 to 1000")),
     };
     let messages =
-        crate::live::feed::after(&portal.pool, after, Some(scope_of(&user, partner)), limit)
-            .await?;
+        crate::live::feed::after(&pool, after, Some(scope_of(&user, partner)), limit).await?;
     Ok(Json(messages.into_iter().map(|m| (*m.value).clone()).collect()))
 }
 

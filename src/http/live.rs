@@ -64,7 +64,7 @@ pub async fn upgrade(
         .read_buffer_size(4 * 1024)
         .write_buffer_size(4 * 1024)
         .max_message_size(64 * 1024)
-        .on_upgrade(move |socket| session(portal, socket, query.access_token))
+        .on_upgrade(move |socket| session(portal.0, socket, query.access_token))
 }
 
 async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {

@@ -152,7 +152,7 @@ pub async fn unsubscribe(
     ApiJson(request): ApiJson<Unsubscribe>,
 ) -> Result<axum::http::StatusCode, ApiError> {
     portal.auth_limits.attempt(client.ip())?;
-    if !portal.keys.is_unsubscribe_token(request.user, &request.token) {
+    if !portal.keys.is_unsubscribe_token(soho_aggregates::UserId(request.user), &request.token) {
         return Err(ApiError::invalid("token", "is not an unsubscribe link's token"));
     }
     notifications::set_mode(&portal.pool, soho_aggregates::UserId(request.user), Mode::Off).await?;

@@ -37,8 +37,31 @@ use utoipa::OpenApi;
 
 use crate::portal::Portal;
 
-/// What every handler may reach: the portal itself.
-pub type AppState = Arc<Portal>;
+/// The router's state. A handler takes what it needs of it (`State<PgPool>`, `State<Checkpoints>`,
+/// ... through `FromRef`), or the portal itself when it calls a service that works on the
+/// portal as a whole (submitting a lead, onboarding, sessions).
+#[derive(Clone)]
+pub struct AppState(pub Arc<Portal>);
+
+impl std::ops::Deref for AppState {
+    type Target = Portal;
+
+    fn deref(&self) -> &Portal {
+        &self.0
+    }
+}
+
+impl axum::extract::FromRef<AppState> for sqlx::PgPool {
+    fn from_ref(state: &AppState) -> Self {
+        state.pool.clone()
+    }
+}
+
+impl axum::extract::FromRef<AppState> for soho_projections::Checkpoints {
+    fn from_ref(state: &AppState) -> Self {
+        state.checkpoints.clone()
+    }
+}
 
 #[derive(OpenApi)]
 #[openapi(

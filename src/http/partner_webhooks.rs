@@ -7,6 +7,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use soho_aggregates::{EndpointId, PartnerId};
+use sqlx::PgPool;
 use utoipa::ToSchema;
 
 use super::guard::PartnerAdmin;
@@ -86,12 +87,12 @@ async fn checked(
 #[utoipa::path(get, path = "/partners/{id}/webhooks", operation_id = "list_webhooks", tag = "webhooks out", security(("bearer" = [])),
     responses((status = 200, body = [Endpoint])))]
 pub async fn list(
-    State(portal): State<AppState>,
+    State(pool): State<PgPool>,
     PartnerAdmin(_admin, partner): PartnerAdmin,
     ApiPath(id): ApiPath<PartnerId>,
 ) -> Result<Json<Vec<Endpoint>>, ApiError> {
     own(partner, id)?;
-    Ok(Json(endpoints::list(&portal.pool, partner).await?))
+    Ok(Json(endpoints::list(&pool, partner).await?))
 }
 
 /// Register an endpoint: the answer carries its `whsec_` secret, shown this once.
@@ -139,12 +140,12 @@ pub async fn update(
 #[utoipa::path(delete, path = "/partners/{id}/webhooks/{endpoint_id}", operation_id = "delete_webhook", tag = "webhooks out", security(("bearer" = [])),
     responses((status = 204, description = "deleted")))]
 pub async fn remove(
-    State(portal): State<AppState>,
+    State(pool): State<PgPool>,
     PartnerAdmin(_admin, partner): PartnerAdmin,
     ApiPath((id, endpoint)): ApiPath<(PartnerId, EndpointId)>,
 ) -> Result<StatusCode, ApiError> {
     own(partner, id)?;
-    if endpoints::delete(&portal.pool, partner, endpoint).await? {
+    if endpoints::delete(&pool, partner, endpoint).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound)
@@ -155,13 +156,13 @@ pub async fn remove(
 #[utoipa::path(post, path = "/partners/{id}/webhooks/{endpoint_id}/test", operation_id = "test_webhook", tag = "webhooks out", security(("bearer" = [])),
     responses((status = 202, body = TestSent)))]
 pub async fn test(
-    State(portal): State<AppState>,
+    State(pool): State<PgPool>,
     PartnerAdmin(_admin, partner): PartnerAdmin,
     ApiPath((id, endpoint)): ApiPath<(PartnerId, EndpointId)>,
 ) -> Result<(StatusCode, Json<TestSent>), ApiError> {
     own(partner, id)?;
-    endpoints::one(&portal.pool, partner, endpoint).await?.ok_or(ApiError::NotFound)?;
-    let message_id = endpoints::send_test(&portal.pool, endpoint).await?;
+    endpoints::one(&pool, partner, endpoint).await?.ok_or(ApiError::NotFound)?;
+    let message_id = endpoints::send_test(&pool, endpoint).await?;
     Ok((StatusCode::ACCEPTED, Json(TestSent { message_id })))
 }
 
@@ -169,11 +170,11 @@ pub async fn test(
 #[utoipa::path(get, path = "/partners/{id}/webhooks/{endpoint_id}/deliveries", operation_id = "webhook_deliveries", tag = "webhooks out", security(("bearer" = [])),
     responses((status = 200, body = [Delivery])))]
 pub async fn deliveries(
-    State(portal): State<AppState>,
+    State(pool): State<PgPool>,
     PartnerAdmin(_admin, partner): PartnerAdmin,
     ApiPath((id, endpoint)): ApiPath<(PartnerId, EndpointId)>,
 ) -> Result<Json<Vec<Delivery>>, ApiError> {
     own(partner, id)?;
-    endpoints::one(&portal.pool, partner, endpoint).await?.ok_or(ApiError::NotFound)?;
-    Ok(Json(endpoints::deliveries(&portal.pool, endpoint).await?))
+    endpoints::one(&pool, partner, endpoint).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(endpoints::deliveries(&pool, endpoint).await?))
 }

@@ -8,6 +8,7 @@ use axum::{Json, Router};
 use chrono::Utc;
 use serde::Deserialize;
 use soho_aggregates::{Actor, PartnerId, Role, UserId};
+use sqlx::PgPool;
 use utoipa::ToSchema;
 
 use super::guard::{PartnerAdmin, PartnerMember};
@@ -34,10 +35,10 @@ pub fn routes() -> Router<AppState> {
 #[utoipa::path(get, path = "/public/partners/{id}", tag = "partners",
     responses((status = 200, body = PartnerProfile), (status = 404, body = super::problem::Problem)))]
 pub async fn public_profile(
-    State(portal): State<AppState>,
+    State(pool): State<PgPool>,
     ApiPath(id): ApiPath<PartnerId>,
 ) -> Result<Json<PartnerProfile>, ApiError> {
-    let name = queries::public_name(&portal.pool, id).await?.ok_or(ApiError::NotFound)?;
+    let name = queries::public_name(&pool, id).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(PartnerProfile { id: id.as_uuid(), name, ..PartnerProfile::default() }))
 }
 
@@ -67,12 +68,12 @@ pub(super) fn own(partner: PartnerId, id: PartnerId) -> Result<(), ApiError> {
 #[utoipa::path(get, path = "/partners/{id}", tag = "partners", security(("bearer" = [])), responses(
     (status = 200, body = PartnerProfile), (status = 404, body = super::problem::Problem)))]
 pub async fn profile(
-    State(portal): State<AppState>,
+    State(pool): State<PgPool>,
     PartnerMember(user, partner): PartnerMember,
     ApiPath(id): ApiPath<PartnerId>,
 ) -> Result<Json<PartnerProfile>, ApiError> {
     own(partner, id)?;
-    let mut profile = queries::profile(&portal.pool, id).await?.ok_or(ApiError::NotFound)?;
+    let mut profile = queries::profile(&pool, id).await?.ok_or(ApiError::NotFound)?;
     if user.role != Role::Admin {
         profile = profile.basic();
     }
@@ -91,12 +92,12 @@ async fn sub_account(
 #[utoipa::path(get, path = "/partners/{id}/sub-accounts", tag = "partners", security(("bearer" = [])), responses(
     (status = 200, body = [SubAccount]), (status = 404, body = super::problem::Problem)))]
 pub async fn sub_accounts(
-    State(portal): State<AppState>,
+    State(pool): State<PgPool>,
     PartnerAdmin(_admin, partner): PartnerAdmin,
     ApiPath(id): ApiPath<PartnerId>,
 ) -> Result<Json<Vec<SubAccount>>, ApiError> {
     own(partner, id)?;
-    let accounts = queries::sub_accounts(&portal.pool, id).await?;
+    let accounts = queries::sub_accounts(&pool, id).await?;
     Ok(Json(accounts))
 }
 

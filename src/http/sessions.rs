@@ -9,6 +9,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
+use sqlx::PgPool;
 use utoipa::ToSchema;
 
 use super::auth::{session_for, Session};
@@ -75,12 +76,12 @@ pub async fn refresh(
     (status = 422, body = super::problem::Problem),
 ))]
 pub async fn logout(
-    State(portal): State<AppState>,
+    State(pool): State<PgPool>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     if let Some(token) = presented(&headers, &body)? {
-        refresh::revoke_family(&portal.pool, &token).await.map_err(ApiError::internal)?;
+        refresh::revoke_family(&pool, &token).await.map_err(ApiError::internal)?;
     }
     let clear = format!("{COOKIE}=; Path=/auth; HttpOnly; Secure; SameSite=Strict; Max-Age=0");
     let mut response = StatusCode::NO_CONTENT.into_response();

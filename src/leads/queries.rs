@@ -19,12 +19,10 @@ pub enum LeadScope {
 
 impl LeadScope {
     /// Whether a lead of `partner`, submitted by `submitted_by`, is in this scope.
-    pub fn contains(&self, partner: uuid::Uuid, submitted_by: Option<uuid::Uuid>) -> bool {
+    pub fn contains(&self, partner: PartnerId, submitted_by: Option<UserId>) -> bool {
         match self {
-            Self::Partner(own) => partner == own.as_uuid(),
-            Self::User(own, user) => {
-                partner == own.as_uuid() && submitted_by == Some(user.as_uuid())
-            }
+            Self::Partner(own) => partner == *own,
+            Self::User(own, user) => partner == *own && submitted_by == Some(*user),
         }
     }
 }
@@ -124,6 +122,7 @@ impl LeadView {
     pub fn of_aggregate(lead: &soho_aggregates::Lead) -> Option<Self> {
         use soho_aggregates::lead::Submitter;
         let created_at = lead.created_at?;
+        let details = lead.details.as_ref()?;
         Some(Self {
             id: lead.id?.as_uuid(),
             partner_id: lead.partner_id?.as_uuid(),
@@ -131,13 +130,13 @@ impl LeadView {
                 Submitter::User { id } => SubmittedBy { kind: "user", id: Some(id.as_uuid()) },
                 Submitter::Public => SubmittedBy { kind: "public", id: None },
             },
-            first_name: lead.details.first_name.clone(),
-            last_name: lead.details.last_name.clone(),
-            email: lead.details.email.clone(),
-            phone: lead.details.phone.clone(),
-            company: lead.details.company.clone(),
-            notes: lead.details.notes.clone(),
-            metadata: lead.details.metadata.clone(),
+            first_name: details.first_name.clone(),
+            last_name: details.last_name.clone(),
+            email: details.email.clone(),
+            phone: details.phone.clone(),
+            company: details.company.clone(),
+            notes: details.notes.clone(),
+            metadata: details.metadata.clone(),
             status: lead.status.as_str().to_string(),
             crm_status: lead.crm_status.clone(),
             soho_lead_id: lead.soho_lead_id.clone(),
@@ -163,7 +162,9 @@ pub async fn lead(
             .fetch_optional(pool)
             .await?;
     Ok(row.map(LeadView::from).filter(|lead| {
-        scope.is_none_or(|scope| scope.contains(lead.partner_id, lead.submitted_by.id))
+        scope.is_none_or(|scope| {
+            scope.contains(PartnerId(lead.partner_id), lead.submitted_by.id.map(UserId))
+        })
     }))
 }
 
@@ -188,8 +189,9 @@ pub async fn by_soho_id(pool: &PgPool, soho_id: &str) -> Result<Option<LeadId>, 
 /// Several leads by id, in no particular order (for rendering live messages).
 pub async fn leads_by_id(
     executor: impl sqlx::PgExecutor<'_>,
-    ids: &[uuid::Uuid],
+    ids: &[LeadId],
 ) -> Result<Vec<LeadView>, sqlx::Error> {
+    let ids: Vec<uuid::Uuid> = ids.iter().map(LeadId::as_uuid).collect();
     let rows: Vec<LeadRow> = sqlx::query_as(&format!(
         "SELECT l.* FROM unnest($1::uuid[]) AS w(id) \
              CROSS JOIN LATERAL (SELECT {LEAD_COLUMNS} FROM leads WHERE lead_id = w.id LIMIT 1) l"

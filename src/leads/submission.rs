@@ -82,7 +82,13 @@ pub fn parse(request: &LeadRequest) -> Result<LeadDetails, Invalid> {
     if !errors.is_empty() {
         return Err(Invalid(errors));
     }
-    Ok(LeadDetails { first_name, last_name, email, phone, company, notes, metadata })
+    // Each rule of the domain type was checked above, field by field, to name the field.
+    LeadDetails::new(first_name, last_name, email, phone, company, notes, metadata).map_err(|_| {
+        Invalid(vec![FieldError::new(
+            "lastName",
+            "a last name, and an email or a phone, are required",
+        )])
+    })
 }
 
 /// What a submission came to.

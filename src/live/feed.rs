@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
+use soho_aggregates::{LeadId, PartnerId, UserId};
 use soho_projections::leads::FeedKind;
 use sqlx::PgPool;
 
@@ -23,7 +24,7 @@ impl LiveMessage {
     /// Whether a caller with `scope` may see it: a partner's admin its partner's, a sub-account
     /// only the leads it submitted.
     pub fn visible_to(&self, scope: &LeadScope) -> bool {
-        scope.contains(self.partner_id, self.submitted_by)
+        scope.contains(PartnerId(self.partner_id), self.submitted_by.map(UserId))
     }
 }
 
@@ -69,8 +70,11 @@ pub async fn after(
         .await?,
     };
     // The leads of `lead.created` messages, in one query.
-    let created: Vec<uuid::Uuid> =
-        rows.iter().filter(|r| r.kind == FeedKind::Created.as_str()).map(|r| r.lead_id).collect();
+    let created: Vec<LeadId> = rows
+        .iter()
+        .filter(|r| r.kind == FeedKind::Created.as_str())
+        .map(|r| LeadId(r.lead_id))
+        .collect();
     let leads: HashMap<uuid::Uuid, Value> = if created.is_empty() {
         HashMap::new()
     } else {

@@ -87,7 +87,7 @@ async fn send_one(portal: &Portal, mailer: &Mailer, user: &Due) -> anyhow::Resul
             .iter()
             .map(|(_, lead, line)| (line.clone(), format!("{base}/leads/{lead}")))
             .collect();
-        let token = portal.keys.unsubscribe_token(user.user_id);
+        let token = portal.keys.unsubscribe_token(soho_aggregates::UserId(user.user_id));
         let unsubscribe_link = format!("{base}/unsubscribe?user={}&token={token}", user.user_id);
         let email = DigestEmail {
             message_id: message_id.clone(),

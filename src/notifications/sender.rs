@@ -216,7 +216,7 @@ impl LeadNotifier {
         }
         let base = &self.portal.settings.public_base_url;
         let lead_link = format!("{base}/leads/{lead}");
-        let token = self.portal.keys.unsubscribe_token(recipient.user_id);
+        let token = self.portal.keys.unsubscribe_token(soho_aggregates::UserId(recipient.user_id));
         let unsubscribe_link =
             format!("{base}/unsubscribe?user={}&token={token}", recipient.user_id);
         let email = NotificationEmail {

@@ -57,8 +57,7 @@ async fn execute(
     command: UserCommand,
     context: &CommandContext,
 ) -> Result<(), OnboardingError> {
-    match portal.commands.execute(&portal.commands.users, &user.to_string(), command, context).await
-    {
+    match portal.commands.execute(&portal.commands.users, user, command, context).await {
         Ok(_) => Ok(()),
         Err(CommandError::Rule(UserError::Disabled)) => Err(OnboardingError::Disabled),
         Err(CommandError::Rule(UserError::NotFound)) => Err(OnboardingError::NotFound),

@@ -25,7 +25,7 @@ pub struct Invitee {
 }
 
 fn new_invitation(portal: &Portal) -> Invitation {
-    let invitation_id = uuid::Uuid::now_v7();
+    let invitation_id = soho_aggregates::InvitationId::new();
     Invitation {
         invitation_id,
         token_hash: token_hash(&portal.keys.invitation_token(invitation_id)),
@@ -49,7 +49,7 @@ pub async fn invite(
         at: Utc::now(),
     };
     let users = &portal.commands.users;
-    portal.commands.execute(users, &invitee.user_id.to_string(), command, context).await?;
+    portal.commands.execute(users, invitee.user_id, command, context).await?;
     Ok(invitation)
 }
 
@@ -139,7 +139,7 @@ pub async fn claim_for_owner(
     );
     let command = UserCommand::VoidInvitation { at: Utc::now() };
     let users = &portal.commands.users;
-    match portal.commands.execute(users, &holder.user_id.to_string(), command, context).await {
+    match portal.commands.execute(users, UserId(holder.user_id), command, context).await {
         Ok(_) | Err(CommandError::Rule(UserError::NotFound)) => Ok(()),
         Err(CommandError::Rule(UserError::AlreadyRegistered)) => Err(OnboardingError::EmailTaken),
         Err(error) => Err(error.into()),
@@ -154,7 +154,7 @@ pub async fn reissue(
     let invitation = new_invitation(portal);
     let command = UserCommand::ReissueInvitation { invitation: invitation.clone(), at: Utc::now() };
     let users = &portal.commands.users;
-    match portal.commands.execute(users, &user.to_string(), command, context).await {
+    match portal.commands.execute(users, user, command, context).await {
         Ok(_) => Ok(invitation),
         Err(CommandError::Rule(UserError::AlreadyRegistered)) => {
             Err(OnboardingError::Refused("this user has already registered".into()))
@@ -203,7 +203,7 @@ pub async fn register(
     let command = UserCommand::Register { token_hash: hash, password_hash, name, at: Utc::now() };
     let users = &portal.commands.users;
     let user = UserId(invited.user_id);
-    match portal.commands.execute(users, &user.to_string(), command, context).await {
+    match portal.commands.execute(users, user, command, context).await {
         Ok(_) => Ok(user),
         Err(CommandError::Rule(UserError::AlreadyRegistered)) => Err(OnboardingError::Used),
         Err(CommandError::Rule(UserError::InvitationExpired)) => Err(OnboardingError::Expired),
@@ -222,7 +222,7 @@ pub async fn set_disabled(
     let at = Utc::now();
     let command = if disabled { UserCommand::Disable { at } } else { UserCommand::Enable { at } };
     let users = &portal.commands.users;
-    portal.commands.execute(users, &user.to_string(), command, context).await?;
+    portal.commands.execute(users, user, command, context).await?;
     portal.standings.forget_user(user);
     Ok(())
 }

@@ -38,8 +38,7 @@ pub async fn apply_crm_partner(
             at,
         };
         let commands = &portal.commands;
-        match commands.execute(&commands.partners, &partner_id.to_string(), command, context).await
-        {
+        match commands.execute(&commands.partners, partner_id, command, context).await {
             Ok(_) => break partner_id,
             // Two first webhooks for one CRM partner raced and the other registered it: use its id.
             Err(CommandError::Taken(_)) if attempt == 0 => attempt += 1,

@@ -32,14 +32,14 @@ pub async fn request_reset(
     .fetch_optional(&portal.pool)
     .await?;
     let Some(user) = user else { return Ok(()) };
-    let reset_id = uuid::Uuid::now_v7();
+    let reset_id = soho_aggregates::InvitationId::new();
     let reset = Invitation {
         invitation_id: reset_id,
         token_hash: token_hash(&portal.keys.password_reset_token(reset_id)),
         expires_at: Utc::now() + RESET_LIFETIME,
     };
     let command = UserCommand::RequestPasswordReset { reset, at: Utc::now() };
-    portal.commands.execute(&portal.commands.users, &user.to_string(), command, context).await?;
+    portal.commands.execute(&portal.commands.users, UserId(user), command, context).await?;
     Ok(())
 }
 
@@ -70,8 +70,7 @@ pub async fn reset_password(
     let password_hash = password::hash(password).await?;
     let command = UserCommand::ResetPassword { token_hash: hash, password_hash, at: Utc::now() };
     let user = UserId(user);
-    match portal.commands.execute(&portal.commands.users, &user.to_string(), command, context).await
-    {
+    match portal.commands.execute(&portal.commands.users, user, command, context).await {
         Ok(_) => {}
         Err(CommandError::Rule(UserError::ResetLinkExpired)) => {
             return Err(OnboardingError::ResetLinkExpired)

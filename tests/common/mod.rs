@@ -11,7 +11,7 @@ pub mod smtp;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use soho_portal::db::embedded::{EmbeddedPostgres, Leftover};
+use soho_embedded_postgres::{EmbeddedPostgres, Leftover};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
 use tokio::sync::OnceCell;
@@ -687,7 +687,7 @@ pub async fn seeded_simulator(
     portal_url: &str,
     seed: u64,
 ) -> (String, tokio::task::JoinHandle<()>) {
-    let config = soho_portal::simulator::SimConfig {
+    let config = soho_crm_sim::SimConfig {
         portal_url: portal_url.to_string(),
         webhook_secret: WEBHOOK_SECRET.to_string(),
         token_ttl_seconds: 3600,
@@ -695,7 +695,7 @@ pub async fn seeded_simulator(
         seed,
     };
     let (address, _, task) =
-        soho_portal::simulator::start(config, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        soho_crm_sim::start(config, "127.0.0.1:0".parse().unwrap()).await.unwrap();
     (format!("http://{address}"), task)
 }
 

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use soho_aggregates::aggregate_type;
 use soho_aggregates::lead::{LeadEvent, StatusChange, Submitter, SyncState};
-use soho_aggregates::LeadStatus;
+use soho_aggregates::{LeadId, LeadStatus};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -85,7 +85,7 @@ impl Projection for LeadsProjection {
         let mut decoded = Vec::with_capacity(events.len());
         for stored in events.iter().filter(|e| e.aggregate_type == aggregate_type::LEAD) {
             decoded.push((
-                stored.aggregate_uuid()?,
+                LeadId(stored.aggregate_uuid()?),
                 stored.sequence,
                 stored.decode::<LeadEvent>()?,
             ));
@@ -107,19 +107,19 @@ impl LeadWrites {
     /// `events`: (lead, sequence, event), in log order.
     pub async fn gather(
         tx: &mut PgConnection,
-        events: Vec<(Uuid, i64, LeadEvent)>,
+        events: Vec<(LeadId, i64, LeadEvent)>,
     ) -> Result<Self, ProjectionError> {
         // A superseded change is recorded against the status the lead has at that point: known
         // from the batch itself, or else from the table as it stands before the batch.
         let unknown: Vec<Uuid> = events
             .iter()
             .filter(|(_, _, e)| matches!(e, LeadEvent::LeadStatusChangeSuperseded { .. }))
-            .map(|(id, _, _)| *id)
+            .map(|(id, _, _)| id.as_uuid())
             .collect();
         let mut batch =
             LeadBatch { statuses: write::statuses(tx, &unknown).await?, ..Default::default() };
         for (id, sequence, event) in events {
-            batch.add(id, sequence, event);
+            batch.add(id.as_uuid(), sequence, event);
         }
         Ok(Self(batch))
     }

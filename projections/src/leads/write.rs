@@ -32,7 +32,13 @@ pub(super) async fn statuses(
     .bind(leads)
     .fetch_all(tx)
     .await?;
-    Ok(rows.into_iter().map(|(id, s)| (id, LeadStatus::parse(&s).unwrap_or_default())).collect())
+    // A status the code does not know is a broken table, not a `new` lead.
+    rows.into_iter()
+        .map(|(id, status)| match LeadStatus::parse(&status) {
+            Some(status) => Ok((id, status)),
+            None => Err(sqlx::Error::Decode(format!("lead {id} has status {status:?}").into())),
+        })
+        .collect()
 }
 
 pub(super) async fn write(tx: &mut PgConnection, batch: &LeadBatch) -> Result<(), sqlx::Error> {

@@ -185,8 +185,8 @@ async fn decide_and_write(tx: &mut PgConnection, requests: &[Request]) -> anyhow
                         payload: serde_json::to_value(&event)?,
                         metadata: metadata.clone(),
                     });
-                    tasks.add(lead, partner.as_uuid(), &event);
-                    lead_events.push((lead, stream.sequence, event));
+                    tasks.add(LeadId(lead), partner, &event);
+                    lead_events.push((LeadId(lead), stream.sequence, event));
                 }
                 let Some(view) = queries::LeadView::of_aggregate(&stream.aggregate) else {
                     anyhow::bail!("lead {lead} has no state after its events");
@@ -221,8 +221,8 @@ async fn decide_and_write(tx: &mut PgConnection, requests: &[Request]) -> anyhow
             _ => {}
         }
     }
-    let stored: Vec<Uuid> =
-        duplicates.into_iter().filter(|lead| !views.contains_key(lead)).collect();
+    let stored: Vec<LeadId> =
+        duplicates.into_iter().filter(|lead| !views.contains_key(lead)).map(LeadId).collect();
     if !stored.is_empty() {
         views.extend(queries::leads_by_id(&mut *tx, &stored).await?.into_iter().map(|v| (v.id, v)));
     }
@@ -262,7 +262,7 @@ async fn decide_and_write(tx: &mut PgConnection, requests: &[Request]) -> anyhow
 async fn write_all(
     tx: &mut PgConnection,
     events: &[NewEvent],
-    lead_events: Vec<(Uuid, i64, soho_aggregates::lead::LeadEvent)>,
+    lead_events: Vec<(LeadId, i64, soho_aggregates::lead::LeadEvent)>,
     tasks: &crate::crm::outbox::Tasks,
     soho_ids: &SohoIds,
     receipts: &Receipts,

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::{json, Value};
+use soho_crm_sim::SimConfig;
+use soho_embedded_postgres::{self as embedded, EmbeddedPostgres, Leftover};
 use soho_portal::config::Settings;
-use soho_portal::db::embedded::{self, EmbeddedPostgres, Leftover};
-use soho_portal::simulator::{self, SimConfig};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
@@ -99,7 +99,8 @@ impl Stack {
             retry_scale: 1.0,
             seed: rand::random(),
         };
-        let (sim_address, _, simulator) = simulator::start(config, "127.0.0.1:0".parse()?).await?;
+        let (sim_address, _, simulator) =
+            soho_crm_sim::start(config, "127.0.0.1:0".parse()?).await?;
         let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
         let mut stack = Self {
             dir,
@@ -267,7 +268,8 @@ impl Stack {
         .await?;
         let environment = self.environment(self.ports[0]);
         let settings = Settings::from_lookup(|k| environment.get(k).cloned())?;
-        let token = soho_portal::auth::keys::Keys::load(&settings)?.invitation_token(invitation);
+        let token = soho_portal::auth::keys::Keys::load(&settings)?
+            .invitation_token(soho_aggregates::InvitationId(invitation));
         let session: Value = self
             .http
             .post(format!("{base}/auth/register"))

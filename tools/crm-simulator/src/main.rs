@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
-use soho_portal::simulator::{self, SimConfig};
+use soho_crm_sim::SimConfig;
 
 #[derive(Parser)]
 #[command(name = "soho-crm-sim", about = "A Soho CRM simulator for the Soho Partner Portal")]
@@ -68,7 +68,7 @@ enum PartnerCommand {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    soho_portal::install_crypto_provider();
+    soho_crm_sim::install_crypto_provider();
     tracing_subscriber::fmt().with_writer(std::io::stderr).init();
     let cli = Cli::parse();
     let http = reqwest::Client::new();
@@ -89,7 +89,7 @@ async fn main() -> anyhow::Result<()> {
             println!("fault dice seed: {seed}");
             let config =
                 SimConfig { portal_url, webhook_secret, token_ttl_seconds, retry_scale, seed };
-            let (address, _, task) = simulator::start(config, listen).await?;
+            let (address, _, task) = soho_crm_sim::start(config, listen).await?;
             println!("Soho CRM simulator is running: open http://{address}/sim");
             task.await?;
             return Ok(());

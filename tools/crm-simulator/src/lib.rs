@@ -20,6 +20,12 @@ use tokio::net::TcpListener;
 
 pub use state::{Faults, Limits, SimLead, SimPartner, Simulator};
 
+/// reqwest is built without a TLS provider (the workspace's Cargo.toml says why): this installs
+/// ring, unless the process installed one already (which serves as well).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Where the simulator sends its webhooks, and with which key.
 #[derive(Clone, Debug)]
 pub struct SimConfig {

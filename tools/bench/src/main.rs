@@ -21,7 +21,7 @@ use clap::Parser;
 use serde_json::json;
 
 use load::Row;
-use soho_portal::db::embedded::DATABASE;
+use soho_embedded_postgres::DATABASE;
 use stack::Stack;
 
 #[derive(Parser)]

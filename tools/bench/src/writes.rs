@@ -251,7 +251,7 @@ pub async fn pgbench_insert(
              VALUES ('Lead', gen_random_uuid()::text, 1, 'LeadSubmitted', '1', '{payload}', '{metadata}');\n"
         ),
     )?;
-    let bin_dir = soho_portal::db::embedded::find_bin_dir().context("PostgreSQL binaries")?;
+    let bin_dir = soho_embedded_postgres::find_bin_dir().context("PostgreSQL binaries")?;
     let output = tokio::process::Command::new(bin_dir.join("pgbench"))
         .args([
             "-n",
@@ -264,7 +264,7 @@ pub async fn pgbench_insert(
             "-f",
         ])
         .arg(&script)
-        .arg(stack.cluster.url(soho_portal::db::embedded::DATABASE))
+        .arg(stack.cluster.url(soho_embedded_postgres::DATABASE))
         .output()
         .await?;
     let text = String::from_utf8_lossy(&output.stdout);
