@@ -401,6 +401,92 @@ async fn partners_convert_only_where_the_operator_lets_them() {
     portal.stop().await;
 }
 
+/// Name, status and last update sort what matches (no index serves them), while at most 10,000
+/// leads do; a cursor of one order is refused in another.
+#[tokio::test]
+async fn leads_sort_by_name_status_and_last_update_while_few_enough_match() {
+    let (_smtp, portal, a, b) = setup().await;
+    let mut ids = std::collections::HashMap::new();
+    for (first, last) in [("Zoe", "bravo"), ("Ann", "Alpha"), ("Bea", "alpha"), ("Cy", "Charlie")] {
+        let email = format!("{}.{}@example.com", first.to_lowercase(), last.to_lowercase());
+        let (status, body) = submit(
+            &portal,
+            Some(&a.admin),
+            &json!({"firstName": first, "lastName": last, "email": email}),
+        )
+        .await;
+        assert_eq!(status, 201);
+        ids.insert(first, body["id"].as_str().unwrap().to_string());
+    }
+    // Their syncs with Soho CRM change them too: done before the changes the order is about.
+    portal.crm_synced().await;
+    for (first, status) in [("Zoe", "lost"), ("Cy", "qualified"), ("Ann", "contacted")] {
+        let path = format!("/leads/{}/status", ids[first]);
+        let changed = portal.patch(&path, Some(&a.admin), &json!({"status": status})).await;
+        assert_eq!(changed.status(), 200, "{first}");
+    }
+    portal.crm_synced().await;
+    let firsts = |page: &Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["firstName"].as_str().unwrap().into())
+            .collect()
+    };
+    let sorted = |sort: &str| {
+        let (portal, token) = (&portal, a.admin.clone());
+        let path = format!("/leads?limit=200&sort={sort}");
+        async move { portal.get(&path, Some(&token)).await.json::<Value>().await.unwrap() }
+    };
+    // Case does not count; the first name settles a tie.
+    assert_eq!(firsts(&sorted("name").await), ["Ann", "Bea", "Zoe", "Cy"]);
+    assert_eq!(firsts(&sorted("status").await), ["Bea", "Ann", "Cy", "Zoe"]);
+    assert_eq!(firsts(&sorted("updated").await), ["Ann", "Cy", "Zoe", "Bea"]);
+    // Pages of one continue in order.
+    let first_page: Value =
+        portal.get("/leads?limit=3&sort=name", Some(&a.admin)).await.json().await.unwrap();
+    assert_eq!(firsts(&first_page), ["Ann", "Bea", "Zoe"]);
+    let cursor = first_page["nextCursor"].as_str().unwrap();
+    let second: Value = portal
+        .get(&format!("/leads?limit=3&sort=name&cursor={cursor}"), Some(&a.admin))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(firsts(&second), ["Cy"]);
+    assert_eq!(second["nextCursor"], Value::Null);
+    let mixed = portal.get(&format!("/leads?sort=updated&cursor={cursor}"), Some(&a.admin)).await;
+    assert_eq!(mixed.status(), 422);
+    assert_eq!(mixed.json::<Value>().await.unwrap()["errors"][0]["field"], "cursor");
+    // Another partner's leads never join the sort.
+    let theirs: Value = portal.get("/leads?sort=name", Some(&b.admin)).await.json().await.unwrap();
+    assert_eq!(theirs["items"], json!([]));
+    // Past 10,000 matching leads only the indexed orders are offered, unless filters narrow it.
+    sqlx::query(
+        "INSERT INTO leads (lead_id, partner_id, last_name, email, status, crm_status, sync_state, \
+           channel_conflict, created_at, updated_at, search_text) \
+         SELECT gen_random_uuid(), $1, 'Bulk ' || n, 'bulk' || n || '@example.com', 'new', \
+           'Not Contacted', 'pending', false, now(), now(), 'bulk ' || n \
+         FROM generate_series(1, 10000) n",
+    )
+    .bind(a.id)
+    .execute(&portal.pool)
+    .await
+    .unwrap();
+    let refused = portal.get("/leads?sort=name", Some(&a.admin)).await;
+    assert_eq!(refused.status(), 422);
+    let problem: Value = refused.json().await.unwrap();
+    assert_eq!(problem["errors"][0]["field"], "sort");
+    let csv = portal.get("/leads/export.csv?sort=status", Some(&a.admin)).await;
+    assert_eq!(csv.status(), 422);
+    let narrowed = portal.get("/leads?sort=name&status=contacted", Some(&a.admin)).await;
+    assert_eq!(firsts(&narrowed.json::<Value>().await.unwrap()), ["Ann"]);
+    let newest = portal.get("/leads?limit=1", Some(&a.admin)).await;
+    assert_eq!(newest.status(), 200);
+    portal.stop().await;
+}
+
 #[tokio::test]
 async fn walking_every_page_returns_each_lead_once_even_while_leads_arrive() {
     let (_smtp, portal, a, _b) = setup().await;
@@ -410,8 +496,15 @@ async fn walking_every_page_returns_each_lead_once_even_while_leads_arrive() {
         let (_, body) = submit(&portal, Some(token), &json!({"lastName": format!("Page{n}"), "email": format!("page{n}@example.com"), "company": if n % 2 == 0 { "Even Co" } else { "Odd Co" }})).await;
         expected.insert((body["id"].as_str().unwrap().to_string(), n % 2 == 0));
     }
-    for (filter, want) in [("", expected.len()), ("&q=even", 30), ("&sort=oldest", expected.len())]
-    {
+    let all = expected.len();
+    for (filter, want) in [
+        ("", all),
+        ("&q=even", 30),
+        ("&sort=oldest", all),
+        ("&sort=name", all),
+        ("&sort=status", all),
+        ("&sort=updated", all),
+    ] {
         let searching = filter.contains("q=");
         let mut seen = Vec::new();
         let mut cursor: Option<String> = None;
@@ -927,7 +1020,7 @@ async fn bad_lead_input_is_named_field_by_field() {
         ("cursor=bogus", "cursor"),
         ("createdAfter=today", "createdAfter"),
         ("submittedBy=me", "submittedBy"),
-        ("sort=name", "sort"),
+        ("sort=alphabetical", "sort"),
     ] {
         let response = portal.get(&format!("/leads?{query}"), Some(&a.admin)).await;
         assert_eq!(response.status(), 422, "{query}");

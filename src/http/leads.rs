@@ -25,8 +25,9 @@ use super::problem::{ApiError, FieldError};
 use super::AppState;
 use crate::auth::CurrentUser;
 use crate::commands::CommandContext;
+use crate::leads::order::{Cursor, LeadOrder, SORTED_AT_MOST};
 use crate::leads::queries::{
-    self, Cursor, DashboardStats, LeadFilter, LeadScope, LeadView, StatusHistoryEntry,
+    self, DashboardStats, LeadFilter, LeadScope, LeadView, StatusHistoryEntry,
 };
 use crate::leads::status;
 use crate::leads::submission::{self, LeadRequest, Submitted};
@@ -228,10 +229,12 @@ fn parse_filter(params: &HashMap<String, String>, errors: &mut Vec<FieldError>) 
             }
         },
     }
-    match value("sort") {
-        None | Some("newest") => {}
-        Some("oldest") => filter.oldest_first = true,
-        Some(_) => errors.push(FieldError::new("sort", "must be newest or oldest")),
+    if let Some(sort) = value("sort") {
+        match LeadOrder::parse(sort) {
+            Some(order) => filter.order = order,
+            None => errors
+                .push(FieldError::new("sort", "must be newest, oldest, name, status or updated")),
+        }
     }
     for (name, slot) in
         [("createdAfter", &mut filter.created_after), ("createdBefore", &mut filter.created_before)]
@@ -249,6 +252,22 @@ fn parse_filter(params: &HashMap<String, String>, errors: &mut Vec<FieldError>) 
     filter
 }
 
+/// Refuses an order without an index (name, status, last update) over more leads than it
+/// sorts: the filters must narrow the list first.
+async fn sortable(pool: &PgPool, scope: LeadScope, filter: &LeadFilter) -> Result<(), ApiError> {
+    if !filter.order.indexed() && queries::too_many_to_sort(pool, scope, filter).await? {
+        return Err(ApiError::invalid(
+            "sort",
+            &format!(
+                "sorting by {} takes at most {SORTED_AT_MOST} leads: narrow the list with a status, \
+                 dates or a search first",
+                filter.order.as_str()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The caller's leads, newest first, filtered, a page at a time.
 #[utoipa::path(get, path = "/leads", tag = "leads", security(("bearer" = [])),
     params(
@@ -257,7 +276,7 @@ fn parse_filter(params: &HashMap<String, String>, errors: &mut Vec<FieldError>) 
         ("submittedBy" = Option<String>, Query, description = "a user id, or `public`"),
         ("createdAfter" = Option<String>, Query, description = "RFC 3339, inclusive"),
         ("createdBefore" = Option<String>, Query, description = "RFC 3339, exclusive"),
-        ("sort" = Option<String>, Query, description = "`newest` (the default) or `oldest` first, by submission"),
+        ("sort" = Option<String>, Query, description = "`newest` (the default) or `oldest` first, by submission; `name` (last, then first, A to Z), `status` (along the pipeline) or `updated` (most recently changed first) while at most 10,000 leads match"),
         ("limit" = Option<i64>, Query, description = "1 to 200, default 50"),
         ("cursor" = Option<String>, Query, description = "the nextCursor of the previous page"),
     ),
@@ -278,16 +297,21 @@ pub async fn list(
         }
     };
     let cursor = params.get("cursor").filter(|c| !c.is_empty()).map(|c| Cursor::decode(c));
-    if let Some(None) = cursor {
-        errors.push(FieldError::new("cursor", "is not a cursor this API gave out"));
+    match &cursor {
+        Some(None) => errors.push(FieldError::new("cursor", "is not a cursor this API gave out")),
+        Some(Some(cursor)) if !cursor.continues(filter.order) => {
+            errors.push(FieldError::new("cursor", "was given out for another sort: start over"))
+        }
+        _ => {}
     }
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));
     }
+    let scope = scope_of(&user, partner);
+    sortable(&portal.pool, scope, &filter).await?;
     let live_position = portal.live.position();
     let (items, next) =
-        queries::page(&portal.pool, scope_of(&user, partner), &filter, cursor.flatten(), limit)
-            .await?;
+        queries::page(&portal.pool, scope, &filter, cursor.flatten(), limit).await?;
     Ok(Json(LeadPage { items, next_cursor: next.map(|c| c.encode()), live_position }))
 }
 
@@ -305,6 +329,7 @@ pub async fn export(
         return Err(ApiError::Invalid(errors));
     }
     let scope = scope_of(&user, partner);
+    sortable(&portal.pool, scope, &filter).await?;
     let header = csv_row(&CSV_HEADER.map(String::from));
     let pages = futures::stream::unfold(Some(None), move |state: Option<Option<Cursor>>| {
         let (portal, filter) = (portal.clone(), filter.clone());

@@ -3,12 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use base64::Engine;
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
 use soho_aggregates::{LeadId, LeadStatus, PartnerId, UserId};
 use sqlx::{PgPool, Postgres, QueryBuilder};
 use utoipa::ToSchema;
+
+use super::order::{self, Cursor, LeadOrder, SORTED_AT_MOST};
 
 /// Whose leads a caller may see: a partner's (its admin) or one user's (a sub-account).
 #[derive(Debug, Clone, Copy)]
@@ -88,6 +89,31 @@ pub struct LeadRow {
 pub const LEAD_COLUMNS: &str = "lead_id, partner_id, submitted_by_user, first_name, last_name, email, phone, \
      company, notes, metadata, status, crm_status, soho_lead_id, sync_state, sync_error, channel_conflict, \
      created_at, updated_at";
+
+impl LeadRow {
+    /// Where a page ending on this lead leaves off, in `order`.
+    fn cursor(&self, order: LeadOrder) -> Result<Cursor, sqlx::Error> {
+        let id = self.lead_id;
+        Ok(match order {
+            LeadOrder::Newest | LeadOrder::Oldest => {
+                Cursor::Submitted { created_at: self.created_at, id }
+            }
+            LeadOrder::Name => Cursor::Name {
+                last: self.last_name.clone(),
+                first: self.first_name.clone().unwrap_or_default(),
+                id,
+            },
+            LeadOrder::Status => Cursor::Status {
+                status: LeadStatus::parse(&self.status).ok_or_else(|| {
+                    sqlx::Error::Decode(format!("lead {id} has status {:?}", self.status).into())
+                })?,
+                created_at: self.created_at,
+                id,
+            },
+            LeadOrder::Updated => Cursor::Updated { updated_at: self.updated_at, id },
+        })
+    }
+}
 
 impl From<LeadRow> for LeadView {
     fn from(row: LeadRow) -> Self {
@@ -212,43 +238,30 @@ pub struct LeadFilter {
     pub public_only: bool,
     pub created_after: Option<DateTime<Utc>>,
     pub created_before: Option<DateTime<Utc>>,
-    /// Oldest first instead of newest first (the same indexes, read the other way).
-    pub oldest_first: bool,
+    pub order: LeadOrder,
 }
 
-/// A place in the list's order: the last lead of a page.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Cursor {
-    pub created_at: DateTime<Utc>,
-    pub id: uuid::Uuid,
-}
-
-impl Cursor {
-    pub fn encode(&self) -> String {
-        let text = format!("{}|{}", self.created_at.timestamp_micros(), self.id);
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
-    }
-
-    pub fn decode(text: &str) -> Option<Self> {
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).ok()?;
-        let text = String::from_utf8(bytes).ok()?;
-        let (micros, id) = text.split_once('|')?;
-        Some(Self {
-            created_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
-            id: id.parse().ok()?,
-        })
-    }
-}
-
-/// The filtered, scoped query, newest (or oldest) first; `after` continues from a cursor. Every filter
-/// combination is served by an index that starts with the scope (see the migration), and there
-/// is no OFFSET and no count: a page costs the same on the first page or the thousandth.
+/// The filtered, scoped query in `filter.order`; `after` continues from a cursor. Every filter
+/// combination is served by an index that starts with the scope (see the migration), with no
+/// OFFSET and no count: by submission a page costs the same on the first page or the
+/// thousandth (the other orders sort what matches: see [`super::order`]).
 pub fn select<'a>(
     scope: LeadScope,
     filter: &'a LeadFilter,
     after: Option<Cursor>,
 ) -> QueryBuilder<'a, Postgres> {
     let mut query = QueryBuilder::new(format!("SELECT {LEAD_COLUMNS} FROM leads WHERE "));
+    push_matching(&mut query, scope, filter);
+    order::push_order(&mut query, filter.order, after);
+    query
+}
+
+/// The conditions of the scope and the filters.
+fn push_matching<'a>(
+    query: &mut QueryBuilder<'a, Postgres>,
+    scope: LeadScope,
+    filter: &'a LeadFilter,
+) {
     match scope {
         LeadScope::Partner(partner) => {
             query.push("partner_id = ").push_bind(partner.as_uuid());
@@ -280,13 +293,20 @@ pub fn select<'a>(
     if let Some(before) = filter.created_before {
         query.push(" AND created_at < ").push_bind(before);
     }
-    let (past, direction) = if filter.oldest_first { (">", "ASC") } else { ("<", "DESC") };
-    if let Some(cursor) = after {
-        query.push(format!(" AND (created_at, lead_id) {past} (")).push_bind(cursor.created_at);
-        query.push(", ").push_bind(cursor.id).push(")");
-    }
-    query.push(format!(" ORDER BY created_at {direction}, lead_id {direction}"));
-    query
+}
+
+/// Whether more leads match than an order without an index sorts ([`SORTED_AT_MOST`]):
+/// counted up to one past it, so the answer costs at most that many index entries.
+pub async fn too_many_to_sort(
+    pool: &PgPool,
+    scope: LeadScope,
+    filter: &LeadFilter,
+) -> Result<bool, sqlx::Error> {
+    let mut query = QueryBuilder::new("SELECT count(*) FROM (SELECT 1 FROM leads WHERE ");
+    push_matching(&mut query, scope, filter);
+    query.push(" LIMIT ").push_bind(SORTED_AT_MOST + 1).push(") matching");
+    let (count,): (i64,) = query.build_query_as().fetch_one(pool).await?;
+    Ok(count > SORTED_AT_MOST)
 }
 
 /// One page and the cursor of the next, if there is one.
@@ -306,9 +326,10 @@ pub async fn page(
         query.build_query_as().persistent(!planned_each_time).fetch_all(pool).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
-    let next = more
-        .then(|| rows.last().map(|r| Cursor { created_at: r.created_at, id: r.lead_id }))
-        .flatten();
+    let next = match rows.last() {
+        Some(last) if more => Some(last.cursor(filter.order)?),
+        _ => None,
+    };
     Ok((rows.into_iter().map(LeadView::from).collect(), next))
 }
 

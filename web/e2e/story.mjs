@@ -284,6 +284,15 @@ try {
     await admin.click("th button:has-text('Submitted')");
     await admin.waitForSelector("th[aria-sort=descending]");
     if ((await admin.textContent("tbody tr:first-child td[data-label=Name]")).includes("Lovelace")) throw new Error("newest first still shows the oldest lead on top");
+    // Sorting by name (the last name, A to Z), from the column's header, kept in the address.
+    await admin.click("th button:has-text('Name')");
+    await admin.waitForURL(/sort=name/);
+    await admin.waitForSelector("th[aria-sort=ascending] button:has-text('Name')");
+    await admin.waitForFunction(() => {
+      const names = [...document.querySelectorAll("tbody td[data-label=Name]")].map((td) => td.textContent);
+      const at = (last) => names.findIndex((n) => n.includes(last));
+      return at("Babbage") >= 0 && at("Babbage") < at("Hopper") && at("Hopper") < at("Lovelace");
+    });
     // What the public-form visitor agreed to is on its lead, word for word.
     await admin.click("td:has-text('Babbage') a");
     await admin.waitForSelector("[data-testid=consent]:has-text('I agree that Acme Referrals Ltd may contact me about this enquiry.')");
@@ -532,6 +541,11 @@ try {
     const label = await admin.$eval("tr:has(td:has-text('Babbage')) td[data-label='Status']", (td) => getComputedStyle(td, "::before").content);
     if (label !== '"Status"') throw new Error(`a phone-width lead card does not label its status: ${label}`);
     await check(admin, "14-leads-phone");
+    // The headers that sort are hidden here; the filter form sorts as well.
+    await admin.selectOption("form[aria-label='Filter leads'] select[name=sort]", { label: "Last update" });
+    await admin.click("form[aria-label='Filter leads'] button:has-text('Apply')");
+    await admin.waitForURL(/sort=updated/);
+    await admin.waitForSelector("td:has-text('Babbage')");
   });
   await step("a user renames itself and changes its own password", async () => {
     await admin.setViewportSize({ width: 1280, height: 800 });

@@ -2720,7 +2720,7 @@ export interface operations {
                 createdAfter?: string;
                 /** @description RFC 3339, exclusive */
                 createdBefore?: string;
-                /** @description `newest` (the default) or `oldest` first, by submission */
+                /** @description `newest` (the default) or `oldest` first, by submission; `name` (last, then first, A to Z), `status` (along the pipeline) or `updated` (most recently changed first) while at most 10,000 leads match */
                 sort?: string;
                 /** @description 1 to 200, default 50 */
                 limit?: number;

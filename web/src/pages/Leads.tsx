@@ -10,6 +10,15 @@ import { submitterName, useTeam } from "../team/names";
 
 type Filters = { status?: string; q?: string; submittedBy?: string; createdAfter?: string; createdBefore?: string; sort?: string };
 const FILTERS = ["status", "q", "submittedBy", "createdAfter", "createdBefore", "sort"] as const;
+/** The orders `GET /leads` offers (`sort`), as the table's headers say them. */
+type Sort = "newest" | "oldest" | "name" | "status" | "updated";
+const SORTS: Record<Sort, { label: string; words: string; aria: "ascending" | "descending" }> = {
+  newest: { label: "Newest first", words: "by submission, newest first", aria: "descending" },
+  oldest: { label: "Oldest first", words: "by submission, oldest first", aria: "ascending" },
+  name: { label: "Name, A to Z", words: "by name, A to Z", aria: "ascending" },
+  status: { label: "Status", words: "by status, along the pipeline", aria: "ascending" },
+  updated: { label: "Last update", words: "by last update, latest first", aria: "descending" },
+};
 
 export function LeadsPage() {
   const { session } = useSession();
@@ -60,11 +69,11 @@ export function LeadsPage() {
     const form = new FormData(event.currentTarget);
     setParams(Object.fromEntries([...form.entries()].map(([k, v]) => [k, String(v).trim()]).filter(([, v]) => v)));
   }
-  const oldestFirst = filters.sort === "oldest";
-  function toggleOrder() {
+  const sort: Sort = filters.sort && filters.sort in SORTS ? (filters.sort as Sort) : "newest";
+  function sortBy(order: Sort) {
     const next = new URLSearchParams(search);
-    if (oldestFirst) next.delete("sort");
-    else next.set("sort", "oldest");
+    if (order === "newest") next.delete("sort");
+    else next.set("sort", order);
     setParams(next);
   }
   async function exportCsv() {
@@ -99,20 +108,30 @@ export function LeadsPage() {
         )}
         <label>From<input name="createdAfter" type="date" defaultValue={filters.createdAfter ?? ""} /></label>
         <label>Until<input name="createdBefore" type="date" defaultValue={filters.createdBefore ?? ""} /></label>
-        {/* The order chosen in the table's header stays when the filters change. */}
-        {filters.sort && <input type="hidden" name="sort" value={filters.sort} />}
+        {/* Also set from the table's headers, which phone-width cards do not show. */}
+        <label>Sort
+          <select name="sort" defaultValue={sort === "newest" ? "" : sort}>
+            {(Object.keys(SORTS) as Sort[]).map((order) => (
+              <option key={order} value={order === "newest" ? "" : order}>{SORTS[order].label}</option>
+            ))}
+          </select>
+        </label>
         <button>Apply</button>
         <button type="button" onClick={exportCsv}>Export CSV</button>
       </form>
       <ErrorNote error={error} />
       {leads === null ? <Loading /> : leads.length === 0 ? <p>No leads match.</p> : (
         <table>
-          <caption className="visually-hidden">Leads, {oldestFirst ? "oldest" : "newest"} first</caption>
-          <thead><tr><th scope="col">Name</th><th scope="col">Company</th><th scope="col">Status</th><th scope="col">Soho CRM</th>{isAdmin && <th scope="col">Submitted by</th>}<th scope="col" aria-sort={oldestFirst ? "ascending" : "descending"}>
-            <button type="button" className="link" onClick={toggleOrder} aria-label={`Submitted, ${oldestFirst ? "oldest" : "newest"} first: show ${oldestFirst ? "newest" : "oldest"} first`}>
-              Submitted {oldestFirst ? "↑" : "↓"}
-            </button>
-          </th><th scope="col">Last update</th></tr></thead>
+          <caption className="visually-hidden">Leads, sorted {SORTS[sort].words}</caption>
+          <thead><tr>
+            <SortHeader label="Name" orders={["name"]} sort={sort} onSort={sortBy} />
+            <th scope="col">Company</th>
+            <SortHeader label="Status" orders={["status"]} sort={sort} onSort={sortBy} />
+            <th scope="col">Soho CRM</th>
+            {isAdmin && <th scope="col">Submitted by</th>}
+            <SortHeader label="Submitted" orders={["newest", "oldest"]} sort={sort} onSort={sortBy} />
+            <SortHeader label="Last update" orders={["updated"]} sort={sort} onSort={sortBy} />
+          </tr></thead>
           <tbody>
             {leads.map((lead) => (
               <tr key={lead.id} data-lead={lead.id} className={changed.has(lead.id) ? "changed" : undefined}>
@@ -131,5 +150,19 @@ export function LeadsPage() {
       )}
       {next && <button type="button" onClick={() => load(filters, next)}>Load more</button>}
     </section>
+  );
+}
+
+/** A column's header: a button that sorts the list by it. */
+function SortHeader({ label, orders, sort, onSort }: { label: string; orders: Sort[]; sort: Sort; onSort: (order: Sort) => void }) {
+  const active = orders.includes(sort);
+  // A second click on the submission column turns it around; the others have one order.
+  const target = active && orders.length > 1 ? orders[(orders.indexOf(sort) + 1) % orders.length] : orders[0];
+  return (
+    <th scope="col" aria-sort={active ? SORTS[sort].aria : undefined}>
+      <button type="button" className="link" onClick={() => onSort(target)} aria-label={`${label}: sort ${SORTS[target].words}`}>
+        {label}{active ? ` ${SORTS[sort].aria === "ascending" ? "↑" : "↓"}` : ""}
+      </button>
+    </th>
   );
 }
