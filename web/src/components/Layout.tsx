@@ -1,5 +1,6 @@
 import { useEffect, useState, type ReactNode } from "react";
 import { NavLink, useNavigate } from "react-router-dom";
+import { ApiError } from "../api/client";
 import { useSession } from "../session";
 
 type DevInfo = { mailboxUrl: string; simulatorUrl: string | null };
@@ -54,6 +55,26 @@ export function Loading() {
 
 export function ErrorNote({ error }: { error: unknown }) {
   if (!error) return null;
-  const message = error instanceof Error ? error.message : String(error);
-  return <p role="alert" className="error">{message}</p>;
+  return <p role="alert" className="error">{errorMessage(error)}</p>;
+}
+
+/** What went wrong, as one sentence. A refused field says what to do about it (its problem's
+ *  own detail only says that a field was refused), named as people would name it. */
+export function errorMessage(error: unknown): string {
+  if (error instanceof ApiError) {
+    const first = error.problem.errors?.[0];
+    if (first) return sentence(/^(must|is|are) /.test(first.message) ? `${fieldName(first.field)} ${first.message}` : first.message);
+  }
+  return error instanceof Error ? error.message : String(error);
+}
+
+function fieldName(field: string): string {
+  const words = field.replace(/([A-Z])/g, " $1").toLowerCase().trim();
+  return words === "q" ? "the search" : `the ${words}`;
+}
+
+function sentence(text: string): string {
+  const trimmed = text.trim();
+  const capital = trimmed.charAt(0).toUpperCase() + trimmed.slice(1);
+  return /[.!?]$/.test(capital) ? capital : `${capital}.`;
 }
