@@ -64,6 +64,7 @@ export function errorMessage(error: unknown): string {
   if (error instanceof ApiError) {
     const first = error.problem.errors?.[0];
     if (first) return sentence(/^(must|is|are) /.test(first.message) ? `${fieldName(first.field)} ${first.message}` : first.message);
+    return sentence(error.message);
   }
   return error instanceof Error ? error.message : String(error);
 }

@@ -16,6 +16,8 @@ describe("errorMessage", () => {
   it("keeps other errors as they are", () => {
     const notFound = new ApiError(404, { type: "/problems/not-found", title: "Not found", status: 404, detail: "The resource does not exist." });
     expect(errorMessage(notFound)).toBe("The resource does not exist.");
+    const forbidden = new ApiError(403, { type: "/problems/forbidden", title: "Forbidden", status: 403, detail: "the partner is suspended" });
+    expect(errorMessage(forbidden)).toBe("The partner is suspended.");
     expect(errorMessage(new Error("Network down"))).toBe("Network down");
   });
 });
