@@ -126,7 +126,7 @@ async fn submit_as(
     let details = submission::parse(&request)?;
     let submitter = Submitter::User { id: user.id };
     let context = CommandContext::new(user.actor());
-    match submission::submit(portal, partner, submitter, details, &context).await? {
+    match submission::submit(&portal.writer, partner, submitter, details, &context).await? {
         Submitted::Created(lead) => Ok((StatusCode::CREATED, lead)),
         Submitted::Existing(lead) => {
             match queries::lead(&portal.pool, LeadId(lead.id), Some(scope_of(user, partner)))
@@ -180,7 +180,7 @@ async fn submit_public(
         tracing::info!(partner = %partner, "public submission with the honeypot filled: dropped");
     } else {
         let context = CommandContext::new(Actor::public());
-        submission::submit(portal, partner, Submitter::Public, details, &context).await?;
+        submission::submit(&portal.writer, partner, Submitter::Public, details, &context).await?;
     }
     let receipt = PublicReceipt { status: "received", partner_name };
     Ok((StatusCode::ACCEPTED, Json(receipt)).into_response())
@@ -468,7 +468,17 @@ pub async fn change_status(
     let (Some(new_status), true) = (new_status, errors.is_empty()) else {
         return Err(ApiError::Invalid(errors));
     };
-    Ok(Json(status::from_portal(&portal, id, new_status, note, user.actor()).await?))
+    Ok(Json(
+        status::from_portal(
+            &portal.writer,
+            &portal.settings.status_mapping,
+            id,
+            new_status,
+            note,
+            user.actor(),
+        )
+        .await?,
+    ))
 }
 
 /// A lead's status changes, oldest first: for its partner's admin, the sub-account that

@@ -218,7 +218,7 @@ pub async fn lead_status(
     let context = CommandContext::new(Actor::crm(&webhook_id)).with_webhook(&webhook_id);
     let status = (status, crm_status);
     let answer = crate::leads::status::from_crm(
-        &portal,
+        &portal.writer,
         lead,
         status,
         request.occurred_at,

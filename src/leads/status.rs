@@ -7,19 +7,21 @@ use soho_aggregates::lead::{LeadCommand, StatusChange, StatusSource};
 use soho_aggregates::{Actor, LeadId, LeadStatus};
 
 use super::queries::LeadView;
+use super::status_mapping::StatusMapping;
+use super::writer::LeadWriter;
 use super::writer::{Receipt, WriteError, Written};
 use crate::commands::CommandContext;
-use crate::portal::Portal;
 
 /// A partner's user changed the status in the portal; Soho CRM gets the mapped value.
 pub async fn from_portal(
-    portal: &Portal,
+    writer: &LeadWriter,
+    mapping: &StatusMapping,
     lead: LeadId,
     status: LeadStatus,
     note: Option<String>,
     actor: Actor,
 ) -> Result<LeadView, WriteError> {
-    let crm_status = portal.settings.status_mapping.to_crm(status).to_string();
+    let crm_status = mapping.to_crm(status).to_string();
     let context = CommandContext::new(actor);
     let change = StatusChange {
         status,
@@ -30,13 +32,13 @@ pub async fn from_portal(
         occurred_at: Utc::now(),
     };
     let command = LeadCommand::ChangeStatus { change, at: Utc::now() };
-    portal.writer.execute(lead, command, &context).await
+    writer.execute(lead, command, &context).await
 }
 
 /// Soho CRM changed the status (its webhook `webhook_id`): written once, with the webhook's
 /// receipt, in the writer's transaction; a repeat gets the answer the first delivery got.
 pub async fn from_crm(
-    portal: &Portal,
+    writer: &LeadWriter,
     lead: LeadId,
     (status, crm_status): (LeadStatus, String),
     occurred_at: DateTime<Utc>,
@@ -53,7 +55,7 @@ pub async fn from_crm(
     };
     let command = LeadCommand::ChangeStatus { change, at: Utc::now() };
     let receipt = Receipt { webhook_id: webhook_id.to_string(), endpoint: "lead-status" };
-    match portal.writer.execute_once(lead, command, receipt, context).await? {
+    match writer.execute_once(lead, command, receipt, context).await? {
         Written::Repeated(answer) => {
             tracing::info!(webhook_id, "webhook already processed; answering as before");
             Ok(answer)

@@ -15,10 +15,9 @@ use soho_aggregates::PartnerId;
 use utoipa::ToSchema;
 
 use super::queries::LeadView;
-use super::writer::{Submission, WriteError, Written};
+use super::writer::{LeadWriter, Submission, WriteError, Written};
 use crate::commands::CommandContext;
 use crate::fields::{self, FieldError, Invalid};
-use crate::portal::Portal;
 
 /// The body of `POST /leads`.
 #[derive(Debug, Deserialize, serde::Serialize, ToSchema)]
@@ -103,14 +102,14 @@ pub enum Submitted {
 /// lead writer, which applies the duplicate rules in its transaction.
 #[tracing::instrument(skip_all, fields(partner = %partner), err)]
 pub async fn submit(
-    portal: &Portal,
+    writer: &LeadWriter,
     partner: PartnerId,
     submitter: Submitter,
     details: LeadDetails,
     context: &CommandContext,
 ) -> Result<Submitted, WriteError> {
     let submission = Submission { partner, submitter, details };
-    match portal.writer.submit(submission, context).await? {
+    match writer.submit(submission, context).await? {
         Written::Existing(lead) => Ok(Submitted::Existing(lead)),
         Written::Created(lead) | Written::Changed(lead) => Ok(Submitted::Created(lead)),
         Written::Repeated(_) => {
