@@ -108,6 +108,17 @@ async fn a_delivery_for_an_unknown_lead_fails_and_its_retry_succeeds_once_the_le
     );
     let nobody = portal.webhook(PATH, "msg_nobody", &change("999", "Qualified")).await;
     assert_eq!(nobody.status(), 404, "an unknown sohoLeadId");
+    let stranger = json!({"event": "lead.status_changed", "occurredAt": chrono::Utc::now(),
+        "lead": {"portalLeadId": uuid::Uuid::new_v4(), "status": "Qualified"}});
+    let stranger = portal.webhook(PATH, "msg_stranger", &stranger).await;
+    assert_eq!(stranger.status(), 404, "an unknown portalLeadId");
+    assert_eq!(
+        portal
+            .count("SELECT count(*) FROM webhook_receipts WHERE webhook_id = 'msg_stranger'")
+            .await,
+        0,
+        "a refused delivery leaves no receipt: its retry is decided afresh"
+    );
 
     // The CRM is back, the lead syncs; the CRM retries the same delivery, which now applies.
     common::sim_post(&sim, "/sim/faults", json!({})).await;

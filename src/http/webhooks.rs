@@ -232,12 +232,9 @@ pub async fn lead_status(
 /// The lead a CRM webhook means: by our id if given, else by the CRM's.
 async fn find_lead(portal: &Portal, lead: &CrmLeadStatus) -> Result<LeadId, ApiError> {
     if let Some(id) = lead.portal_lead_id.as_deref().map(str::trim).filter(|id| !id.is_empty()) {
-        let id: LeadId = id.parse().map_err(|_| ApiError::NotFound)?;
-        return if queries::exists(&portal.pool, id).await? {
-            Ok(id)
-        } else {
-            Err(ApiError::NotFound)
-        };
+        // Not looked up here: the writer's Lead aggregate refuses a lead without events (404),
+        // in the batch that would write the change, and leaves no receipt.
+        return id.parse().map_err(|_| ApiError::NotFound);
     }
     // Checked before the database sees it: a NUL byte there would be its error, not a 422.
     let mut errors = vec![];

@@ -194,14 +194,6 @@ pub async fn lead(
     }))
 }
 
-/// Whether a lead exists, whoever's it is (for Soho CRM's webhooks, which may name any).
-pub async fn exists(pool: &PgPool, id: LeadId) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM leads WHERE lead_id = $1)")
-        .bind(id.as_uuid())
-        .fetch_one(pool)
-        .await
-}
-
 /// The lead Soho CRM knows by `soho_id`, if any.
 pub async fn by_soho_id(pool: &PgPool, soho_id: &str) -> Result<Option<LeadId>, sqlx::Error> {
     let id: Option<uuid::Uuid> =
