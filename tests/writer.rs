@@ -115,6 +115,46 @@ async fn two_servers_make_one_lead_of_one_person_and_keep_counters_exact() {
     one.stop().await;
 }
 
+/// Each writer keeps the leads it wrote last and reads only what the log has after them: a lead
+/// changed on one server, then on another, then on the first again, is decided each time with
+/// every change before it (a writer that missed one would reuse its sequence and fail).
+#[tokio::test]
+async fn a_lead_changed_on_two_servers_in_turn_is_decided_with_every_change_before() {
+    let smtp = SmtpSink::start().await;
+    let one = TestPortal::start(&smtp, &[]).await;
+    let two = TestPortal::start_on(one.pool.clone(), one.db_url.clone(), &smtp, &[]).await;
+    let a = one.partner_with_team(&smtp, "turns").await;
+    let person = json!({"lastName": "Turns", "email": "turns@example.com"});
+    let created: Value = one.post("/leads", Some(&a.admin), &person).await.json().await.unwrap();
+    let id = created["id"].as_str().unwrap();
+    let path = format!("/leads/{id}/status");
+    let turns = [
+        (&one, "contacted"),
+        (&two, "qualified"),
+        (&one, "lost"),
+        (&two, "new"),
+        (&one, "contacted"),
+    ];
+    for (n, (server, status)) in turns.iter().enumerate() {
+        let changed = server.patch(&path, Some(&a.admin), &json!({"status": status})).await;
+        assert_eq!(changed.status(), 200, "change {n} to {status}");
+        assert_eq!(changed.json::<Value>().await.unwrap()["status"], *status, "change {n}");
+    }
+    let history: Value =
+        two.get(&format!("/leads/{id}/history"), Some(&a.admin)).await.json().await.unwrap();
+    let applied: Vec<&str> =
+        history.as_array().unwrap().iter().map(|h| h["newStatus"].as_str().unwrap()).collect();
+    assert_eq!(applied, ["contacted", "qualified", "lost", "new", "contacted"]);
+    let sequences = one
+        .count(&format!(
+            "SELECT count(DISTINCT sequence) - max(sequence) FROM events WHERE aggregate_id = '{id}'"
+        ))
+        .await;
+    assert_eq!(sequences, 0, "the stream's sequences run without a gap or a repeat");
+    two.stop().await;
+    one.stop().await;
+}
+
 #[tokio::test]
 async fn a_user_disabled_on_one_server_is_refused_on_another_at_once() {
     let smtp = SmtpSink::start().await;

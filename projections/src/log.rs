@@ -261,6 +261,27 @@ pub async fn read_streams(
     .await
 }
 
+/// The events of several aggregates of one type after a sequence each (`after[n]` for
+/// `aggregate_ids[n]`; 0 for the whole stream), each stream in sequence order.
+pub async fn read_streams_after(
+    conn: &mut PgConnection,
+    aggregate_type: &str,
+    aggregate_ids: &[String],
+    after: &[i64],
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    sqlx::query_as::<_, StoredEvent>(&format!(
+        "SELECT e.* FROM unnest($2::text[], $3::bigint[]) AS w(id, after) CROSS JOIN LATERAL ( \
+           SELECT {EVENT_COLUMNS} FROM events \
+           WHERE aggregate_type = $1 AND aggregate_id = w.id AND sequence > w.after OFFSET 0) e \
+         ORDER BY e.aggregate_id, e.sequence"
+    ))
+    .bind(aggregate_type)
+    .bind(aggregate_ids)
+    .bind(after)
+    .fetch_all(conn)
+    .await
+}
+
 /// An event to append: what postgres-es stores for it (its statements read the same columns).
 #[derive(Debug, Clone)]
 pub struct NewEvent {

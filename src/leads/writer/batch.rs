@@ -20,6 +20,7 @@ use uuid::Uuid;
 use super::connection::WriterConnection;
 use super::locks;
 use super::receipts::Receipts;
+use super::streams::{Recent, Stream};
 use super::{Job, Request, Submission, WriteError, Written};
 use crate::leads::queries;
 
@@ -27,12 +28,16 @@ use crate::leads::queries;
 const ATTEMPTS: usize = 3;
 
 /// Writes `requests` and answers each.
-pub(super) async fn write(conn: &mut WriterConnection, requests: Vec<Request>) {
+pub(super) async fn write(
+    conn: &mut WriterConnection,
+    recent: &mut Recent,
+    requests: Vec<Request>,
+) {
     let begin = locks::begin_statement(&requests);
     let mut attempt = 1;
     let answers = loop {
         let written = match conn.begin(&begin).await {
-            Ok(_) => try_write(conn, &requests).await,
+            Ok(_) => try_write(conn, recent, &requests).await,
             Err(error) => Err(error.into()),
         };
         match written {
@@ -88,19 +93,22 @@ enum Decided {
     Refused(WriteError),
 }
 
-/// Answers to a batch's requests, and the NOTIFY to send with its COMMIT.
-type Outcome = (Vec<Result<Written, WriteError>>, Option<String>);
+/// Answers to a batch's requests, the NOTIFY to send with its COMMIT, and its leads as it
+/// leaves them (kept once it commits).
+type Outcome = (Vec<Result<Written, WriteError>>, Option<String>, HashMap<Uuid, Stream>);
 
 /// Decides and commits `requests` in the transaction `conn` has begun.
 #[tracing::instrument(skip_all, fields(requests = requests.len()), err)]
 async fn try_write(
     conn: &mut WriterConnection,
+    recent: &mut Recent,
     requests: &[Request],
 ) -> anyhow::Result<Vec<Result<Written, WriteError>>> {
     let tx = conn.transaction()?;
-    match decide_and_write(tx, requests).await {
-        Ok((answers, announce)) => {
+    match decide_and_write(tx, recent, requests).await {
+        Ok((answers, announce, leads)) => {
             conn.commit(announce).await?;
+            recent.keep(leads);
             Ok(answers)
         }
         Err(error) => {
@@ -111,9 +119,13 @@ async fn try_write(
 }
 
 /// Decides every request of the batch and writes the outcome, in the open transaction `tx`.
-async fn decide_and_write(tx: &mut PgConnection, requests: &[Request]) -> anyhow::Result<Outcome> {
+async fn decide_and_write(
+    tx: &mut PgConnection,
+    recent: &Recent,
+    requests: &[Request],
+) -> anyhow::Result<Outcome> {
     let people = People::look_up(tx, requests).await?;
-    let mut leads = Streams::load(tx, requests).await?;
+    let mut leads = recent.load(tx, requests).await?;
     let mut soho_ids = SohoIds::look_up(tx, requests).await?;
     let mut receipts = Receipts::look_up(tx, requests).await?;
     let mut events = Vec::new();
@@ -253,7 +265,7 @@ async fn decide_and_write(tx: &mut PgConnection, requests: &[Request]) -> anyhow
             }
         })
         .collect();
-    Ok((answers, announce))
+    Ok((answers, announce, leads))
 }
 
 /// Writes the batch in one statement: its events (postgres-es's table), the read models that
@@ -361,41 +373,6 @@ impl SohoIds {
     ) -> soho_projections::leads::Query<'q> {
         let (ids, leads): (Vec<String>, Vec<Uuid>) = self.claimed.iter().cloned().unzip();
         query.bind(ids).bind(leads)
-    }
-}
-
-/// A lead's state and its last sequence, as the log has them (or as this batch left them).
-#[derive(Default)]
-struct Stream {
-    aggregate: Lead,
-    sequence: i64,
-}
-
-struct Streams;
-
-impl Streams {
-    /// The existing leads the batch's commands are about, folded from the log.
-    async fn load(
-        tx: &mut PgConnection,
-        requests: &[Request],
-    ) -> anyhow::Result<HashMap<Uuid, Stream>> {
-        let ids: Vec<String> = requests
-            .iter()
-            .filter_map(|r| match &r.job {
-                Job::Command { lead, .. } => Some(lead.to_string()),
-                Job::Submit(_) => None,
-            })
-            .collect();
-        let mut streams: HashMap<Uuid, Stream> = HashMap::new();
-        if ids.is_empty() {
-            return Ok(streams);
-        }
-        for stored in log::read_streams(tx, Lead::TYPE, &ids).await? {
-            let stream = streams.entry(stored.aggregate_uuid()?).or_default();
-            stream.aggregate.apply(stored.decode()?);
-            stream.sequence = stored.sequence;
-        }
-        Ok(streams)
     }
 }
 

@@ -15,6 +15,7 @@ mod batch;
 mod connection;
 mod locks;
 mod receipts;
+mod streams;
 
 use chrono::{DateTime, Utc};
 use soho_aggregates::lead::{LeadCommand, LeadDetails, Submitter};
@@ -158,8 +159,9 @@ impl WriterTask {
         tokio::spawn(async move {
             let mut requests = Vec::with_capacity(BATCH);
             let mut conn = connection::WriterConnection::new(&pool);
+            let mut recent = streams::Recent::default();
             while self.requests.recv_many(&mut requests, BATCH).await > 0 {
-                batch::write(&mut conn, std::mem::take(&mut requests)).await;
+                batch::write(&mut conn, &mut recent, std::mem::take(&mut requests)).await;
             }
         })
     }
