@@ -51,9 +51,13 @@ impl<'a> Batch<'a> {
         conn: &mut PgConnection,
         slot: &mut Option<i32>,
     ) -> anyhow::Result<Worked> {
+        // Each task by its key: with `task_id = ANY($1)` the planner preferred the index of
+        // ready tasks and filtered all of them (15 ms a call with a 20,000-task backlog).
         let tasks: Vec<Task> = sqlx::query_as(&format!(
-            "SELECT task_id, lead_id, kind, crm_status, attempts FROM crm_outbox o \
-             WHERE task_id = ANY($1) AND {ELIGIBLE} ORDER BY task_id"
+            "SELECT o.task_id, o.lead_id, o.kind, o.crm_status, o.attempts \
+             FROM unnest($1::bigint[]) AS w(id) CROSS JOIN LATERAL ( \
+               SELECT * FROM crm_outbox o WHERE o.task_id = w.id AND {ELIGIBLE} LIMIT 1) o \
+             ORDER BY o.task_id"
         ))
         .bind(&self.task_ids)
         .fetch_all(&mut *conn)
