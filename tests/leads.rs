@@ -1021,7 +1021,10 @@ async fn bad_lead_input_is_named_field_by_field() {
         ("createdAfter=today", "createdAfter"),
         ("submittedBy=me", "submittedBy"),
         ("sort=alphabetical", "sort"),
+        ("sort=name&cursor=FORGED", "cursor"),
     ] {
+        // A cursor forged to carry a NUL byte, which the database cannot hold.
+        let query = query.replace("FORGED", &forged_name_cursor());
         let response = portal.get(&format!("/leads?{query}"), Some(&a.admin)).await;
         assert_eq!(response.status(), 422, "{query}");
         let problem: Value = response.json().await.unwrap();
@@ -1104,4 +1107,11 @@ async fn a_replay_while_leads_keep_coming_fails_no_request_and_loses_nothing() {
     let (status, _) = submit(&portal, Some(&b.admin), &lead("After", "after@example.com")).await;
     assert_eq!(status, 201);
     portal.stop().await;
+}
+
+/// A `sort=name` cursor as the API encodes one, with a NUL byte in its last name.
+fn forged_name_cursor() -> String {
+    use base64::Engine;
+    let b64 = |text: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text);
+    b64(&format!("name|{}|{}|{}", b64("a\0b"), b64(""), uuid::Uuid::new_v4()))
 }

@@ -268,7 +268,7 @@ async fn sortable(pool: &PgPool, scope: LeadScope, filter: &LeadFilter) -> Resul
     Ok(())
 }
 
-/// The caller's leads, newest first, filtered, a page at a time.
+/// The caller's leads, filtered, a page at a time, newest first unless `sort` says otherwise.
 #[utoipa::path(get, path = "/leads", tag = "leads", security(("bearer" = [])),
     params(
         ("status" = Option<String>, Query, description = "new, contacted, qualified, converted or lost"),

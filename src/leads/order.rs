@@ -140,7 +140,11 @@ impl Cursor {
         let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let text = String::from_utf8(engine.decode(text).ok()?).ok()?;
         let at = |micros: &str| DateTime::from_timestamp_micros(micros.parse().ok()?);
-        let name = |b64: &str| String::from_utf8(engine.decode(b64).ok()?).ok();
+        // A name the table could hold: a forged cursor with a NUL byte would be the database's
+        // error (a 500), not the client's.
+        let name = |b64: &str| {
+            String::from_utf8(engine.decode(b64).ok()?).ok().filter(|n| !n.contains('\0'))
+        };
         let parts: Vec<&str> = text.split('|').collect();
         Some(match parts.as_slice() {
             ["name", last, first, id] => {
@@ -222,6 +226,8 @@ mod tests {
         assert!(!Cursor::Name { last: "A".into(), first: String::new(), id }
             .continues(LeadOrder::Newest));
         assert_eq!(Cursor::decode("not a cursor"), None);
+        let forged = Cursor::Name { last: "a\0b".into(), first: String::new(), id };
+        assert_eq!(Cursor::decode(&forged.encode()), None, "a NUL the database cannot hold");
     }
 
     #[test]

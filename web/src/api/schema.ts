@@ -349,7 +349,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The caller's leads, newest first, filtered, a page at a time. */
+        /** The caller's leads, filtered, a page at a time, newest first unless `sort` says otherwise. */
         get: operations["list"];
         put?: never;
         /**
