@@ -24,7 +24,7 @@ const PASSWORD = "correct horse battery staple";
 let passed = 0;
 let failed = 0;
 /// Every `step` below; a run that does not reach them all has failed, whatever threw.
-const STEPS = 15;
+const STEPS = 16;
 /// Set when a step has reported its own failure (so the outer catch does not count it twice).
 let reported = false;
 const failures = [];
@@ -128,6 +128,7 @@ try {
   });
 
   let leadId;
+  let publicFormUrl;
   await step("a lead submitted and synced with Soho CRM", async () => {
     await admin.click("nav >> text=New lead");
     await admin.click("button:has-text('Submit lead')");
@@ -220,6 +221,7 @@ try {
     await admin.frameLocator("[data-testid=form-preview]").locator("h1:has-text('Contact Acme Referrals Ltd')").waitFor();
     await check(admin, "10-profile");
     const url = code.match(/src="([^"]+)"/)[1].replaceAll("&amp;", "&");
+    publicFormUrl = url;
     // Pasted into a partner's page (another origin), the frame sizes itself to the form: Send is not cut off.
     const site = createServer((_, res) => res.writeHead(200, { "content-type": "text/html" }).end(
       `<!doctype html><html lang="en"><head><title>Acme</title></head><body><h1>Acme's site</h1>${code}</body></html>`));
@@ -546,6 +548,32 @@ try {
     await admin.click("form[aria-label='Filter leads'] button:has-text('Apply')");
     await admin.waitForURL(/sort=updated/);
     await admin.waitForSelector("td:has-text('Babbage')");
+    // Every other page at this width: laid out for it, and accessible.
+    for (const [path, heading, name] of [[`/leads/${leadId}`, "Lovelace", "20-lead-phone"], ["/", "Dashboard", "21-dashboard-phone"], ["/leads/new", "New lead", "22-new-lead-phone"], ["/team", "Team", "23-team-phone"], ["/profile", "Acme", "24-profile-phone"]]) {
+      await admin.goto(`${portal}${path}`);
+      await admin.waitForSelector(`h1:has-text('${heading}')`);
+      await admin.waitForLoadState("networkidle");
+      await check(admin, name);
+    }
+    const phone = { viewport: { width: 390, height: 844 } };
+    const visitor = watchPolicy(await (await browser.newContext(phone)).newPage());
+    await visitor.goto(publicFormUrl);
+    await visitor.waitForSelector("h1:has-text('Contact Acme Referrals Ltd')");
+    await check(visitor, "25-public-form-phone");
+    await visitor.context().close();
+    // Registration, from an invitation sent at this width.
+    await admin.goto(`${portal}/team`);
+    await admin.fill("form[aria-label='Invite a sub-account'] input[name=name]", "Pat Phone");
+    await admin.fill("form[aria-label='Invite a sub-account'] input[name=email]", "pat@acme.example");
+    await admin.click("button:has-text('Invite')");
+    await admin.waitForSelector("td:has-text('pat@acme.example')");
+    const invitee = watchPolicy(await (await browser.newContext(phone)).newPage());
+    await invitee.goto(`${portal}/dev/mailbox`);
+    const invitation = await invitee.waitForSelector("article:has-text('pat@acme.example') a[href*='/register?token=']");
+    await invitee.goto(await invitation.getAttribute("href"));
+    await invitee.waitForSelector("[data-testid=invitation]:has-text('pat@acme.example')");
+    await check(invitee, "26-register-phone");
+    await invitee.context().close();
   });
   await step("a user renames itself and changes its own password", async () => {
     await admin.setViewportSize({ width: 1280, height: 800 });
@@ -583,6 +611,36 @@ try {
     await admin.waitForSelector("text=You will get one email a day about your leads.");
     await admin.reload();
     await admin.waitForSelector("input[name=notifications][value=daily]:checked");
+  });
+  await step("a partner renamed to markup gets an embed code that runs nothing on a host page", async () => {
+    // Renamed in Soho CRM (its partner.updated webhook), as a hostile or careless operator might.
+    const hostile = `Evil" onload="alert(document.domain)`;
+    const state = await (await fetch(`${simulator}/sim/state`)).json();
+    const acme = state.partners.find((p) => p.email === "owner@acme.example");
+    const renamed = await fetch(`${simulator}/sim/partners`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ ...acme, name: hostile, approved: true }) });
+    if (!renamed.ok) throw new Error(`the simulator refused the rename: ${renamed.status}`);
+    let code = "";
+    for (const until = Date.now() + 15_000; !code.includes("Evil") && Date.now() < until; await admin.waitForTimeout(200)) {
+      await admin.goto(`${portal}/profile`);
+      await admin.waitForSelector("textarea[readonly]");
+      code = await admin.inputValue("textarea[readonly]");
+    }
+    if (!code.includes("Evil")) throw new Error("the partner's new name never reached the portal");
+    const site = createServer((_, res) => res.writeHead(200, { "content-type": "text/html" }).end(
+      `<!doctype html><html lang="en"><head><title>Host</title></head><body><h1>A partner's site</h1>${code}</body></html>`));
+    await new Promise((r) => site.listen(0, "127.0.0.1", r));
+    const host = await (await browser.newContext()).newPage();
+    const dialogs = [];
+    host.on("dialog", (d) => { dialogs.push(d.message()); d.dismiss(); });
+    await host.goto(`http://127.0.0.1:${site.address().port}/`);
+    await host.frameLocator("iframe").locator("button:has-text('Send')").waitFor();
+    // The name stayed an attribute's text: no handler, no dialog, the title exactly the name.
+    const handlers = await host.$$eval("[onload], [onerror]", (found) => found.length);
+    const title = await host.$eval("iframe", (f) => f.getAttribute("title"));
+    site.close();
+    await host.context().close();
+    if (dialogs.length || handlers) throw new Error(`the embed ran the name as script: ${dialogs.join(", ")} (${handlers} handlers)`);
+    if (title !== `Contact ${hostile}`) throw new Error(`the frame's title is not the name as text: ${title}`);
   });
 } catch (error) {
   // A step's failure was reported by `step`; anything else (a browser context that would not
