@@ -249,16 +249,7 @@ pub async fn read_streams(
     aggregate_type: &str,
     aggregate_ids: &[String],
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    sqlx::query_as::<_, StoredEvent>(&format!(
-        "SELECT e.* FROM unnest($2::text[]) AS w(id) CROSS JOIN LATERAL ( \
-           SELECT {EVENT_COLUMNS} FROM events WHERE aggregate_type = $1 AND aggregate_id = w.id \
-           OFFSET 0) e \
-         ORDER BY e.aggregate_id, e.sequence"
-    ))
-    .bind(aggregate_type)
-    .bind(aggregate_ids)
-    .fetch_all(conn)
-    .await
+    read_streams_after(conn, aggregate_type, aggregate_ids, &vec![0; aggregate_ids.len()]).await
 }
 
 /// The events of several aggregates of one type after a sequence each (`after[n]` for

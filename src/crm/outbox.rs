@@ -1,12 +1,14 @@
-//! The `crm_outbox` subscriber: turns the events that owe Soho CRM a call into outbox tasks, in
-//! the subscriber's own transaction, so each is written exactly once. Status changes that came
-//! from the CRM owe it nothing (that would echo them back).
+//! The calls owed to Soho CRM (`crm_outbox`): the tasks the lead writer adds with the events that
+//! owe them (and the subscriber that caught up on them before), the backlog operators see, and
+//! putting failed calls back in line. Status changes that came from the CRM owe it nothing (that
+//! would echo them back). The sync workers that work the tasks are `super::worker`.
 
 use soho_aggregates::aggregate_type;
 use soho_aggregates::lead::{LeadEvent, StatusSource};
 use soho_aggregates::{LeadId, PartnerId};
 use soho_projections::{Projection, ProjectionError, StoredEvent};
 use sqlx::PgConnection;
+
 /// The CRM sync backlog, as `crm status` and `/metrics` show it.
 #[derive(Debug, serde::Serialize, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]

@@ -37,9 +37,9 @@ use utoipa::OpenApi;
 
 use crate::portal::Portal;
 
-/// The router's state. A handler takes what it needs of it (`State<PgPool>`, `State<Checkpoints>`,
-/// ... through `FromRef`), or the portal itself when it calls a service that works on the
-/// portal as a whole (submitting a lead, onboarding, sessions).
+/// The router's state. A handler takes what it needs of it (`State<PgPool>`, `State<Checkpoints>`
+/// through `FromRef`), or the portal itself when it needs several of its parts (the limits and
+/// idempotency around a lead command, onboarding, sessions).
 #[derive(Clone)]
 pub struct AppState(pub Arc<Portal>);
 

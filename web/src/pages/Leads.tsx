@@ -69,7 +69,7 @@ export function LeadsPage() {
     const form = new FormData(event.currentTarget);
     setParams(Object.fromEntries([...form.entries()].map(([k, v]) => [k, String(v).trim()]).filter(([, v]) => v)));
   }
-  const sort: Sort = filters.sort && filters.sort in SORTS ? (filters.sort as Sort) : "newest";
+  const sort: Sort = (Object.keys(SORTS) as string[]).includes(filters.sort ?? "") ? (filters.sort as Sort) : "newest";
   function sortBy(order: Sort) {
     const next = new URLSearchParams(search);
     if (order === "newest") next.delete("sort");
