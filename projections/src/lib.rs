@@ -33,8 +33,18 @@ pub trait Projection: Send + Sync + 'static {
     /// The subscriber name: the checkpoint's key and the name `replay` takes.
     fn name(&self) -> &'static str;
 
-    /// The tables this projection owns, in an order safe to empty (children first).
+    /// The tables this projection owns and a replay rebuilds, in an order safe to empty
+    /// (children first).
     fn tables(&self) -> &'static [&'static str];
+
+    /// Tables its statements also write but a replay keeps as they are: a record of messages
+    /// already sent, whose positions others hold (a client resuming its live updates, the
+    /// outbound webhooks' fan-out). Renumbering them would send a message twice or never. A
+    /// rebuild writes their rows into a scratch table it drops; [`replay::check`] still
+    /// compares them with what the log yields, in order.
+    fn kept(&self) -> &'static [Kept] {
+        &[]
+    }
 
     /// The aggregate types whose events it reads (a command on one of them waits for this
     /// projection before answering). Empty: it reads nobody's (it is not a read model).
@@ -83,6 +93,13 @@ pub trait Projection: Send + Sync + 'static {
     fn bulk(&self, _pool: &sqlx::PgPool, _schema: &'static str) -> Option<Box<dyn BulkLoad>> {
         None
     }
+}
+
+/// A table a replay keeps (see [`Projection::kept`]), and the column its rows are ordered by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kept {
+    pub table: &'static str,
+    pub order: &'static str,
 }
 
 /// A read model being loaded by a replay from the start of the log (see [`Projection::bulk`]).

@@ -2,7 +2,8 @@
 //!
 //! A rebuild loads shadow tables and swaps them in (see [`rebuild_all`]): readers see the old
 //! rows or the new ones, never a half-built model, and writers wait only for the last events and
-//! the swap. The check runs in one transaction under the subscriber's lock: it rebuilds up to the
+//! the swap. Tables a projection keeps ([`crate::Projection::kept`], the live feed)
+//! are left as they are. The check runs in one transaction under the subscriber's lock: it rebuilds up to the
 //! live checkpoint exactly, compares, and rolls back, changing nothing.
 
 use sqlx::{PgConnection, PgPool};
@@ -100,7 +101,11 @@ async fn rebuild_in_shadow(
             None => row_by_row.push(*projection),
         }
     }
-    shadow::create(&mut *conn, tables, &bare).await?;
+    // The kept tables get scratch shadows, bare and dropped with the schema: the projections'
+    // statements write them, nothing reads them.
+    let kept: Vec<&str> = kept_of(projections).iter().map(|k| k.table).collect();
+    shadow::create(&mut *conn, &[tables, &kept].concat(), &[bare.as_slice(), &kept].concat())
+        .await?;
     sqlx::query(&format!("SET search_path = {}, public", shadow::SHADOW))
         .execute(&mut *conn)
         .await?;
@@ -175,7 +180,8 @@ pub async fn check(
     lock(&mut tx, projection.name()).await?;
     await_inline_writes(&mut tx, &[projection]).await?;
     let live_checkpoint = checkpoint(&mut tx, projection.name()).await?;
-    for table in projection.tables() {
+    let kept = projection.kept();
+    for table in projection.tables().iter().chain(kept.iter().map(|k| &k.table)) {
         sqlx::query(&format!("CREATE TEMP TABLE live_{table} ON COMMIT DROP AS TABLE {table}"))
             .execute(&mut *tx)
             .await?;
@@ -186,6 +192,26 @@ pub async fn check(
         let rows: i64 = sqlx::query_scalar(&format!(
             "SELECT count(*) FROM ((TABLE live_{table} EXCEPT ALL TABLE {table}) \
              UNION ALL (TABLE {table} EXCEPT ALL TABLE live_{table})) AS difference"
+        ))
+        .fetch_one(&mut *tx)
+        .await?;
+        if rows > 0 {
+            differences.push(Difference { table, rows });
+        }
+    }
+    for crate::Kept { table, order } in kept {
+        // In order, not by position: a rebuild numbers its rows afresh, and the live table's
+        // numbers have gaps (a batch rolled back after taking some).
+        let numbered = |from: &str| {
+            format!(
+                "SELECT row_number() OVER (ORDER BY {order}) AS n, to_jsonb(t) - '{order}' AS row \
+                 FROM {from} t"
+            )
+        };
+        let (live, rebuilt) = (numbered(&format!("live_{table}")), numbered(table));
+        let rows: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM (({live} EXCEPT ALL {rebuilt}) \
+             UNION ALL ({rebuilt} EXCEPT ALL {live})) AS difference"
         ))
         .fetch_one(&mut *tx)
         .await?;
@@ -228,9 +254,14 @@ async fn await_inline_writes(
     }
 }
 
-/// Every table the projections own, children first within each projection.
+/// Every table the projections own and a replay rebuilds, children first within each.
 fn tables_of(projections: &[&dyn Projection]) -> Vec<&'static str> {
     projections.iter().flat_map(|p| p.tables().iter().copied()).collect()
+}
+
+/// Every table the projections write that a replay keeps.
+fn kept_of(projections: &[&dyn Projection]) -> Vec<crate::Kept> {
+    projections.iter().flat_map(|p| p.kept().iter().copied()).collect()
 }
 
 /// Empties the tables (as `conn` finds them) and applies the log from its start, up to `up_to`.
@@ -244,9 +275,11 @@ async fn apply_from_start(
     for (name, value) in crate::KEYED_PLANS {
         sqlx::query(&format!("SET LOCAL {name} = {value}")).execute(&mut *conn).await?;
     }
-    let tables = tables_of(projections).join(", ");
-    // RESTART IDENTITY: positions numbered by the projection come out the same on a rebuild.
-    sqlx::query(&format!("TRUNCATE {tables} RESTART IDENTITY")).execute(&mut *conn).await?;
+    let kept = kept_of(projections).into_iter().map(|k| k.table);
+    let tables: Vec<&str> = tables_of(projections).into_iter().chain(kept).collect();
+    sqlx::query(&format!("TRUNCATE {} RESTART IDENTITY", tables.join(", ")))
+        .execute(&mut *conn)
+        .await?;
     let mut done = Rebuilt { events: 0, checkpoint: LogPosition::START };
     apply_range(pool, conn, projections, &mut done, up_to, progress).await?;
     for (name, _) in crate::KEYED_PLANS {

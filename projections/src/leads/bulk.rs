@@ -1,8 +1,9 @@
 //! The lead read models loaded in bulk, for a replay from the start of the log into empty
 //! tables: the whole log is gathered into one [`LeadBatch`] (each lead's row merged in memory,
-//! its counters summed), and the rows are written with COPY instead of statements. History and
-//! live-feed rows are final as soon as their event is read, so they stream out while the log is
-//! still being read; the leads' rows, counters and weeks are written at the end.
+//! its counters summed), and the rows are written with COPY instead of statements. History rows
+//! are final as soon as their event is read, so they stream out while the log is still being
+//! read; the leads' rows, counters and weeks are written at the end. The live feed is not
+//! loaded: a replay keeps it (see [`crate::Projection::kept`]).
 //!
 //! Row for row this writes what [`super::write`] does batch by batch (the same [`LeadBatch`]
 //! decides every value); `replay --check`, which rebuilds batch by batch, compares the two.
@@ -25,22 +26,15 @@ const LEAD_COLUMNS: &str = "lead_id, partner_id, submitted_by_user, first_name, 
      channel_conflict, created_at, updated_at, search_text, soho_lead_id, sync_error";
 const HISTORY_COLUMNS: &str = "lead_id, sequence, old_status, new_status, crm_status, source, \
      actor_type, actor_id, note, applied, occurred_at";
-const FEED_COLUMNS: &str = "kind, lead_id, partner_id, submitted_by_user, data";
 
 pub(super) struct LeadsBulk {
     pool: PgPool,
     /// The schema of the tables loaded.
     schema: &'static str,
     batch: LeadBatch,
-    /// Opened with the first events.
-    streams: Option<Streams>,
+    /// Opened with the first history rows.
+    stream: Option<CopyStream>,
     history: CopyText,
-    feed: CopyText,
-}
-
-struct Streams {
-    history: CopyStream,
-    feed: CopyStream,
 }
 
 impl LeadsBulk {
@@ -49,9 +43,8 @@ impl LeadsBulk {
             pool,
             schema,
             batch: LeadBatch::default(),
-            streams: None,
+            stream: None,
             history: CopyText::default(),
-            feed: CopyText::default(),
         }
     }
 
@@ -59,7 +52,7 @@ impl LeadsBulk {
         Ok(CopyStream::open(&self.pool, &format!("{}.{table}", self.schema), columns).await?)
     }
 
-    /// Writes the history and feed rows gathered so far into their COPY buffers.
+    /// Writes the history rows gathered so far into their COPY buffer (and drops the feed's).
     fn render_streamed(&mut self) {
         let batch = &mut self.batch;
         for row in batch.history.drain(..) {
@@ -78,19 +71,7 @@ impl LeadsBulk {
                 .time(change.occurred_at)
                 .end_row();
         }
-        for row in batch.feed.drain(..) {
-            // As the statement's join does, a message of a lead never submitted is dropped.
-            let Some(lead) = batch.insert_index.get(&row.lead).map(|i| &batch.inserts[*i]) else {
-                continue;
-            };
-            self.feed
-                .text(row.kind.as_str())
-                .uuid(row.lead)
-                .uuid(lead.partner_id)
-                .opt_uuid(lead.submitted_by_user)
-                .text(&row.data)
-                .end_row();
-        }
+        batch.feed.clear();
     }
 }
 
@@ -102,20 +83,17 @@ impl BulkLoad for LeadsBulk {
             self.batch.add(stored.aggregate_uuid()?, stored.sequence, event);
         }
         self.render_streamed();
-        if self.streams.is_none() && !(self.history.is_empty() && self.feed.is_empty()) {
-            let history = self.open("lead_status_history", HISTORY_COLUMNS).await?;
-            let feed = self.open("live_feed", FEED_COLUMNS).await?;
-            self.streams = Some(Streams { history, feed });
+        if self.stream.is_none() && !self.history.is_empty() {
+            self.stream = Some(self.open("lead_status_history", HISTORY_COLUMNS).await?);
         }
-        if let Some(streams) = &self.streams {
-            streams.history.send(&mut self.history, false).await?;
-            streams.feed.send(&mut self.feed, false).await?;
+        if let Some(stream) = &self.stream {
+            stream.send(&mut self.history, false).await?;
         }
         Ok(())
     }
 
     async fn finish(mut self: Box<Self>) -> Result<(), ProjectionError> {
-        let streams = self.streams.take();
+        let stream = self.stream.take();
         // Two COPYs take the leads' rows chunk by chunk: the database parses and stores them on
         // two cores while this one renders.
         let leads =
@@ -143,9 +121,8 @@ impl BulkLoad for LeadsBulk {
         counts.finish(&mut counters).await?;
         let weeks = self.open("lead_weeks", "scope, scope_id, week, submitted, converted").await?;
         weeks.finish(&mut week_rows).await?;
-        if let Some(streams) = streams {
-            streams.history.finish(&mut self.history).await?;
-            streams.feed.finish(&mut self.feed).await?;
+        if let Some(stream) = stream {
+            stream.finish(&mut self.history).await?;
         }
         loaded_leads?;
         Ok(())

@@ -66,7 +66,12 @@ impl Projection for LeadsProjection {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["lead_counts", "lead_status_history", "lead_weeks", "live_feed", "leads"]
+        &["lead_counts", "lead_status_history", "lead_weeks", "leads"]
+    }
+
+    /// The live feed is what clients were sent, numbered: a replay leaves it alone.
+    fn kept(&self) -> &'static [crate::Kept] {
+        &[crate::Kept { table: "live_feed", order: "position" }]
     }
 
     fn follows(&self) -> &'static [&'static str] {

@@ -4,8 +4,9 @@
 //!
 //! The shadow tables get their primary keys and unique constraints up front (the projections'
 //! upserts name them), or after the load for a table loaded in bulk, and their other indexes
-//! after the load (one sorted build each instead of an index insertion per row). Triggers (the live feed's NOTIFY) are copied at the swap, so
-//! the load wakes nobody.
+//! after the load (one sorted build each instead of an index insertion per row). Triggers are
+//! copied at the swap, so the load wakes nobody. A table the replay keeps (the live feed) gets a
+//! bare scratch shadow that is never swapped in, only dropped with the schema.
 
 use sqlx::PgConnection;
 
