@@ -954,16 +954,21 @@ async fn the_lead_read_models_rebuilt_from_the_log_equal_the_live_ones() {
         projections.iter().map(|p| p.as_ref()).collect();
     soho_projections::replay::rebuild_all(&portal.pool, &projections, &|_| {}).await.unwrap();
     let after: String = sqlx::query_scalar(snapshot).fetch_one(&portal.pool).await.unwrap();
-    assert_eq!(after, before, "the bulk-loaded read models equal the live ones, the feed untouched");
+    assert_eq!(
+        after, before,
+        "the bulk-loaded read models equal the live ones, the feed untouched"
+    );
     check().await;
     // The check compares the feed all the same: a message changed after it was sent shows.
     let edit = "UPDATE live_feed SET data = data || '{\"edited\": true}' \
                 WHERE position = (SELECT max(position) FROM live_feed)";
     sqlx::query(edit).execute(&portal.pool).await.unwrap();
     let leads = soho_projections::leads::LeadsProjection;
-    let differences =
-        soho_projections::replay::check(&portal.pool, &leads, &|_| {}).await.unwrap();
-    assert_eq!(differences.iter().map(|d| (d.table, d.rows)).collect::<Vec<_>>(), [("live_feed", 2)]);
+    let differences = soho_projections::replay::check(&portal.pool, &leads, &|_| {}).await.unwrap();
+    assert_eq!(
+        differences.iter().map(|d| (d.table, d.rows)).collect::<Vec<_>>(),
+        [("live_feed", 2)]
+    );
     let keys = portal
         .count("SELECT count(*) FROM pg_constraint WHERE contype = 'p' AND conrelid = ANY(ARRAY['leads', 'lead_counts', 'lead_weeks', 'lead_status_history', 'live_feed']::regclass[])")
         .await;

@@ -101,8 +101,39 @@ pub struct RawEvent {
     pub sequence: i64,
     pub event_type: String,
     pub event_version: String,
-    pub payload: sqlx::types::Json<Box<serde_json::value::RawValue>>,
+    pub payload: JsonText,
     pub recorded_at: DateTime<Utc>,
+}
+
+/// A `jsonb` value as the text PostgreSQL sent, checked to be UTF-8 and nothing more: the event
+/// type's own decoding is the one parse it gets (sqlx's `Json<RawValue>` parsed every payload a
+/// second time, on the reading task, only to keep it as text).
+#[derive(Debug)]
+pub struct JsonText(String);
+
+impl JsonText {
+    pub fn get(&self) -> &str {
+        &self.0
+    }
+}
+
+impl sqlx::Type<sqlx::Postgres> for JsonText {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <sqlx::types::Json<()> as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Postgres> for JsonText {
+    fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        if value.format() == sqlx::postgres::PgValueFormat::Text {
+            return Ok(Self(value.as_str()?.to_string()));
+        }
+        // jsonb's binary form: a version byte (1), then the text.
+        match value.as_bytes()? {
+            [1, text @ ..] => Ok(Self(std::str::from_utf8(text)?.to_string())),
+            _ => Err("jsonb in a binary format version other than 1".into()),
+        }
+    }
 }
 
 /// A transaction id (`xid8`) read as the number it is: its 8 bytes as sent, with no trip

@@ -42,7 +42,7 @@ impl LeadsBulk {
         Self {
             pool,
             schema,
-            batch: LeadBatch::default(),
+            batch: LeadBatch { without_feed: true, ..LeadBatch::default() },
             stream: None,
             history: CopyText::default(),
         }
@@ -52,7 +52,7 @@ impl LeadsBulk {
         Ok(CopyStream::open(&self.pool, &format!("{}.{table}", self.schema), columns).await?)
     }
 
-    /// Writes the history rows gathered so far into their COPY buffer (and drops the feed's).
+    /// Writes the history rows gathered so far into their COPY buffer.
     fn render_streamed(&mut self) {
         let batch = &mut self.batch;
         for row in batch.history.drain(..) {
@@ -71,7 +71,6 @@ impl LeadsBulk {
                 .time(change.occurred_at)
                 .end_row();
         }
-        batch.feed.clear();
     }
 }
 

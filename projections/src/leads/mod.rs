@@ -121,8 +121,10 @@ impl LeadWrites {
             .filter(|(_, _, e)| matches!(e, LeadEvent::LeadStatusChangeSuperseded { .. }))
             .map(|(id, _, _)| id.as_uuid())
             .collect();
-        let mut batch =
-            LeadBatch { statuses: write::statuses(tx, &unknown).await?, ..Default::default() };
+        let mut batch = LeadBatch {
+            statuses: write::statuses(tx, &unknown).await?.into_iter().collect(),
+            ..Default::default()
+        };
         for (id, sequence, event) in events {
             batch.add(id.as_uuid(), sequence, event);
         }
@@ -198,20 +200,26 @@ fn feed_data(data: &impl serde::Serialize) -> String {
     serde_json::to_string(data).unwrap_or_else(|_| "{}".into())
 }
 
+/// A map keyed by leads (a replay fills it with every lead): foldhash, seeded per process, is
+/// several times faster than std's SipHash, and lead ids are random, not chosen by a client.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// One batch of lead events, gathered into the rows and changes [`write::write`] sends.
 #[derive(Default)]
 struct LeadBatch {
     inserts: Vec<NewLead>,
-    insert_index: HashMap<Uuid, usize>,
+    insert_index: Map<Uuid, usize>,
     /// Per lead, in the order leads were first changed.
     changes: Vec<(Uuid, LeadChange)>,
-    change_index: HashMap<Uuid, usize>,
+    change_index: Map<Uuid, usize>,
     /// Net change of each `(lead, status)` count, applied to the lead's partner and submitter.
-    counts: HashMap<(Uuid, LeadStatus), i64>,
+    counts: Map<(Uuid, LeadStatus), i64>,
     history: Vec<HistoryRow>,
     feed: Vec<FeedRow>,
+    /// No feed rows are gathered (a replay's bulk load: the live feed is kept, not rebuilt).
+    without_feed: bool,
     /// The status each lead has reached so far (for superseded changes).
-    statuses: HashMap<Uuid, LeadStatus>,
+    statuses: Map<Uuid, LeadStatus>,
 }
 
 impl LeadBatch {
@@ -224,6 +232,13 @@ impl LeadBatch {
             self.changes.len() - 1
         });
         &mut self.changes[index].1
+    }
+
+    /// A feed message about `lead`, its data rendered only if the feed is gathered.
+    fn message(&mut self, kind: FeedKind, lead: Uuid, data: impl FnOnce() -> String) {
+        if !self.without_feed {
+            self.feed.push(FeedRow { kind, lead, data: data() });
+        }
     }
 
     fn add(&mut self, id: Uuid, sequence: i64, event: LeadEvent) {
@@ -252,14 +267,15 @@ impl LeadBatch {
                 });
                 *self.counts.entry((id, LeadStatus::New)).or_default() += 1;
                 self.statuses.insert(id, LeadStatus::New);
-                self.feed.push(FeedRow { kind: FeedKind::Created, lead: id, data: "{}".into() });
+                self.message(FeedKind::Created, id, || "{}".into());
             }
             LeadEvent::LeadSyncedToCrm { soho_lead_id, at } => {
                 let change = self.change(id);
                 change.sync = Some((SyncState::Synced, Some(soho_lead_id.clone()), None));
                 change.updated_at = Some(at);
-                let data = feed_data(&Synced { soho_lead_id: &soho_lead_id });
-                self.feed.push(FeedRow { kind: FeedKind::Synced, lead: id, data });
+                self.message(FeedKind::Synced, id, || {
+                    feed_data(&Synced { soho_lead_id: &soho_lead_id })
+                });
             }
             LeadEvent::CrmSyncFailed { code, message, at } => {
                 let change = self.change(id);
@@ -267,8 +283,9 @@ impl LeadBatch {
                 let error = format!("{code}: {message}");
                 change.sync = Some((SyncState::Failed, synced_id, Some(error.clone())));
                 change.updated_at = Some(at);
-                let data = feed_data(&SyncFailed { sync_error: &error });
-                self.feed.push(FeedRow { kind: FeedKind::SyncFailed, lead: id, data });
+                self.message(FeedKind::SyncFailed, id, || {
+                    feed_data(&SyncFailed { sync_error: &error })
+                });
             }
             LeadEvent::LeadStatusChanged { old_status, change: status_change, at, .. } => {
                 let change = self.change(id);
@@ -277,13 +294,14 @@ impl LeadBatch {
                 *self.counts.entry((id, old_status)).or_default() -= 1;
                 *self.counts.entry((id, status_change.status)).or_default() += 1;
                 self.statuses.insert(id, status_change.status);
-                let data = feed_data(&StatusChanged {
-                    old_status,
-                    new_status: status_change.status,
-                    source: status_change.source,
-                    at: status_change.occurred_at,
+                self.message(FeedKind::StatusChanged, id, || {
+                    feed_data(&StatusChanged {
+                        old_status,
+                        new_status: status_change.status,
+                        source: status_change.source,
+                        at: status_change.occurred_at,
+                    })
                 });
-                self.feed.push(FeedRow { kind: FeedKind::StatusChanged, lead: id, data });
                 self.history.push(HistoryRow {
                     lead: id,
                     sequence,

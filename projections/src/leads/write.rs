@@ -363,8 +363,8 @@ impl LeadBatch {
     /// one submission; a lead that became (or stopped being) converted adds (or takes) one
     /// conversion. Rows come only from submissions and conversions (a replay batches events
     /// differently, and must make the same rows): a change that nets to nothing writes nothing.
-    pub(super) fn week_deltas(&self) -> HashMap<Uuid, (i64, i64)> {
-        let mut weeks: HashMap<Uuid, (i64, i64)> = HashMap::new();
+    pub(super) fn week_deltas(&self) -> super::Map<Uuid, (i64, i64)> {
+        let mut weeks: super::Map<Uuid, (i64, i64)> = super::Map::default();
         for ((lead, status), delta) in &self.counts {
             if *status == LeadStatus::New && self.insert_index.contains_key(lead) {
                 weeks.entry(*lead).or_default().0 += 1;

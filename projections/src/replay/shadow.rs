@@ -68,7 +68,8 @@ pub async fn create(
 /// Gives shadow tables the live tables' primary keys, unique constraints and unique indexes.
 pub async fn add_keys(conn: &mut PgConnection, tables: &[&str]) -> Result<(), sqlx::Error> {
     for table in tables {
-        for statement in key_statements(conn, table).await? {
+        let (builds, adoptions) = key_statements(conn, table).await?;
+        for statement in builds.into_iter().chain(adoptions) {
             sqlx::query(&statement).execute(&mut *conn).await?;
         }
     }
@@ -76,49 +77,73 @@ pub async fn add_keys(conn: &mut PgConnection, tables: &[&str]) -> Result<(), sq
 }
 
 /// The statements that give a shadow table the live table's primary key, unique constraints
-/// and unique indexes.
-async fn key_statements(conn: &mut PgConnection, table: &str) -> Result<Vec<String>, sqlx::Error> {
+/// and unique indexes: the unique indexes to build (as `CREATE UNIQUE INDEX`, which shares the
+/// table with other index builds), and the `ALTER TABLE`s by which the constraints adopt them
+/// (quick, but each takes the table's exclusive lock).
+async fn key_statements(
+    conn: &mut PgConnection,
+    table: &str,
+) -> Result<(Vec<String>, Vec<String>), sqlx::Error> {
     let t = quoted(table);
-    let keys: Vec<(String, String)> = sqlx::query_as(
-        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint \
+    let keys: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT conname, contype::text, pg_get_constraintdef(oid) FROM pg_constraint \
          WHERE conrelid = format('public.%I', $1::text)::regclass AND contype IN ('p', 'u', 'x') \
          ORDER BY conname",
     )
     .bind(table)
     .fetch_all(&mut *conn)
     .await?;
-    let mut statements: Vec<String> = keys
-        .into_iter()
-        .map(|(name, definition)| {
-            format!("ALTER TABLE {SHADOW}.{t} ADD CONSTRAINT {} {definition}", quoted(&name))
-        })
-        .collect();
-    statements.extend(index_definitions(conn, table, true).await?);
-    Ok(statements)
+    let mut builds = index_definitions(conn, table, true).await?;
+    let mut adoptions = Vec::new();
+    for (name, kind, definition) in keys {
+        let (c, prefix) = (quoted(&name), format!("ALTER TABLE {SHADOW}.{t} ADD CONSTRAINT"));
+        let Some(columns) = definition.strip_prefix(match kind.as_str() {
+            "p" => "PRIMARY KEY ",
+            "u" => "UNIQUE ",
+            _ => "",
+        }) else {
+            adoptions.push(format!("{prefix} {c} {definition}"));
+            continue;
+        };
+        // What `USING INDEX` cannot take (exclusion, deferrable, covering, partial) is built by
+        // the constraint itself.
+        if kind == "x" || [" INCLUDE ", " WHERE ", "DEFERRABLE"].iter().any(|w| columns.contains(w))
+        {
+            adoptions.push(format!("{prefix} {c} {definition}"));
+            continue;
+        }
+        let adopt = if kind == "p" { "PRIMARY KEY" } else { "UNIQUE" };
+        builds.push(format!("CREATE UNIQUE INDEX {c} ON {SHADOW}.{t} {columns}"));
+        adoptions.push(format!("{prefix} {c} {adopt} USING INDEX {c}"));
+    }
+    Ok((builds, adoptions))
 }
 
-/// Builds the keys of the `bare` tables, then every other index of `tables`, once they hold
-/// the bulk of their rows: each a sort of the whole table, run two at a time on connections of
-/// their own (keys of one table in turn: each takes the table's exclusive lock), the largest
-/// kind (GIN) first so the two finish together.
+/// Builds the keys of the `bare` tables and every other index of `tables`, once they hold the
+/// bulk of their rows: each a sort of the whole table, run two at a time on connections of
+/// their own, the largest kind (GIN) first so the two finish together; then the constraints
+/// adopt their unique indexes.
 pub async fn build_keys_and_indexes(
     pool: &sqlx::PgPool,
     bare: &[&str],
     tables: &[&str],
 ) -> Result<(), sqlx::Error> {
     let mut conn = pool.acquire().await?;
-    let mut keys = Vec::new();
+    let (mut builds, mut adoptions) = (Vec::new(), Vec::new());
     for table in bare {
-        keys.push(key_statements(&mut conn, table).await?);
+        let (b, a) = key_statements(&mut conn, table).await?;
+        builds.extend(b);
+        adoptions.extend(a);
     }
-    let mut indexes = Vec::new();
     for table in tables {
-        indexes.extend(index_definitions(&mut conn, table, false).await?);
+        builds.extend(index_definitions(&mut conn, table, false).await?);
     }
-    drop(conn);
-    indexes.sort_by_key(|d| !d.contains(" USING gin "));
-    run_two_at_a_time(pool, keys).await?;
-    run_two_at_a_time(pool, indexes.into_iter().map(|d| vec![d]).collect()).await
+    builds.sort_by_key(|d| !d.contains(" USING gin "));
+    run_two_at_a_time(pool, builds.into_iter().map(|d| vec![d]).collect()).await?;
+    for statement in adoptions {
+        sqlx::query(&statement).execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// Runs each group of statements in order on one connection, two groups at once.
