@@ -17,7 +17,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{LeadBatch, NewLead};
-use crate::copy::{CopyStream, CopyText};
+use crate::copy::{CopyRows, CopyStream};
 use crate::log::RawEvent;
 use crate::{BulkLoad, ProjectionError};
 
@@ -34,7 +34,7 @@ pub(super) struct LeadsBulk {
     batch: LeadBatch,
     /// Opened with the first history rows.
     stream: Option<CopyStream>,
-    history: CopyText,
+    history: CopyRows,
 }
 
 impl LeadsBulk {
@@ -44,7 +44,7 @@ impl LeadsBulk {
             schema,
             batch: LeadBatch { without_feed: true, ..LeadBatch::default() },
             stream: None,
-            history: CopyText::default(),
+            history: CopyRows::default(),
         }
     }
 
@@ -97,7 +97,7 @@ impl BulkLoad for LeadsBulk {
         // two cores while this one renders.
         let leads =
             [self.open("leads", LEAD_COLUMNS).await?, self.open("leads", LEAD_COLUMNS).await?];
-        let mut rows = CopyText::default();
+        let mut rows = CopyRows::default();
         let mut chunks = 0;
         for lead in &self.batch.inserts {
             render_lead(&mut rows, lead);
@@ -108,11 +108,11 @@ impl BulkLoad for LeadsBulk {
         }
         let [first, second] = leads;
         let loaded_leads = first.finish(&mut rows).await.and(second.finish(&mut rows).await);
-        let mut counters = CopyText::default();
+        let mut counters = CopyRows::default();
         for ((scope, scope_id, status), leads) in scope_counts(&self.batch) {
             counters.text(scope).uuid(scope_id).text(status.as_str()).int(leads).end_row();
         }
-        let mut week_rows = CopyText::default();
+        let mut week_rows = CopyRows::default();
         for ((scope, scope_id, week), (submitted, converted)) in scope_weeks(&self.batch) {
             week_rows.text(scope).uuid(scope_id).date(week).int(submitted).int(converted).end_row();
         }
@@ -128,7 +128,7 @@ impl BulkLoad for LeadsBulk {
     }
 }
 
-fn render_lead(rows: &mut CopyText, lead: &NewLead) {
+fn render_lead(rows: &mut CopyRows, lead: &NewLead) {
     let d = &lead.details;
     rows.uuid(lead.id)
         .uuid(lead.partner_id)

@@ -111,3 +111,29 @@ pub async fn replay_under_load(
         ..Default::default()
     })
 }
+
+/// Lead submissions while the bench holds the audit chain's sealer off (its subscriber lock,
+/// which the sealer only ever tries): appending without hashing, to compare with the same run
+/// while it seals. The sealer catches up once the lock is let go.
+pub async fn submit_unsealed(
+    stack: &Stack,
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<crate::load::Sample> {
+    let mut hold = stack.pool.acquire().await?;
+    let lock = "hashtext('soho-subscriber'), hashtext($1)";
+    sqlx::query(&format!("SELECT pg_advisory_lock({lock})"))
+        .bind(sealer::NAME)
+        .execute(&mut *hold)
+        .await?;
+    let sealed = || sqlx::query_scalar::<_, i64>("SELECT count(*) FROM audit_chain");
+    let before = sealed().fetch_one(&stack.pool).await?;
+    let sample = writes::submit(stack, 1, clients, duration).await;
+    let after = sealed().fetch_one(&stack.pool).await?;
+    anyhow::ensure!(after == before, "the sealer ran while held off: {} events", after - before);
+    sqlx::query(&format!("SELECT pg_advisory_unlock({lock})"))
+        .bind(sealer::NAME)
+        .execute(&mut *hold)
+        .await?;
+    sample
+}
