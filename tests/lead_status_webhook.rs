@@ -134,3 +134,35 @@ async fn a_delivery_for_an_unknown_lead_fails_and_its_retry_succeeds_once_the_le
     assert_eq!(history_len(&portal, &a.admin, &id).await, 1, "applied once");
     portal.stop().await;
 }
+
+/// The writer's opening query carries the values its rules read (people's keys, webhook ids)
+/// as SQL literals: quotes and backslashes in them are values, never SQL.
+#[tokio::test]
+async fn quotes_and_backslashes_reach_the_writer_as_values() {
+    let smtp = SmtpSink::start().await;
+    let portal = TestPortal::start(&smtp, &[]).await;
+    let a = portal.partner_with_team(&smtp, "quotes").await;
+    let person = json!({"lastName": "O'Brien", "email": "o'brien'--@example.com"});
+    let first = portal.post("/leads", Some(&a.admin), &person).await;
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    let again = portal.post("/leads", Some(&a.admin), &person).await;
+    assert_eq!(again.status(), 200, "the same person, found by the quoted email");
+    assert_eq!(again.json::<Value>().await.unwrap()["id"], first["id"]);
+
+    let id = first["id"].as_str().unwrap();
+    let body = json!({"event": "lead.status_changed", "occurredAt": chrono::Utc::now(),
+        "lead": {"portalLeadId": id, "status": "Contacted"}});
+    let webhook_id = r"msg_'\'); DELETE FROM webhook_receipts; --";
+    let once: Value = portal.webhook(PATH, webhook_id, &body).await.json().await.unwrap();
+    assert_eq!(once["status"], "contacted");
+    let twice = portal.webhook(PATH, webhook_id, &body).await;
+    assert_eq!(twice.json::<Value>().await.unwrap(), once, "the repeat found its receipt");
+    assert_eq!(history_len(&portal, &a.admin, id).await, 1, "one change");
+    let receipts: Vec<String> = sqlx::query_scalar("SELECT webhook_id FROM webhook_receipts")
+        .fetch_all(&portal.pool)
+        .await
+        .unwrap();
+    assert!(receipts.iter().any(|r| r == webhook_id), "{receipts:?}");
+    portal.stop().await;
+}

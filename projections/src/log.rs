@@ -291,17 +291,29 @@ pub async fn read_streams_after(
     aggregate_ids: &[String],
     after: &[i64],
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    sqlx::query_as::<_, StoredEvent>(&format!(
-        "SELECT e.* FROM unnest($2::text[], $3::bigint[]) AS w(id, after) CROSS JOIN LATERAL ( \
+    sqlx::query_as::<_, StoredEvent>(&streams_after_sql("", "$1", "$2::text[]", "$3::bigint[]"))
+        .bind(aggregate_type)
+        .bind(aggregate_ids)
+        .bind(after)
+        .fetch_all(conn)
+        .await
+}
+
+/// [`read_streams_after`] as one statement of a simple query (several statements in one round
+/// trip, so no bound parameters): the arguments are SQL already, literals the caller made, and
+/// each row starts with a `lookup` column holding `tag`, which tells its rows from the others'.
+pub fn streams_after_statement(tag: &str, aggregate_type: &str, ids: &str, after: &str) -> String {
+    streams_after_sql(&format!("'{tag}' AS lookup, "), aggregate_type, ids, after)
+}
+
+fn streams_after_sql(tag: &str, aggregate_type: &str, ids: &str, after: &str) -> String {
+    format!(
+        "SELECT {tag}e.* FROM unnest({ids}, {after}) AS w(id, after) CROSS JOIN LATERAL ( \
            SELECT {EVENT_COLUMNS} FROM events \
-           WHERE aggregate_type = $1 AND aggregate_id = w.id AND sequence > w.after OFFSET 0) e \
+           WHERE aggregate_type = {aggregate_type} AND aggregate_id = w.id AND sequence > w.after \
+           OFFSET 0) e \
          ORDER BY e.aggregate_id, e.sequence"
-    ))
-    .bind(aggregate_type)
-    .bind(aggregate_ids)
-    .bind(after)
-    .fetch_all(conn)
-    .await
+    )
 }
 
 /// An event to append: what postgres-es stores for it (its statements read the same columns).

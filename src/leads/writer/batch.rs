@@ -1,10 +1,10 @@
 //! One batch of lead commands, in one transaction.
 //!
-//! The batch takes its locks (see [`super::locks`]), reads what its rules need, lets the Lead
-//! aggregate decide each command, reads back the leads its duplicates are answered with, and only
-//! then takes the writers' order lock for its one writing statement and its commit. The duplicate
-//! rules see every earlier submission of the same person (its lock was held until that batch
-//! committed), from any server.
+//! The batch's opening query takes its locks, reads what its rules need and takes the writers'
+//! order lock (see [`super::opening`]); the Lead aggregate decides each command; the batch reads
+//! back the stored leads its duplicates are answered with, if any, then sends its one writing
+//! statement and its commit. The duplicate rules see every earlier submission of the same person
+//! (its lock was held until that batch committed), from any server.
 
 use std::collections::HashMap;
 
@@ -14,14 +14,16 @@ use soho_aggregates::lead::LeadCommand;
 use soho_aggregates::{Lead, LeadId};
 use soho_projections::log::{self, NewEvent};
 use soho_projections::LogPosition;
-use sqlx::{Executor, PgConnection};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::connection::WriterConnection;
-use super::locks;
+use super::opening::{Opening, Read};
+use super::people::InBatch;
 use super::receipts::Receipts;
+use super::soho_ids::SohoIds;
 use super::streams::{Recent, Stream};
-use super::{Job, Request, Submission, WriteError, Written};
+use super::{Job, Request, WriteError, Written};
 use crate::leads::queries;
 
 /// How often a batch is tried after a deadlock before its requests are told it failed.
@@ -33,13 +35,9 @@ pub(super) async fn write(
     recent: &mut Recent,
     requests: Vec<Request>,
 ) {
-    let begin = locks::begin_statement(&requests);
     let mut attempt = 1;
     let answers = loop {
-        let written = match conn.begin(&begin).await {
-            Ok(_) => try_write(conn, recent, &requests).await,
-            Err(error) => Err(error.into()),
-        };
+        let written = try_write(conn, recent, &requests).await;
         match written {
             Ok(answers) => break answers,
             Err(error) if attempt < ATTEMPTS && transient(&error) => {
@@ -97,15 +95,21 @@ enum Decided {
 /// leaves them (kept once it commits).
 type Outcome = (Vec<Result<Written, WriteError>>, Option<String>, HashMap<Uuid, Stream>);
 
-/// Decides and commits `requests` in the transaction `conn` has begun.
+/// Opens a transaction for `requests`, decides them and commits.
 #[tracing::instrument(skip_all, fields(requests = requests.len()), err)]
 async fn try_write(
     conn: &mut WriterConnection,
     recent: &mut Recent,
     requests: &[Request],
 ) -> anyhow::Result<Vec<Result<Written, WriteError>>> {
+    let opening = Opening::new(recent, requests)?;
+    let rows = conn.begin(opening.sql()).await?;
     let tx = conn.transaction()?;
-    match decide_and_write(tx, recent, requests).await {
+    let decided = match opening.read(&rows, requests) {
+        Ok(read) => decide_and_write(tx, read, requests).await,
+        Err(error) => Err(error),
+    };
+    match decided {
         Ok((answers, announce, leads)) => {
             conn.commit(announce).await?;
             recent.keep(leads);
@@ -118,16 +122,14 @@ async fn try_write(
     }
 }
 
-/// Decides every request of the batch and writes the outcome, in the open transaction `tx`.
+/// Decides every request of the batch on what its opening `read`, and writes the outcome, in
+/// the open transaction `tx`.
 async fn decide_and_write(
     tx: &mut PgConnection,
-    recent: &Recent,
+    read: Read,
     requests: &[Request],
 ) -> anyhow::Result<Outcome> {
-    let people = People::look_up(tx, requests).await?;
-    let mut leads = recent.load(tx, requests).await?;
-    let mut soho_ids = SohoIds::look_up(tx, requests).await?;
-    let mut receipts = Receipts::look_up(tx, requests).await?;
+    let Read { people, mut leads, mut soho_ids, mut receipts } = read;
     let mut events = Vec::new();
     // The same events, as the read models and the CRM outbox take them.
     let mut lead_events = Vec::new();
@@ -215,8 +217,8 @@ async fn decide_and_write(
             Err(refused) => decided.push(Decided::Refused(refused.into())),
         }
     }
-    // A duplicate is answered with its lead as this batch leaves it, or else as stored: read
-    // back before the order lock (it is committed already). The others are what the batch writes.
+    // A duplicate is answered with its lead as this batch leaves it, or else as stored (it is
+    // committed already). The others are what the batch writes.
     let duplicates: std::collections::HashSet<Uuid> = decided
         .iter()
         .filter_map(|d| match d {
@@ -241,7 +243,6 @@ async fn decide_and_write(
     let appended = if events.is_empty() && soho_ids.claimed.is_empty() && receipts.is_empty() {
         None
     } else {
-        tx.execute(locks::ORDER.as_str()).await?;
         write_all(tx, &events, lead_events, &tasks, &soho_ids, &receipts).await?
     };
     // Soho CRM workers on every server look for the new tasks.
@@ -302,177 +303,4 @@ async fn write_all(
     Ok(tx_id
         .zip(global_position)
         .map(|(tx_id, global_position)| LogPosition { tx_id, global_position }))
-}
-
-/// One lead per Soho CRM id (`lead_soho_ids`): the rule is checked here, so a command that
-/// breaks it fails alone, and the table is written in the batch's transaction.
-struct SohoIds {
-    /// Each Soho CRM id the batch is about, and the lead holding it (stored, or claimed here).
-    holders: HashMap<String, Uuid>,
-    claimed: Vec<(String, Uuid)>,
-}
-
-impl SohoIds {
-    const RULE: &'static str = "lead_soho_id_unique";
-
-    async fn look_up(tx: &mut PgConnection, requests: &[Request]) -> anyhow::Result<Self> {
-        let wanted: Vec<&str> = requests
-            .iter()
-            .filter_map(|r| match &r.job {
-                Job::Command {
-                    command: LeadCommand::RecordCrmSync { soho_lead_id, .. }, ..
-                } => Some(soho_lead_id.as_str()),
-                _ => None,
-            })
-            .collect();
-        let holders = if wanted.is_empty() {
-            HashMap::new()
-        } else {
-            sqlx::query_as::<_, (String, Uuid)>(
-                "SELECT s.soho_lead_id, s.lead_id FROM unnest($1::text[]) AS w(id) \
-                 CROSS JOIN LATERAL (SELECT soho_lead_id, lead_id FROM lead_soho_ids \
-                                     WHERE soho_lead_id = w.id LIMIT 1) s",
-            )
-            .bind(&wanted)
-            .fetch_all(tx)
-            .await?
-            .into_iter()
-            .collect()
-        };
-        Ok(Self { holders, claimed: Vec::new() })
-    }
-
-    /// Whether `lead` may hold `soho_lead_id`: it already does, or nobody does.
-    fn may_hold(&self, soho_lead_id: &str, lead: Uuid) -> bool {
-        self.holders.get(soho_lead_id).is_none_or(|holder| *holder == lead)
-    }
-
-    /// `lead` holds `soho_lead_id` from this batch on (its command was taken).
-    fn claim(&mut self, soho_lead_id: &str, lead: Uuid) {
-        if self.holders.insert(soho_lead_id.to_string(), lead).is_none() {
-            self.claimed.push((soho_lead_id.to_string(), lead));
-        }
-    }
-
-    /// The claims, as CTEs of the batch's statement (parameters numbered from `first`); a lead
-    /// whose CRM record was recreated moves to its new id.
-    fn sql(first: usize) -> String {
-        let (ids, leads) = (first, first + 1);
-        format!(
-            "moved AS (DELETE FROM lead_soho_ids WHERE ctid = ANY(ARRAY( \
-               SELECT s.ctid FROM unnest(${leads}::uuid[]) AS w(id) CROSS JOIN LATERAL \
-                 (SELECT ctid FROM lead_soho_ids WHERE lead_id = w.id LIMIT 1) s))), \
-             claimed AS (INSERT INTO lead_soho_ids (soho_lead_id, lead_id) \
-               SELECT * FROM unnest(${ids}::text[], ${leads}::uuid[]))"
-        )
-    }
-
-    fn bind<'q>(
-        &self,
-        query: soho_projections::leads::Query<'q>,
-    ) -> soho_projections::leads::Query<'q> {
-        let (ids, leads): (Vec<String>, Vec<Uuid>) = self.claimed.iter().cloned().unzip();
-        query.bind(ids).bind(leads)
-    }
-}
-
-/// What the duplicate rules found for one submission.
-struct Found {
-    /// This partner's lead for the same person from the last 24 hours.
-    existing: Option<Uuid>,
-    /// Another partner has the person from the last 90 days.
-    conflict: bool,
-}
-
-/// The duplicate rules' answers from the read model, for each submission of the batch.
-struct People {
-    found: Vec<(Option<Uuid>, bool)>,
-    /// Which answer is whose: the index of each submission among the requests.
-    index: HashMap<usize, usize>,
-}
-
-impl People {
-    async fn look_up(tx: &mut PgConnection, requests: &[Request]) -> anyhow::Result<Self> {
-        let submissions: Vec<(usize, &Submission)> = requests
-            .iter()
-            .enumerate()
-            .filter_map(|(n, r)| match &r.job {
-                Job::Submit(s) => Some((n, s)),
-                Job::Command { .. } => None,
-            })
-            .collect();
-        let index = submissions.iter().enumerate().map(|(at, (n, _))| (*n, at)).collect();
-        if submissions.is_empty() {
-            return Ok(Self { found: Vec::new(), index });
-        }
-        let partners: Vec<Uuid> = submissions.iter().map(|(_, s)| s.partner.as_uuid()).collect();
-        let emails: Vec<Option<String>> =
-            submissions.iter().map(|(_, s)| s.details.email_key()).collect();
-        let phones: Vec<Option<String>> =
-            submissions.iter().map(|(_, s)| s.details.phone_key()).collect();
-        // Email and phone are looked up apart, each on its own index (`leads_by_email`,
-        // `leads_by_phone`): an OR of the two would scan every lead of the partner.
-        let found: Vec<(i64, Option<Uuid>, bool)> = sqlx::query_as(
-            "SELECT t.n, \
-               (SELECT m.lead_id FROM ( \
-                  SELECT l.lead_id, l.created_at FROM leads l WHERE lower(l.email) = t.email \
-                    AND l.created_at > now() - interval '24 hours' AND l.partner_id = t.partner \
-                  UNION ALL \
-                  SELECT l.lead_id, l.created_at FROM leads l WHERE l.phone_key = t.phone \
-                    AND l.created_at > now() - interval '24 hours' AND l.partner_id = t.partner \
-                ) m ORDER BY m.created_at DESC LIMIT 1), \
-               EXISTS (SELECT 1 FROM leads l WHERE lower(l.email) = t.email \
-                  AND l.created_at > now() - interval '90 days' AND l.partner_id <> t.partner) \
-               OR EXISTS (SELECT 1 FROM leads l WHERE l.phone_key = t.phone \
-                  AND l.created_at > now() - interval '90 days' AND l.partner_id <> t.partner) \
-             FROM unnest($1::uuid[], $2::text[], $3::text[]) WITH ORDINALITY AS t(partner, email, phone, n) \
-             ORDER BY t.n",
-        )
-        .bind(partners)
-        .bind(emails)
-        .bind(phones)
-        .fetch_all(tx)
-        .await?;
-        Ok(Self { found: found.into_iter().map(|(_, e, c)| (e, c)).collect(), index })
-    }
-
-    /// The rules for the `n`th request, `submission`: the read model's answer, and what this
-    /// batch submitted before it (newer, so it comes first).
-    fn decide(&self, n: usize, submission: &Submission, batch: &InBatch) -> Found {
-        let (stored, stored_conflict) =
-            self.index.get(&n).and_then(|at| self.found.get(*at)).copied().unwrap_or((None, false));
-        let (batched, batched_conflict) = batch.found(submission);
-        Found { existing: batched.or(stored), conflict: stored_conflict || batched_conflict }
-    }
-}
-
-/// The submissions of this batch so far, by person.
-#[derive(Default)]
-struct InBatch {
-    people: Vec<(Uuid, Vec<String>, Uuid)>,
-}
-
-impl InBatch {
-    fn keys(submission: &Submission) -> Vec<String> {
-        let details = &submission.details;
-        details.email_key().into_iter().chain(details.phone_key()).collect()
-    }
-
-    fn add(&mut self, submission: &Submission, lead: Uuid) {
-        self.people.push((submission.partner.as_uuid(), Self::keys(submission), lead));
-    }
-
-    fn found(&self, submission: &Submission) -> (Option<Uuid>, bool) {
-        let keys = Self::keys(submission);
-        let partner = submission.partner.as_uuid();
-        let same = |other: &Vec<String>| other.iter().any(|k| keys.contains(k));
-        let existing = self
-            .people
-            .iter()
-            .rev()
-            .find(|(p, other, _)| *p == partner && same(other))
-            .map(|(_, _, lead)| *lead);
-        let conflict = self.people.iter().any(|(p, other, _)| *p != partner && same(other));
-        (existing, conflict)
-    }
 }

@@ -3,10 +3,10 @@
 //! Every batch used to borrow a pooled connection (which the pool pings before lending it),
 //! then send BEGIN, the leads lock, …, the NOTIFY and COMMIT one round trip each. The writer
 //! is the one place every lead command of a server passes through, so each round trip there is
-//! paid by every request: here BEGIN and the locks go together, as do the NOTIFY and COMMIT, on a
-//! connection kept open between batches.
+//! paid by every request: here BEGIN, the locks and the reads go together, as do the NOTIFY and
+//! COMMIT, on a connection kept open between batches.
 
-use sqlx::postgres::PgConnectOptions;
+use sqlx::postgres::{PgConnectOptions, PgRow};
 use sqlx::{ConnectOptions, Connection, Executor, PgConnection, PgPool};
 
 /// The writer's connection: opened when first needed, and again after it failed.
@@ -18,25 +18,29 @@ pub(super) struct WriterConnection {
 impl WriterConnection {
     pub(super) fn new(pool: &PgPool) -> Self {
         // Its prepared plans live as long as the connection: keyed ones, whatever the statistics.
-        let options = (*pool.connect_options()).clone().options(soho_projections::KEYED_PLANS);
+        // Its opening queries carry values as literals, read as standard strings (backslashes
+        // plain), whatever the server's default.
+        let options = (*pool.connect_options())
+            .clone()
+            .options(soho_projections::KEYED_PLANS)
+            .options([("standard_conforming_strings", "on")]);
         Self { options, open: None }
     }
 
-    /// Begins a transaction with `begin` (BEGIN and the batch's locks). A kept connection that fails
-    /// here (the database restarted since the last batch) is replaced once: nothing was
-    /// written on it, so trying again on a new one is safe.
-    pub(super) async fn begin(&mut self, begin: &str) -> Result<&mut PgConnection, sqlx::Error> {
+    /// Begins a transaction with `opening` (BEGIN, the batch's locks and reads, see
+    /// [`super::opening`]); the rows it read. A kept connection that fails here (the database
+    /// restarted since the last batch) is replaced once: nothing was written on it, so trying
+    /// again on a new one is safe.
+    pub(super) async fn begin(&mut self, opening: &str) -> Result<Vec<PgRow>, sqlx::Error> {
         let kept = self.open.is_some();
-        match self.try_begin(begin).await {
-            Ok(()) => {}
+        match self.try_begin(opening).await {
             Err(error) if kept && lost(&error) => {
                 tracing::info!(error = %error, "the lead writer's connection was lost; opening another");
                 self.open = None;
-                self.try_begin(begin).await?;
+                self.try_begin(opening).await
             }
-            Err(error) => return Err(error),
+            result => result,
         }
-        self.open.as_mut().ok_or(sqlx::Error::PoolClosed)
     }
 
     /// The connection whose transaction [`Self::begin`] began.
@@ -44,16 +48,16 @@ impl WriterConnection {
         self.open.as_mut().ok_or(sqlx::Error::PoolClosed)
     }
 
-    async fn try_begin(&mut self, begin: &str) -> Result<(), sqlx::Error> {
+    async fn try_begin(&mut self, opening: &str) -> Result<Vec<PgRow>, sqlx::Error> {
         if self.open.is_none() {
             self.open = Some(self.options.connect().await?);
         }
         let conn = self.open.as_mut().ok_or(sqlx::Error::PoolClosed)?;
-        let begun = conn.execute(begin).await;
+        let begun = super::opening::run(conn, opening).await;
         if begun.is_err() {
             self.forget().await;
         }
-        begun.map(|_| ())
+        begun
     }
 
     /// Commits, with `also` (a NOTIFY) sent in the same round trip.

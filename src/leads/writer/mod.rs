@@ -13,8 +13,12 @@
 
 mod batch;
 mod connection;
+mod literals;
 mod locks;
+mod opening;
+mod people;
 mod receipts;
+mod soho_ids;
 mod streams;
 
 use chrono::{DateTime, Utc};

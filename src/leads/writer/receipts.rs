@@ -7,8 +7,10 @@
 use std::collections::HashMap;
 
 use serde_json::Value;
-use sqlx::PgConnection;
+use sqlx::postgres::PgRow;
+use sqlx::Row;
 
+use super::literals::{self, NulByte};
 use super::{Job, Request};
 
 #[derive(Default)]
@@ -20,10 +22,11 @@ pub(super) struct Receipts {
 }
 
 impl Receipts {
-    pub(super) async fn look_up(
-        tx: &mut PgConnection,
-        requests: &[Request],
-    ) -> anyhow::Result<Self> {
+    const TAG: &'static str = "receipts";
+
+    /// The statement that finds the batch's webhooks' earlier answers (tagged rows of the
+    /// opening query), or none if no request comes from a webhook.
+    pub(super) fn statement(requests: &[Request]) -> Result<Option<String>, NulByte> {
         let ids: Vec<&str> = requests
             .iter()
             .filter_map(|r| match &r.job {
@@ -32,18 +35,22 @@ impl Receipts {
             })
             .collect();
         if ids.is_empty() {
-            return Ok(Self::default());
+            return Ok(None);
         }
-        let answered = sqlx::query_as::<_, (String, Value)>(
-            "SELECT r.webhook_id, r.response FROM unnest($1::text[]) AS w(id) \
+        let ids = literals::texts(ids.into_iter().map(Some))?;
+        Ok(Some(format!(
+            "SELECT '{tag}' AS lookup, r.webhook_id, r.response FROM unnest({ids}) AS w(id) \
              CROSS JOIN LATERAL (SELECT webhook_id, response FROM webhook_receipts \
                                  WHERE webhook_id = w.id LIMIT 1) r",
-        )
-        .bind(&ids)
-        .fetch_all(tx)
-        .await?
-        .into_iter()
-        .collect();
+            tag = Self::TAG
+        )))
+    }
+
+    pub(super) fn from_rows(rows: &[PgRow]) -> anyhow::Result<Self> {
+        let mut answered = HashMap::new();
+        for row in super::opening::tagged(rows, Self::TAG) {
+            answered.insert(row.try_get("webhook_id")?, row.try_get("response")?);
+        }
         Ok(Self { answered, new: Vec::new() })
     }
 

@@ -4,7 +4,7 @@
 //! log for every batch, that cost grew with each lead's history (a lead with twenty status
 //! changes read twenty events per webhook). The writer keeps the leads it wrote last, each with
 //! the sequence it has: a batch then reads only the events after it. That read happens under the
-//! lead's lock (taken with the batch's BEGIN), so what another server committed meanwhile is
+//! lead's lock (taken in the batch's opening query, before this read), so what another server committed meanwhile is
 //! read and folded in; the log stays the only truth, and what is kept is only ever a prefix of it.
 //! Only committed batches are kept: a batch that fails leaves nothing behind.
 
@@ -12,11 +12,16 @@ use std::collections::HashMap;
 
 use cqrs_es::Aggregate;
 use soho_aggregates::Lead;
-use soho_projections::log;
-use sqlx::PgConnection;
+use soho_projections::{log, StoredEvent};
+use sqlx::postgres::PgRow;
+use sqlx::FromRow;
 use uuid::Uuid;
 
+use super::literals::{self, NulByte};
 use super::{Job, Request};
+
+/// The opening query's rows of events.
+const TAG: &str = "streams";
 
 /// A lead's state and its last sequence, as the log has them (or as a batch left them).
 #[derive(Debug, Default, Clone)]
@@ -49,13 +54,13 @@ impl Recent {
         }
     }
 
-    /// The existing leads the batch's commands are about: as kept, with the events committed
-    /// after that (by this server or another) folded in, or else folded from the whole log.
-    pub(super) async fn load(
+    /// The existing leads the batch's commands are about, as kept (or new, if not kept), and
+    /// the statement that reads the events committed after them, by this server or another
+    /// (tagged rows of the opening query, which runs it under the leads' locks).
+    pub(super) fn kept_for(
         &self,
-        tx: &mut PgConnection,
         requests: &[Request],
-    ) -> anyhow::Result<HashMap<Uuid, Stream>> {
+    ) -> Result<(HashMap<Uuid, Stream>, Option<String>), NulByte> {
         let mut streams: HashMap<Uuid, Stream> = HashMap::new();
         let (mut ids, mut after) = (Vec::new(), Vec::new());
         for request in requests {
@@ -70,13 +75,28 @@ impl Recent {
             streams.insert(id, kept);
         }
         if ids.is_empty() {
-            return Ok(streams);
+            return Ok((streams, None));
         }
-        for stored in log::read_streams_after(tx, Lead::TYPE, &ids, &after).await? {
+        let statement = log::streams_after_statement(
+            TAG,
+            &literals::text(Lead::TYPE)?,
+            &literals::texts(ids.iter().map(|id| Some(id.as_str())))?,
+            &literals::ints(after),
+        );
+        Ok((streams, Some(statement)))
+    }
+
+    /// Folds the events the opening query read into `streams`.
+    pub(super) fn catch_up(
+        streams: &mut HashMap<Uuid, Stream>,
+        rows: &[PgRow],
+    ) -> anyhow::Result<()> {
+        for row in super::opening::tagged(rows, TAG) {
+            let stored = StoredEvent::from_row(row)?;
             let stream = streams.entry(stored.aggregate_uuid()?).or_default();
             stream.aggregate.apply(stored.decode()?);
             stream.sequence = stored.sequence;
         }
-        Ok(streams)
+        Ok(())
     }
 }

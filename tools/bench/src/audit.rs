@@ -112,10 +112,32 @@ pub async fn replay_under_load(
     })
 }
 
+/// Lead submissions with the audit chain sealing and with its sealer held off, in turns of
+/// half `duration` (on, off, off, on: what drifts over the runs, a growing table, the CRM
+/// backlog, a checkpoint, weighs on both alike): leads/s with hashing, and without.
+pub async fn sealing_cost(
+    stack: &Stack,
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<(f64, f64)> {
+    let (mut on, mut off) = ((0usize, 0f64), (0usize, 0f64));
+    for held in [false, true, true, false] {
+        let sample = if held {
+            submit_unsealed(stack, clients, duration / 2).await?
+        } else {
+            writes::submit(stack, 1, clients, duration / 2).await?
+        };
+        let sums = if held { &mut off } else { &mut on };
+        sums.0 += sample.latencies.len();
+        sums.1 += sample.elapsed.as_secs_f64();
+    }
+    Ok((on.0 as f64 / on.1.max(f64::EPSILON), off.0 as f64 / off.1.max(f64::EPSILON)))
+}
+
 /// Lead submissions while the bench holds the audit chain's sealer off (its subscriber lock,
-/// which the sealer only ever tries): appending without hashing, to compare with the same run
-/// while it seals. The sealer catches up once the lock is let go.
-pub async fn submit_unsealed(
+/// which the sealer only ever tries): appending without hashing. The sealer catches up once
+/// the lock is let go.
+async fn submit_unsealed(
     stack: &Stack,
     clients: usize,
     duration: Duration,
@@ -130,10 +152,10 @@ pub async fn submit_unsealed(
     let before = sealed().fetch_one(&stack.pool).await?;
     let sample = writes::submit(stack, 1, clients, duration).await;
     let after = sealed().fetch_one(&stack.pool).await?;
-    anyhow::ensure!(after == before, "the sealer ran while held off: {} events", after - before);
     sqlx::query(&format!("SELECT pg_advisory_unlock({lock})"))
         .bind(sealer::NAME)
         .execute(&mut *hold)
         .await?;
+    anyhow::ensure!(after == before, "the sealer ran while held off: {} events", after - before);
     sample
 }

@@ -1,0 +1,84 @@
+//! A batch's opening: one simple query (several statements, one round trip) that begins the
+//! transaction, takes the batch's locks, reads everything its rules need, and takes the writers'
+//! order lock last. The batch then decides in memory and sends its one writing statement, then
+//! its COMMIT: three round trips for any batch, where it took five or six (BEGIN with the locks,
+//! each lookup, the order lock, the write, the commit), each paid by every request of the batch.
+//!
+//! Statements of a simple query run one after the other, each seeing what was committed before
+//! it began: the lookups see every batch that held the same people's, leads' or webhooks' locks
+//! before this one. The order lock, taken after them, is now also held while the batch decides
+//! (microseconds in memory) and through the round trip of its write: see [`super::locks`].
+
+use std::collections::HashMap;
+
+use futures::TryStreamExt;
+use sqlx::postgres::PgRow;
+use sqlx::{Executor, PgConnection, Row};
+use uuid::Uuid;
+
+use super::literals::NulByte;
+use super::people::People;
+use super::receipts::Receipts;
+use super::soho_ids::SohoIds;
+use super::streams::{Recent, Stream};
+use super::{locks, Request};
+
+/// What a batch's rules read, as of its locks.
+pub(super) struct Read {
+    pub(super) people: People,
+    pub(super) leads: HashMap<Uuid, Stream>,
+    pub(super) soho_ids: SohoIds,
+    pub(super) receipts: Receipts,
+}
+
+/// The opening query's text, and the kept leads its event read continues.
+pub(super) struct Opening {
+    sql: String,
+    kept: HashMap<Uuid, Stream>,
+}
+
+impl Opening {
+    pub(super) fn new(recent: &Recent, requests: &[Request]) -> Result<Self, NulByte> {
+        let (kept, streams) = recent.kept_for(requests)?;
+        let mut sql = locks::begin_statement(requests);
+        let reads = [
+            People::statement(requests)?,
+            streams,
+            SohoIds::statement(requests)?,
+            Receipts::statement(requests)?,
+        ];
+        for statement in reads.into_iter().flatten() {
+            sql.push_str("; ");
+            sql.push_str(&statement);
+        }
+        sql.push_str("; ");
+        sql.push_str(&locks::ORDER);
+        Ok(Self { sql, kept })
+    }
+
+    pub(super) fn sql(&self) -> &str {
+        &self.sql
+    }
+
+    /// What the rules read, from the opening query's rows.
+    pub(super) fn read(&self, rows: &[PgRow], requests: &[Request]) -> anyhow::Result<Read> {
+        let mut leads = self.kept.clone();
+        Recent::catch_up(&mut leads, rows)?;
+        Ok(Read {
+            people: People::from_rows(rows, requests)?,
+            leads,
+            soho_ids: SohoIds::from_rows(rows)?,
+            receipts: Receipts::from_rows(rows)?,
+        })
+    }
+}
+
+/// Runs the opening query `sql` on `conn`; every row any of its statements returned.
+pub(super) async fn run(conn: &mut PgConnection, sql: &str) -> Result<Vec<PgRow>, sqlx::Error> {
+    conn.fetch_many(sql).try_filter_map(|step| async move { Ok(step.right()) }).try_collect().await
+}
+
+/// The rows of one read, told from the others' (and from the locks' rows) by their `lookup`.
+pub(super) fn tagged<'a>(rows: &'a [PgRow], tag: &'a str) -> impl Iterator<Item = &'a PgRow> {
+    rows.iter().filter(move |row| row.try_get::<&str, _>("lookup").is_ok_and(|t| t == tag))
+}
