@@ -14,10 +14,11 @@ use soho_aggregates::lead::LeadCommand;
 use soho_aggregates::{Lead, LeadId};
 use soho_projections::log::{self, NewEvent};
 use soho_projections::LogPosition;
-use sqlx::PgConnection;
+use sqlx::{Executor, PgConnection};
 use uuid::Uuid;
 
 use super::connection::WriterConnection;
+use super::locks::{self, Placement};
 use super::opening::{Opening, Read};
 use super::people::InBatch;
 use super::receipts::Receipts;
@@ -33,11 +34,12 @@ const ATTEMPTS: usize = 3;
 pub(super) async fn write(
     conn: &mut WriterConnection,
     recent: &mut Recent,
+    placement: &mut Placement,
     requests: Vec<Request>,
 ) {
     let mut attempt = 1;
     let answers = loop {
-        let written = try_write(conn, recent, &requests).await;
+        let written = try_write(conn, recent, placement, &requests).await;
         match written {
             Ok(answers) => break answers,
             Err(error) if attempt < ATTEMPTS && transient(&error) => {
@@ -91,27 +93,37 @@ enum Decided {
     Refused(WriteError),
 }
 
-/// Answers to a batch's requests, the NOTIFY to send with its COMMIT, and its leads as it
-/// leaves them (kept once it commits).
-type Outcome = (Vec<Result<Written, WriteError>>, Option<String>, HashMap<Uuid, Stream>);
+/// Answers to a batch's requests, the log positions it appended (the first's number, the last),
+/// and its leads as it leaves them (kept once it commits).
+type Outcome =
+    (Vec<Result<Written, WriteError>>, Option<(i64, LogPosition)>, HashMap<Uuid, Stream>);
 
 /// Opens a transaction for `requests`, decides them and commits.
 #[tracing::instrument(skip_all, fields(requests = requests.len()), err)]
 async fn try_write(
     conn: &mut WriterConnection,
     recent: &mut Recent,
+    placement: &mut Placement,
     requests: &[Request],
 ) -> anyhow::Result<Vec<Result<Written, WriteError>>> {
-    let opening = Opening::new(recent, requests)?;
+    let ordered = placement.in_opening();
+    let opening = Opening::new(recent, requests, ordered)?;
     let rows = conn.begin(opening.sql()).await?;
     let tx = conn.transaction()?;
     let decided = match opening.read(&rows, requests) {
-        Ok(read) => decide_and_write(tx, read, requests).await,
+        Ok(read) => decide_and_write(tx, read, requests, ordered).await,
         Err(error) => Err(error),
     };
     match decided {
-        Ok((answers, announce, leads)) => {
+        Ok((answers, appended, leads)) => {
+            // Soho CRM workers on every server look for the new tasks.
+            let announce = appended.map(|(_, last)| {
+                soho_projections::reader::announce_statement(crate::crm::outbox::NAME, last)
+            });
             conn.commit(announce).await?;
+            if let Some((first, last)) = appended {
+                placement.appended(first, last.global_position);
+            }
             recent.keep(leads);
             Ok(answers)
         }
@@ -128,6 +140,7 @@ async fn decide_and_write(
     tx: &mut PgConnection,
     read: Read,
     requests: &[Request],
+    ordered: bool,
 ) -> anyhow::Result<Outcome> {
     let Read { people, mut leads, mut soho_ids, mut receipts } = read;
     let mut events = Vec::new();
@@ -243,11 +256,11 @@ async fn decide_and_write(
     let appended = if events.is_empty() && soho_ids.claimed.is_empty() && receipts.is_empty() {
         None
     } else {
+        if !ordered {
+            tx.execute(locks::ORDER.as_str()).await?;
+        }
         write_all(tx, &events, lead_events, &tasks, &soho_ids, &receipts).await?
     };
-    // Soho CRM workers on every server look for the new tasks.
-    let announce = appended
-        .map(|last| soho_projections::reader::announce_statement(crate::crm::outbox::NAME, last));
     let answers = decided
         .into_iter()
         .map(|decided| {
@@ -266,12 +279,12 @@ async fn decide_and_write(
             }
         })
         .collect();
-    Ok((answers, announce, leads))
+    Ok((answers, appended, leads))
 }
 
 /// Writes the batch in one statement: its events (postgres-es's table), the read models that
 /// follow leads, the CRM outbox tasks, the Soho CRM ids claimed and the webhooks' receipts.
-/// Returns where the last event stands in the log, if there were events.
+/// Returns the first event's log position and where the last stands, if there were events.
 async fn write_all(
     tx: &mut PgConnection,
     events: &[NewEvent],
@@ -279,7 +292,7 @@ async fn write_all(
     tasks: &crate::crm::outbox::Tasks,
     soho_ids: &SohoIds,
     receipts: &Receipts,
-) -> anyhow::Result<Option<LogPosition>> {
+) -> anyhow::Result<Option<(i64, LogPosition)>> {
     use soho_projections::leads::{write_with, LeadWrites, FIRST_FREE_PARAMETER as FIRST};
     use sqlx::Row;
     let writes = LeadWrites::gather(tx, lead_events).await?;
@@ -290,7 +303,8 @@ async fn write_all(
         Receipts::sql(FIRST + 11),
         SohoIds::sql(FIRST + 14),
     );
-    let select = "SELECT max(tx_id::text::bigint), max(global_position) FROM appended";
+    let select = "SELECT max(tx_id::text::bigint), max(global_position), min(global_position) \
+                  FROM appended";
     let row = write_with(
         tx,
         &writes,
@@ -299,8 +313,10 @@ async fn write_all(
         select,
     )
     .await?;
-    let (tx_id, global_position): (Option<i64>, Option<i64>) = (row.try_get(0)?, row.try_get(1)?);
+    let (tx_id, last, first): (Option<i64>, Option<i64>, Option<i64>) =
+        (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
     Ok(tx_id
-        .zip(global_position)
-        .map(|(tx_id, global_position)| LogPosition { tx_id, global_position }))
+        .zip(last)
+        .zip(first)
+        .map(|((tx_id, global_position), first)| (first, LogPosition { tx_id, global_position })))
 }

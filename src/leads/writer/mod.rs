@@ -164,8 +164,10 @@ impl WriterTask {
             let mut requests = Vec::with_capacity(BATCH);
             let mut conn = connection::WriterConnection::new(&pool);
             let mut recent = streams::Recent::default();
+            let mut placement = locks::Placement::default();
             while self.requests.recv_many(&mut requests, BATCH).await > 0 {
-                batch::write(&mut conn, &mut recent, std::mem::take(&mut requests)).await;
+                batch::write(&mut conn, &mut recent, &mut placement, std::mem::take(&mut requests))
+                    .await;
             }
         })
     }

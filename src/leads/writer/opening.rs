@@ -1,13 +1,14 @@
 //! A batch's opening: one simple query (several statements, one round trip) that begins the
-//! transaction, takes the batch's locks, reads everything its rules need, and takes the writers'
-//! order lock last. The batch then decides in memory and sends its one writing statement, then
-//! its COMMIT: three round trips for any batch, where it took five or six (BEGIN with the locks,
-//! each lookup, the order lock, the write, the commit), each paid by every request of the batch.
+//! transaction, takes the batch's locks, reads everything its rules need, and (while this server
+//! writes alone) takes the writers' order lock last. The batch then decides in memory and sends
+//! its one writing statement, then its COMMIT: three round trips for any batch, where it took
+//! five or six (BEGIN with the locks, each lookup, the order lock, the write, the commit), each
+//! paid by every request of the batch.
 //!
 //! Statements of a simple query run one after the other, each seeing what was committed before
 //! it began: the lookups see every batch that held the same people's, leads' or webhooks' locks
-//! before this one. The order lock, taken after them, is now also held while the batch decides
-//! (microseconds in memory) and through the round trip of its write: see [`super::locks`].
+//! before this one. The order lock, taken after them, is then also held while the batch decides
+//! (microseconds in memory) and through the round trip of its write: see [`locks::Placement`].
 
 use std::collections::HashMap;
 
@@ -38,7 +39,12 @@ pub(super) struct Opening {
 }
 
 impl Opening {
-    pub(super) fn new(recent: &Recent, requests: &[Request]) -> Result<Self, NulByte> {
+    /// With the order lock last if `ordered` (see [`locks::Placement`]).
+    pub(super) fn new(
+        recent: &Recent,
+        requests: &[Request],
+        ordered: bool,
+    ) -> Result<Self, NulByte> {
         let (kept, streams) = recent.kept_for(requests)?;
         let mut sql = locks::begin_statement(requests);
         let reads = [
@@ -51,8 +57,10 @@ impl Opening {
             sql.push_str("; ");
             sql.push_str(&statement);
         }
-        sql.push_str("; ");
-        sql.push_str(&locks::ORDER);
+        if ordered {
+            sql.push_str("; ");
+            sql.push_str(&locks::ORDER);
+        }
         Ok(Self { sql, kept })
     }
 

@@ -135,8 +135,8 @@ pub async fn sealing_cost(
 }
 
 /// Lead submissions while the bench holds the audit chain's sealer off (its subscriber lock,
-/// which the sealer only ever tries): appending without hashing. The sealer catches up once
-/// the lock is let go.
+/// which the sealer only ever tries): appending without hashing. The sealer is let catch up
+/// before this returns.
 async fn submit_unsealed(
     stack: &Stack,
     clients: usize,
@@ -157,5 +157,13 @@ async fn submit_unsealed(
         .execute(&mut *hold)
         .await?;
     anyhow::ensure!(after == before, "the sealer ran while held off: {} events", after - before);
+    // The sealer catches up before the next turn, so that the turns with it running pay for
+    // sealing their own events, not these.
+    let events = soho_projections::replay::log_length(&stack.pool).await? as i64;
+    let started = Instant::now();
+    while sealed().fetch_one(&stack.pool).await? < events {
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(60), "the sealer fell behind");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     sample
 }
