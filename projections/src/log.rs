@@ -299,9 +299,10 @@ pub async fn read_streams_after(
         .await
 }
 
-/// [`read_streams_after`] as one statement of a simple query (several statements in one round
-/// trip, so no bound parameters): the arguments are SQL already, literals the caller made, and
-/// each row starts with a `lookup` column holding `tag`, which tells its rows from the others'.
+/// [`read_streams_after`] as SQL text, for a statement the caller prepares and runs among others
+/// in one simple query: the arguments are SQL already (parameters or literals the caller made),
+/// `tag` a constant, and each row starts with a `lookup` column holding it, which tells its rows
+/// from the other statements'.
 pub fn streams_after_statement(tag: &str, aggregate_type: &str, ids: &str, after: &str) -> String {
     streams_after_sql(&format!("'{tag}' AS lookup, "), aggregate_type, ids, after)
 }

@@ -12,11 +12,13 @@ use sqlx::{ConnectOptions, Connection, Executor, PgConnection, PgPool};
 /// The writer's connection: opened when first needed, and again after it failed.
 pub(super) struct WriterConnection {
     options: PgConnectOptions,
+    /// Run on each new connection (the opening's prepared reads).
+    setup: String,
     open: Option<PgConnection>,
 }
 
 impl WriterConnection {
-    pub(super) fn new(pool: &PgPool) -> Self {
+    pub(super) fn new(pool: &PgPool, setup: String) -> Self {
         // Its prepared plans live as long as the connection: keyed ones, whatever the statistics.
         // Its opening queries carry values as literals, read as standard strings (backslashes
         // plain), whatever the server's default.
@@ -24,7 +26,7 @@ impl WriterConnection {
             .clone()
             .options(soho_projections::KEYED_PLANS)
             .options([("standard_conforming_strings", "on")]);
-        Self { options, open: None }
+        Self { options, setup, open: None }
     }
 
     /// Begins a transaction with `opening` (BEGIN, the batch's locks and reads, see
@@ -50,7 +52,9 @@ impl WriterConnection {
 
     async fn try_begin(&mut self, opening: &str) -> Result<Vec<PgRow>, sqlx::Error> {
         if self.open.is_none() {
-            self.open = Some(self.options.connect().await?);
+            let mut conn = self.options.connect().await?;
+            conn.execute(self.setup.as_str()).await?;
+            self.open = Some(conn);
         }
         let conn = self.open.as_mut().ok_or(sqlx::Error::PoolClosed)?;
         let begun = super::opening::run(conn, opening).await;

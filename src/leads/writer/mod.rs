@@ -162,7 +162,7 @@ impl WriterTask {
     pub fn spawn(mut self, pool: PgPool) -> JoinHandle<()> {
         tokio::spawn(async move {
             let mut requests = Vec::with_capacity(BATCH);
-            let mut conn = connection::WriterConnection::new(&pool);
+            let mut conn = connection::WriterConnection::new(&pool, opening::prepare_all());
             let mut recent = streams::Recent::default();
             let mut placement = locks::Placement::default();
             while self.requests.recv_many(&mut requests, BATCH).await > 0 {

@@ -81,6 +81,12 @@ impl Opening {
     }
 }
 
+/// The reads' statements, prepared on the writer's connection when it opens.
+pub(super) fn prepare_all() -> String {
+    [People::prepare(), super::streams::prepare(), SohoIds::prepare(), Receipts::prepare()]
+        .join("; ")
+}
+
 /// Runs the opening query `sql` on `conn`; every row any of its statements returned.
 pub(super) async fn run(conn: &mut PgConnection, sql: &str) -> Result<Vec<PgRow>, sqlx::Error> {
     conn.fetch_many(sql).try_filter_map(|step| async move { Ok(step.right()) }).try_collect().await

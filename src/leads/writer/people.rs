@@ -28,6 +28,32 @@ pub(super) struct People {
 
 impl People {
     const TAG: &'static str = "people";
+    const PREPARED: &'static str = "writer_people";
+
+    /// The lookup, prepared once a connection (a simple query plans each statement anew, and
+    /// this one's plan costs more than its run). Email and phone are looked up apart, each on
+    /// its own index (`leads_by_email`, `leads_by_phone`): an OR of the two would scan every
+    /// lead of the partner.
+    pub(super) fn prepare() -> String {
+        format!(
+            "PREPARE {} (uuid[], text[], text[]) AS SELECT '{}' AS lookup, t.n, \
+               (SELECT m.lead_id FROM ( \
+                  SELECT l.lead_id, l.created_at FROM leads l WHERE lower(l.email) = t.email \
+                    AND l.created_at > now() - interval '24 hours' AND l.partner_id = t.partner \
+                  UNION ALL \
+                  SELECT l.lead_id, l.created_at FROM leads l WHERE l.phone_key = t.phone \
+                    AND l.created_at > now() - interval '24 hours' AND l.partner_id = t.partner \
+                ) m ORDER BY m.created_at DESC LIMIT 1) AS existing, \
+               (EXISTS (SELECT 1 FROM leads l WHERE lower(l.email) = t.email \
+                  AND l.created_at > now() - interval '90 days' AND l.partner_id <> t.partner) \
+               OR EXISTS (SELECT 1 FROM leads l WHERE l.phone_key = t.phone \
+                  AND l.created_at > now() - interval '90 days' AND l.partner_id <> t.partner)) AS conflict \
+             FROM unnest($1, $2, $3) WITH ORDINALITY AS t(partner, email, phone, n) \
+             ORDER BY t.n",
+            Self::PREPARED,
+            Self::TAG
+        )
+    }
 
     /// The statement that looks up every submission's person (tagged rows of the opening
     /// query), or none if the batch has no submission.
@@ -49,25 +75,7 @@ impl People {
             submissions.iter().map(|s| s.details.phone_key()).collect();
         let emails = literals::texts(emails.iter().map(Option::as_deref))?;
         let phones = literals::texts(phones.iter().map(Option::as_deref))?;
-        // Email and phone are looked up apart, each on its own index (`leads_by_email`,
-        // `leads_by_phone`): an OR of the two would scan every lead of the partner.
-        Ok(Some(format!(
-            "SELECT '{tag}' AS lookup, t.n, \
-               (SELECT m.lead_id FROM ( \
-                  SELECT l.lead_id, l.created_at FROM leads l WHERE lower(l.email) = t.email \
-                    AND l.created_at > now() - interval '24 hours' AND l.partner_id = t.partner \
-                  UNION ALL \
-                  SELECT l.lead_id, l.created_at FROM leads l WHERE l.phone_key = t.phone \
-                    AND l.created_at > now() - interval '24 hours' AND l.partner_id = t.partner \
-                ) m ORDER BY m.created_at DESC LIMIT 1) AS existing, \
-               (EXISTS (SELECT 1 FROM leads l WHERE lower(l.email) = t.email \
-                  AND l.created_at > now() - interval '90 days' AND l.partner_id <> t.partner) \
-               OR EXISTS (SELECT 1 FROM leads l WHERE l.phone_key = t.phone \
-                  AND l.created_at > now() - interval '90 days' AND l.partner_id <> t.partner)) AS conflict \
-             FROM unnest({partners}, {emails}, {phones}) WITH ORDINALITY AS t(partner, email, phone, n) \
-             ORDER BY t.n",
-            tag = Self::TAG
-        )))
+        Ok(Some(format!("EXECUTE {}({partners}, {emails}, {phones})", Self::PREPARED)))
     }
 
     /// The answers among the opening query's rows, and which submission each is for.

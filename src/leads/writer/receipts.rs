@@ -23,6 +23,19 @@ pub(super) struct Receipts {
 
 impl Receipts {
     const TAG: &'static str = "receipts";
+    const PREPARED: &'static str = "writer_receipts";
+
+    /// The lookup, prepared once a connection.
+    pub(super) fn prepare() -> String {
+        format!(
+            "PREPARE {} (text[]) AS SELECT '{}' AS lookup, r.webhook_id, r.response \
+             FROM unnest($1) AS w(id) \
+             CROSS JOIN LATERAL (SELECT webhook_id, response FROM webhook_receipts \
+                                 WHERE webhook_id = w.id LIMIT 1) r",
+            Self::PREPARED,
+            Self::TAG
+        )
+    }
 
     /// The statement that finds the batch's webhooks' earlier answers (tagged rows of the
     /// opening query), or none if no request comes from a webhook.
@@ -38,12 +51,7 @@ impl Receipts {
             return Ok(None);
         }
         let ids = literals::texts(ids.into_iter().map(Some))?;
-        Ok(Some(format!(
-            "SELECT '{tag}' AS lookup, r.webhook_id, r.response FROM unnest({ids}) AS w(id) \
-             CROSS JOIN LATERAL (SELECT webhook_id, response FROM webhook_receipts \
-                                 WHERE webhook_id = w.id LIMIT 1) r",
-            tag = Self::TAG
-        )))
+        Ok(Some(format!("EXECUTE {}({ids})", Self::PREPARED)))
     }
 
     pub(super) fn from_rows(rows: &[PgRow]) -> anyhow::Result<Self> {

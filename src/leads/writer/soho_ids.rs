@@ -22,6 +22,19 @@ impl SohoIds {
     pub(super) const RULE: &'static str = "lead_soho_id_unique";
 
     const TAG: &'static str = "soho_ids";
+    const PREPARED: &'static str = "writer_soho_ids";
+
+    /// The lookup, prepared once a connection.
+    pub(super) fn prepare() -> String {
+        format!(
+            "PREPARE {} (text[]) AS SELECT '{}' AS lookup, s.soho_lead_id, s.lead_id \
+             FROM unnest($1) AS w(id) \
+             CROSS JOIN LATERAL (SELECT soho_lead_id, lead_id FROM lead_soho_ids \
+                                 WHERE soho_lead_id = w.id LIMIT 1) s",
+            Self::PREPARED,
+            Self::TAG
+        )
+    }
 
     /// The statement that finds each Soho CRM id's holder (tagged rows of the opening query),
     /// or none if the batch records no CRM sync.
@@ -39,12 +52,7 @@ impl SohoIds {
             return Ok(None);
         }
         let wanted = literals::texts(wanted.into_iter().map(Some))?;
-        Ok(Some(format!(
-            "SELECT '{tag}' AS lookup, s.soho_lead_id, s.lead_id FROM unnest({wanted}) AS w(id) \
-             CROSS JOIN LATERAL (SELECT soho_lead_id, lead_id FROM lead_soho_ids \
-                                 WHERE soho_lead_id = w.id LIMIT 1) s",
-            tag = Self::TAG
-        )))
+        Ok(Some(format!("EXECUTE {}({wanted})", Self::PREPARED)))
     }
 
     pub(super) fn from_rows(rows: &[PgRow]) -> anyhow::Result<Self> {

@@ -22,6 +22,15 @@ use super::{Job, Request};
 
 /// The opening query's rows of events.
 const TAG: &str = "streams";
+const PREPARED: &str = "writer_streams";
+
+/// The read of the leads' events after the kept sequences, prepared once a connection.
+pub(super) fn prepare() -> String {
+    format!(
+        "PREPARE {PREPARED} (text[], bigint[]) AS {}",
+        log::streams_after_statement(TAG, &format!("'{}'", Lead::TYPE), "$1", "$2")
+    )
+}
 
 /// A lead's state and its last sequence, as the log has them (or as a batch left them).
 #[derive(Debug, Default, Clone)]
@@ -77,11 +86,10 @@ impl Recent {
         if ids.is_empty() {
             return Ok((streams, None));
         }
-        let statement = log::streams_after_statement(
-            TAG,
-            &literals::text(Lead::TYPE)?,
-            &literals::texts(ids.iter().map(|id| Some(id.as_str())))?,
-            &literals::ints(after),
+        let statement = format!(
+            "EXECUTE {PREPARED}({}, {})",
+            literals::texts(ids.iter().map(|id| Some(id.as_str())))?,
+            literals::ints(after),
         );
         Ok((streams, Some(statement)))
     }
