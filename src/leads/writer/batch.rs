@@ -1,9 +1,10 @@
 //! One batch of lead commands, in one transaction.
 //!
-//! The batch's opening query takes its locks, reads what its rules need and takes the writers'
-//! order lock (see [`super::opening`]); the Lead aggregate decides each command; the batch reads
-//! back the stored leads its duplicates are answered with, if any, then sends its one writing
-//! statement and its commit. The duplicate rules see every earlier submission of the same person
+//! The batch's opening query takes its locks, reads what its rules need and, while this server
+//! writes alone, takes the writers' order lock (see [`super::opening`]); the Lead aggregate
+//! decides each command; the batch reads back the stored leads its duplicates are answered with,
+//! if any, takes the order lock if it has not, and sends its one writing statement and its
+//! commit. The duplicate rules see every earlier submission of the same person
 //! (its lock was held until that batch committed), from any server.
 
 use std::collections::HashMap;
