@@ -2,9 +2,9 @@
 //!
 //! A rebuild loads shadow tables and swaps them in (see [`rebuild_all`]): readers see the old
 //! rows or the new ones, never a half-built model, and writers wait only for the last events and
-//! the swap. Tables a projection keeps ([`crate::Projection::kept`], the live feed)
-//! are left as they are. The check runs in one transaction under the subscriber's lock: it rebuilds up to the
-//! live checkpoint exactly, compares, and rolls back, changing nothing.
+//! the swap. Tables a projection keeps ([`crate::Projection::kept`], the live feed) are left as
+//! they are. The check runs in one transaction under the subscriber's lock: it rebuilds up to
+//! the live checkpoint exactly, compares, and rolls back, changing nothing.
 
 use sqlx::{PgConnection, PgPool};
 

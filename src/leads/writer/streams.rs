@@ -4,8 +4,9 @@
 //! log for every batch, that cost grew with each lead's history (a lead with twenty status
 //! changes read twenty events per webhook). The writer keeps the leads it wrote last, each with
 //! the sequence it has: a batch then reads only the events after it. That read happens under the
-//! lead's lock (taken in the batch's opening query, before this read), so what another server committed meanwhile is
-//! read and folded in; the log stays the only truth, and what is kept is only ever a prefix of it.
+//! lead's lock (taken earlier in the batch's opening query), so what another server committed
+//! meanwhile is read and folded in; the log stays the only truth, and what is kept is only ever
+//! a prefix of it.
 //! Only committed batches are kept: a batch that fails leaves nothing behind.
 
 use std::collections::HashMap;
