@@ -3,7 +3,7 @@
 
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 use utoipa::ToSchema;
 
 use serde_json::value::RawValue;
@@ -106,7 +106,8 @@ fn broken(position: i64, reason: &str) -> Option<Broken> {
 /// fails. `progress` is told how many events have been checked, now and then.
 ///
 /// The chain and the log are read as two ordered streams over two connections sharing one
-/// snapshot (exported by the first), merged here: each a plain index-ordered read.
+/// snapshot (exported by the first), each by a task of its own that hands its rows over in
+/// chunks (so the database keeps sending while the rows before are merged), merged here.
 pub async fn verify_log(
     pool: &PgPool,
     progress: &(dyn Fn(u64) + Sync),
@@ -124,10 +125,79 @@ pub async fn verify_log(
     sqlx::query(&format!("SET TRANSACTION SNAPSHOT '{}'", snapshot.replace('\'', "")))
         .execute(&mut *events_conn)
         .await?;
-    let verdict = merge(&mut links_conn, &mut events_conn, progress).await;
-    let _ = sqlx::query("ROLLBACK").execute(&mut *links_conn).await;
-    let _ = sqlx::query("ROLLBACK").execute(&mut *events_conn).await;
-    verdict
+    let links = Ahead::<Link>::read(
+        links_conn,
+        "SELECT chain_position, tx_id, global_position, prev_hash, hash FROM audit_chain \
+         ORDER BY chain_position"
+            .to_string(),
+    );
+    // The transaction id as its 8 bytes (a text cast per row was a good part of the
+    // database's share of reading the whole log).
+    let events = Ahead::<EventRow>::read(
+        events_conn,
+        format!(
+            "SELECT e.tx_id, e.global_position, {STORED_COLUMNS} \
+             FROM events e ORDER BY e.tx_id, e.global_position"
+        ),
+    );
+    merge(links, events, progress).await
+}
+
+/// Rows read ahead by a task of their own, taken one by one.
+struct Ahead<T> {
+    chunks: tokio::sync::mpsc::Receiver<Result<Vec<T>, sqlx::Error>>,
+    chunk: std::vec::IntoIter<T>,
+}
+
+impl<T> Ahead<T>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin + 'static,
+{
+    /// Runs `sql` in `conn`'s open transaction, rolled back once every row was taken or the
+    /// reader went away.
+    fn read(mut conn: sqlx::pool::PoolConnection<sqlx::Postgres>, sql: String) -> Self {
+        let (send, chunks) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            {
+                let mut rows = sqlx::query_as::<_, T>(&sql).fetch(&mut *conn);
+                let mut chunk = Vec::with_capacity(CHUNK);
+                loop {
+                    match rows.try_next().await {
+                        Ok(Some(row)) => chunk.push(row),
+                        Ok(None) => break,
+                        Err(error) => {
+                            let _ = send.send(Err(error)).await;
+                            chunk.clear();
+                            break;
+                        }
+                    }
+                    if chunk.len() == CHUNK {
+                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                        if send.send(Ok(full)).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                if !chunk.is_empty() {
+                    let _ = send.send(Ok(chunk)).await;
+                }
+            }
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+        });
+        Self { chunks, chunk: Vec::new().into_iter() }
+    }
+
+    async fn next(&mut self) -> Result<Option<T>, sqlx::Error> {
+        loop {
+            if let Some(row) = self.chunk.next() {
+                return Ok(Some(row));
+            }
+            match self.chunks.recv().await {
+                Some(chunk) => self.chunk = chunk?.into_iter(),
+                None => return Ok(None),
+            }
+        }
+    }
 }
 
 /// Events hashed per blocking task, and tasks in flight at once.
@@ -157,31 +227,19 @@ fn check_chunk(first_index: u64, chunk: Vec<Sealed>) -> Option<ChunkFailure> {
 /// chunks on the blocking pool, since with every `prevHash` already tied to the previous link's
 /// hash the chunks no longer depend on each other.
 async fn merge(
-    links_conn: &mut PgConnection,
-    events_conn: &mut PgConnection,
+    mut links: Ahead<Link>,
+    mut events: Ahead<EventRow>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Verdict, AuditError> {
-    let mut links = sqlx::query_as::<_, Link>(
-        "SELECT chain_position, tx_id, global_position, prev_hash, hash FROM audit_chain \
-         ORDER BY chain_position",
-    )
-    .fetch(links_conn);
-    let events_sql = format!(
-        // The transaction id as its 8 bytes (a text cast per row was a good part of the
-        // database's share of reading the whole log).
-        "SELECT e.tx_id, e.global_position, {STORED_COLUMNS} \
-         FROM events e ORDER BY e.tx_id, e.global_position"
-    );
-    let mut events =
-        sqlx::query_as::<_, EventRow>(&events_sql).fetch(events_conn).map_ok(Event::from);
+    let mut next = async || events.next().await.map(|row| row.map(Event::from));
 
     let mut checked = 0u64;
     let mut prev = ChainHash::GENESIS;
     let mut chunk = Vec::with_capacity(CHUNK);
     let mut pending = std::collections::VecDeque::new();
     let mut structural = None;
-    let mut next_event = events.try_next().await?;
-    while let Some(link) = links.try_next().await? {
+    let mut next_event = next().await?;
+    while let Some(link) = links.next().await? {
         let position = link.global_position;
         let place = (link.tx_id, link.global_position);
         let failure = if link.chain_position != checked as i64 + 1 {
@@ -222,7 +280,7 @@ async fn merge(
                 progress(checked);
             }
         }
-        next_event = events.try_next().await?;
+        next_event = next().await?;
     }
     let first = checked - chunk.len() as u64;
     pending.push_back(tokio::task::spawn_blocking(move || check_chunk(first, chunk)));
@@ -235,7 +293,7 @@ async fn merge(
         return Ok(verdict);
     }
     let mut unsealed = u64::from(next_event.is_some());
-    while events.try_next().await?.is_some() {
+    while next().await?.is_some() {
         unsealed += 1;
     }
     progress(checked);
