@@ -17,7 +17,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{Executor, PgConnection, Row};
 use uuid::Uuid;
 
-use super::literals::NulByte;
+use super::literals::{self, NulByte};
 use super::people::People;
 use super::receipts::Receipts;
 use super::soho_ids::SohoIds;
@@ -69,8 +69,8 @@ impl Opening {
     }
 
     /// What the rules read, from the opening query's rows.
-    pub(super) fn read(&self, rows: &[PgRow], requests: &[Request]) -> anyhow::Result<Read> {
-        let mut leads = self.kept.clone();
+    pub(super) fn read(self, rows: &[PgRow], requests: &[Request]) -> anyhow::Result<Read> {
+        let mut leads = self.kept;
         Recent::catch_up(&mut leads, rows)?;
         Ok(Read {
             people: People::from_rows(rows, requests)?,
@@ -83,13 +83,61 @@ impl Opening {
 
 /// The reads' statements, prepared on the writer's connection when it opens.
 pub(super) fn prepare_all() -> String {
-    [People::prepare(), super::streams::prepare(), SohoIds::prepare(), Receipts::prepare()]
-        .join("; ")
+    [
+        People::prepare(),
+        super::streams::prepare(),
+        SohoIds::READ.prepare(),
+        Receipts::READ.prepare(),
+    ]
+    .join("; ")
 }
 
 /// Runs the opening query `sql` on `conn`; every row any of its statements returned.
 pub(super) async fn run(conn: &mut PgConnection, sql: &str) -> Result<Vec<PgRow>, sqlx::Error> {
     conn.fetch_many(sql).try_filter_map(|step| async move { Ok(step.right()) }).try_collect().await
+}
+
+/// A read of one row per key from a table keyed by text (a webhook's receipt, a Soho CRM id's
+/// holder), prepared on the writer's connection and run in the opening query.
+pub(super) struct KeyedRead {
+    /// The prepared statement's name.
+    pub(super) name: &'static str,
+    /// What its rows' `lookup` column holds.
+    pub(super) tag: &'static str,
+    pub(super) table: &'static str,
+    pub(super) key: &'static str,
+    pub(super) value: &'static str,
+}
+
+impl KeyedRead {
+    pub(super) fn prepare(&self) -> String {
+        let Self { name, tag, table, key, value } = self;
+        format!(
+            "PREPARE {name} (text[]) AS SELECT '{tag}' AS lookup, r.{key} AS key, \
+               r.{value} AS value FROM unnest($1) AS w(id) \
+             CROSS JOIN LATERAL (SELECT {key}, {value} FROM {table} WHERE {key} = w.id LIMIT 1) r"
+        )
+    }
+
+    /// The statement that reads `keys`, or none if there are none.
+    pub(super) fn statement<'a>(
+        &self,
+        keys: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Option<String>, NulByte> {
+        let keys: Vec<&str> = keys.into_iter().collect();
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(format!("EXECUTE {}({})", self.name, literals::texts(keys.into_iter().map(Some))?)))
+    }
+
+    /// Each key found, and its value, among the opening query's rows.
+    pub(super) fn found<V>(&self, rows: &[PgRow]) -> anyhow::Result<HashMap<String, V>>
+    where
+        V: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+    {
+        tagged(rows, self.tag).map(|row| Ok((row.try_get("key")?, row.try_get("value")?))).collect()
+    }
 }
 
 /// The rows of one read, told from the others' (and from the locks' rows) by their `lookup`.

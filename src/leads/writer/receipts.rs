@@ -8,9 +8,9 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 use sqlx::postgres::PgRow;
-use sqlx::Row;
 
-use super::literals::{self, NulByte};
+use super::literals::NulByte;
+use super::opening::KeyedRead;
 use super::{Job, Request};
 
 #[derive(Default)]
@@ -22,44 +22,26 @@ pub(super) struct Receipts {
 }
 
 impl Receipts {
-    const TAG: &'static str = "receipts";
-    const PREPARED: &'static str = "writer_receipts";
-
-    /// The lookup, prepared once a connection.
-    pub(super) fn prepare() -> String {
-        format!(
-            "PREPARE {} (text[]) AS SELECT '{}' AS lookup, r.webhook_id, r.response \
-             FROM unnest($1) AS w(id) \
-             CROSS JOIN LATERAL (SELECT webhook_id, response FROM webhook_receipts \
-                                 WHERE webhook_id = w.id LIMIT 1) r",
-            Self::PREPARED,
-            Self::TAG
-        )
-    }
+    /// A webhook id's earlier answer.
+    pub(super) const READ: KeyedRead = KeyedRead {
+        name: "writer_receipts",
+        tag: "receipts",
+        table: "webhook_receipts",
+        key: "webhook_id",
+        value: "response",
+    };
 
     /// The statement that finds the batch's webhooks' earlier answers (tagged rows of the
     /// opening query), or none if no request comes from a webhook.
     pub(super) fn statement(requests: &[Request]) -> Result<Option<String>, NulByte> {
-        let ids: Vec<&str> = requests
-            .iter()
-            .filter_map(|r| match &r.job {
-                Job::Command { receipt: Some(receipt), .. } => Some(receipt.webhook_id.as_str()),
-                _ => None,
-            })
-            .collect();
-        if ids.is_empty() {
-            return Ok(None);
-        }
-        let ids = literals::texts(ids.into_iter().map(Some))?;
-        Ok(Some(format!("EXECUTE {}({ids})", Self::PREPARED)))
+        Self::READ.statement(requests.iter().filter_map(|r| match &r.job {
+            Job::Command { receipt: Some(receipt), .. } => Some(receipt.webhook_id.as_str()),
+            _ => None,
+        }))
     }
 
     pub(super) fn from_rows(rows: &[PgRow]) -> anyhow::Result<Self> {
-        let mut answered = HashMap::new();
-        for row in super::opening::tagged(rows, Self::TAG) {
-            answered.insert(row.try_get("webhook_id")?, row.try_get("response")?);
-        }
-        Ok(Self { answered, new: Vec::new() })
+        Ok(Self { answered: Self::READ.found(rows)?, new: Vec::new() })
     }
 
     /// No receipt to write.

@@ -4,10 +4,10 @@ use std::collections::HashMap;
 
 use soho_aggregates::lead::LeadCommand;
 use sqlx::postgres::PgRow;
-use sqlx::Row;
 use uuid::Uuid;
 
-use super::literals::{self, NulByte};
+use super::literals::NulByte;
+use super::opening::KeyedRead;
 use super::{Job, Request};
 
 /// One lead per Soho CRM id (`lead_soho_ids`): the rule is checked here, so a command that
@@ -21,46 +21,28 @@ pub(super) struct SohoIds {
 impl SohoIds {
     pub(super) const RULE: &'static str = "lead_soho_id_unique";
 
-    const TAG: &'static str = "soho_ids";
-    const PREPARED: &'static str = "writer_soho_ids";
-
-    /// The lookup, prepared once a connection.
-    pub(super) fn prepare() -> String {
-        format!(
-            "PREPARE {} (text[]) AS SELECT '{}' AS lookup, s.soho_lead_id, s.lead_id \
-             FROM unnest($1) AS w(id) \
-             CROSS JOIN LATERAL (SELECT soho_lead_id, lead_id FROM lead_soho_ids \
-                                 WHERE soho_lead_id = w.id LIMIT 1) s",
-            Self::PREPARED,
-            Self::TAG
-        )
-    }
+    /// A Soho CRM id's holder.
+    pub(super) const READ: KeyedRead = KeyedRead {
+        name: "writer_soho_ids",
+        tag: "soho_ids",
+        table: "lead_soho_ids",
+        key: "soho_lead_id",
+        value: "lead_id",
+    };
 
     /// The statement that finds each Soho CRM id's holder (tagged rows of the opening query),
     /// or none if the batch records no CRM sync.
     pub(super) fn statement(requests: &[Request]) -> Result<Option<String>, NulByte> {
-        let wanted: Vec<&str> = requests
-            .iter()
-            .filter_map(|r| match &r.job {
-                Job::Command {
-                    command: LeadCommand::RecordCrmSync { soho_lead_id, .. }, ..
-                } => Some(soho_lead_id.as_str()),
-                _ => None,
-            })
-            .collect();
-        if wanted.is_empty() {
-            return Ok(None);
-        }
-        let wanted = literals::texts(wanted.into_iter().map(Some))?;
-        Ok(Some(format!("EXECUTE {}({wanted})", Self::PREPARED)))
+        Self::READ.statement(requests.iter().filter_map(|r| match &r.job {
+            Job::Command { command: LeadCommand::RecordCrmSync { soho_lead_id, .. }, .. } => {
+                Some(soho_lead_id.as_str())
+            }
+            _ => None,
+        }))
     }
 
     pub(super) fn from_rows(rows: &[PgRow]) -> anyhow::Result<Self> {
-        let mut holders = HashMap::new();
-        for row in super::opening::tagged(rows, Self::TAG) {
-            holders.insert(row.try_get("soho_lead_id")?, row.try_get("lead_id")?);
-        }
-        Ok(Self { holders, claimed: Vec::new() })
+        Ok(Self { holders: Self::READ.found(rows)?, claimed: Vec::new() })
     }
 
     /// Whether `lead` may hold `soho_lead_id`: it already does, or nobody does.
