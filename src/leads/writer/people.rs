@@ -30,8 +30,8 @@ impl People {
     const TAG: &'static str = "people";
     const PREPARED: &'static str = "writer_people";
 
-    /// The lookup, prepared once a connection (a simple query plans each statement anew, and
-    /// this one's plan costs more than its run). Email and phone are looked up apart, each on
+    /// The lookup, prepared once a connection (in a simple query it would be planned anew for
+    /// every batch). Email and phone are looked up apart, each on
     /// its own index (`leads_by_email`, `leads_by_phone`): an OR of the two would scan every
     /// lead of the partner.
     pub(super) fn prepare() -> String {
