@@ -120,10 +120,15 @@ impl CopyRows {
 
     /// A `jsonb` value: its format version (1), then its text.
     pub fn json(&mut self, value: &serde_json::Value) -> &mut Self {
-        let mut bytes = vec![1];
+        // Written in place, its length filled in after (no buffer of its own per value).
+        self.field(0);
+        let at = self.bytes.len() - 4;
+        self.bytes.push(1);
         // Writing a Value into memory cannot fail.
-        let _ = serde_json::to_writer(&mut bytes, value);
-        self.bytes_field(&bytes)
+        let _ = serde_json::to_writer(&mut self.bytes, value);
+        let len = i32::try_from(self.bytes.len() - at - 4).unwrap_or(i32::MAX);
+        self.bytes[at..at + 4].copy_from_slice(&len.to_be_bytes());
+        self
     }
 }
 

@@ -18,7 +18,7 @@ use uuid::Uuid;
 pub(super) struct NulByte;
 
 /// `'text'`, quotes doubled.
-pub(super) fn text(value: &str) -> Result<String, NulByte> {
+fn text(value: &str) -> Result<String, NulByte> {
     if value.contains('\0') {
         return Err(NulByte);
     }
