@@ -465,9 +465,9 @@ async fn leads_sort_by_name_status_and_last_update_while_few_enough_match() {
     // Past 10,000 matching leads only the indexed orders are offered, unless filters narrow it.
     sqlx::query(
         "INSERT INTO leads (lead_id, partner_id, last_name, email, status, crm_status, sync_state, \
-           channel_conflict, created_at, updated_at, search_text) \
+           channel_conflict, created_at, updated_at) \
          SELECT gen_random_uuid(), $1, 'Bulk ' || n, 'bulk' || n || '@example.com', 'new', \
-           'Not Contacted', 'pending', false, now(), now(), 'bulk ' || n \
+           'Not Contacted', 'pending', false, now(), now() \
          FROM generate_series(1, 10000) n",
     )
     .bind(a.id)

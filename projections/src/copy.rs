@@ -119,12 +119,12 @@ impl CopyRows {
     }
 
     /// A `jsonb` value: its format version (1), then its text.
-    pub fn json(&mut self, value: &serde_json::Value) -> &mut Self {
+    pub fn json(&mut self, value: &impl serde::Serialize) -> &mut Self {
         // Written in place, its length filled in after (no buffer of its own per value).
         self.field(0);
         let at = self.bytes.len() - 4;
         self.bytes.push(1);
-        // Writing a Value into memory cannot fail.
+        // Writing into memory fails only for a map with keys that are not strings: none here.
         let _ = serde_json::to_writer(&mut self.bytes, value);
         let len = i32::try_from(self.bytes.len() - at - 4).unwrap_or(i32::MAX);
         self.bytes[at..at + 4].copy_from_slice(&len.to_be_bytes());

@@ -108,6 +108,13 @@ pub trait BulkLoad: Send {
     /// Takes the next events, in log order (every event of the log passes through here once).
     async fn add(&mut self, events: &[log::RawEvent]) -> Result<(), ProjectionError>;
 
+    /// Ends the COPYs of the tables that took their rows as the log was read (rows final as soon
+    /// as their event is read), and names those tables: their keys and indexes are built while
+    /// [`Self::finish`] writes the rest. Called once, after the last [`Self::add`].
+    async fn close_streamed(&mut self) -> Result<Vec<&'static str>, ProjectionError> {
+        Ok(Vec::new())
+    }
+
     /// Writes what is left; when it returns, every row is committed.
     async fn finish(self: Box<Self>) -> Result<(), ProjectionError>;
 }

@@ -127,13 +127,38 @@ async fn rebuild_in_shadow(
         "replay: log read"
     );
     let phase = std::time::Instant::now();
-    for loader in loaders {
-        loader.finish().await?;
+    let mut streamed = Vec::new();
+    for loader in &mut loaders {
+        streamed.extend(loader.close_streamed().await?);
     }
-    tracing::info!(seconds = phase.elapsed().as_secs_f64(), "replay: bulk rows written");
-    let phase = std::time::Instant::now();
-    shadow::build_keys_and_indexes(pool, &bare, tables).await?;
-    tracing::info!(seconds = phase.elapsed().as_secs_f64(), "replay: keys and indexes built");
+    // The tables complete already get their indexes (one build at a time, the longest first)
+    // while the others load; then the others' indexes, two builds at a time.
+    let early = {
+        let (pool, streamed) = (pool.clone(), streamed.clone());
+        tokio::spawn(async move {
+            shadow::build_keys_and_indexes(&pool, &streamed, &streamed, 1).await
+        })
+    };
+    let rest = async {
+        for loader in loaders {
+            loader.finish().await?;
+        }
+        tracing::info!(seconds = phase.elapsed().as_secs_f64(), "replay: bulk rows written");
+        let not_streamed = |t: &&str| !streamed.contains(t);
+        let bare: Vec<&str> = bare.iter().copied().filter(not_streamed).collect();
+        let tables: Vec<&str> = tables.iter().copied().filter(not_streamed).collect();
+        shadow::build_keys_and_indexes(pool, &bare, &tables, 2).await?;
+        Ok::<_, ProjectionError>(())
+    }
+    .await;
+    // Awaited even when the rest failed: no build may outlive the replay that started it.
+    let early = early.await;
+    rest?;
+    early.map_err(|e| ProjectionError::Effect(format!("an index build stopped: {e}")))??;
+    tracing::info!(
+        seconds = phase.elapsed().as_secs_f64(),
+        "replay: rows written, keys and indexes built"
+    );
     let phase = std::time::Instant::now();
     // What was appended during the bulk, without holding anyone off, until little is left.
     loop {

@@ -271,7 +271,10 @@ fn push_matching<'a>(
             "%{}%",
             q.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
         );
-        query.push(" AND search_text LIKE ").push_bind(pattern);
+        query
+            .push(" AND lead_id IN (SELECT lead_id FROM lead_search WHERE search_text LIKE ")
+            .push_bind(pattern)
+            .push(")");
     }
     if let Some(user) = filter.submitted_by {
         query.push(" AND submitted_by_user = ").push_bind(user.as_uuid());

@@ -1,9 +1,10 @@
 //! The lead read models loaded in bulk, for a replay from the start of the log into empty
 //! tables: the whole log is gathered into one [`LeadBatch`] (each lead's row merged in memory,
 //! its counters summed), and the rows are written with COPY instead of statements. History rows
-//! are final as soon as their event is read, so they stream out while the log is still being
-//! read; the leads' rows, counters and weeks are written at the end. The live feed is not
-//! loaded: a replay keeps it (see [`crate::Projection::kept`]).
+//! and search rows are final as soon as their event is read, so they stream out while the log is
+//! still being read (and their indexes are built while the rest loads); the leads' rows,
+//! counters and weeks are written at the end. The live feed is not loaded: a replay keeps it
+//! (see [`crate::Projection::kept`]).
 //!
 //! Row for row this writes what [`super::write`] does batch by batch (the same [`LeadBatch`]
 //! decides every value); `replay --check`, which rebuilds batch by batch, compares the two.
@@ -23,7 +24,7 @@ use crate::{BulkLoad, ProjectionError};
 
 const LEAD_COLUMNS: &str = "lead_id, partner_id, submitted_by_user, first_name, last_name, \
      email, phone, phone_key, company, notes, metadata, status, crm_status, sync_state, \
-     channel_conflict, created_at, updated_at, search_text, soho_lead_id, sync_error";
+     channel_conflict, created_at, updated_at, soho_lead_id, sync_error";
 const HISTORY_COLUMNS: &str = "lead_id, sequence, old_status, new_status, crm_status, source, \
      actor_type, actor_id, note, applied, occurred_at";
 
@@ -32,9 +33,8 @@ pub(super) struct LeadsBulk {
     /// The schema of the tables loaded.
     schema: &'static str,
     batch: LeadBatch,
-    /// Opened with the first history rows.
-    stream: Option<CopyStream>,
-    history: CopyRows,
+    history: Streamed,
+    search: Streamed,
 }
 
 impl LeadsBulk {
@@ -43,8 +43,8 @@ impl LeadsBulk {
             pool,
             schema,
             batch: LeadBatch { without_feed: true, ..LeadBatch::default() },
-            stream: None,
-            history: CopyRows::default(),
+            history: Streamed::new("lead_status_history", HISTORY_COLUMNS),
+            search: Streamed::new("lead_search", "lead_id, search_text"),
         }
     }
 
@@ -53,11 +53,12 @@ impl LeadsBulk {
     }
 
     /// Writes the history rows gathered so far into their COPY buffer.
-    fn render_streamed(&mut self) {
+    fn render_history(&mut self) {
         let batch = &mut self.batch;
         for row in batch.history.drain(..) {
             let change = &row.change;
             self.history
+                .rows
                 .uuid(row.lead)
                 .int(row.sequence)
                 .text(row.old_status.as_str())
@@ -74,25 +75,63 @@ impl LeadsBulk {
     }
 }
 
+/// A table whose rows are final as soon as their event is read: COPYed while the log is read,
+/// on a connection opened with its first rows.
+struct Streamed {
+    table: &'static str,
+    columns: &'static str,
+    rows: CopyRows,
+    stream: Option<CopyStream>,
+}
+
+impl Streamed {
+    fn new(table: &'static str, columns: &'static str) -> Self {
+        Self { table, columns, rows: CopyRows::default(), stream: None }
+    }
+
+    /// Sends the rows gathered once they fill a chunk (all of them, and the end, if `last`).
+    async fn send(&mut self, pool: &PgPool, schema: &str, last: bool) -> Result<(), ProjectionError> {
+        if self.stream.is_none() && !self.rows.is_empty() {
+            let table = format!("{schema}.{}", self.table);
+            self.stream = Some(CopyStream::open(pool, &table, self.columns).await?);
+        }
+        match (self.stream.take(), last) {
+            (Some(stream), true) => {
+                stream.finish(&mut self.rows).await?;
+            }
+            (Some(stream), false) => {
+                stream.send(&mut self.rows, false).await?;
+                self.stream = Some(stream);
+            }
+            (None, _) => {}
+        }
+        Ok(())
+    }
+}
+
 #[async_trait::async_trait]
 impl BulkLoad for LeadsBulk {
     async fn add(&mut self, events: &[RawEvent]) -> Result<(), ProjectionError> {
         for stored in events.iter().filter(|e| e.aggregate_type == aggregate_type::LEAD) {
             let event: LeadEvent = stored.decode()?;
-            self.batch.add(stored.aggregate_uuid()?, stored.sequence, event);
+            let lead = stored.aggregate_uuid()?;
+            if let LeadEvent::LeadSubmitted { details, .. } = &event {
+                self.search.rows.uuid(lead).text(&super::write::search_text(details)).end_row();
+            }
+            self.batch.add(lead, stored.sequence, event);
         }
-        self.render_streamed();
-        if self.stream.is_none() && !self.history.is_empty() {
-            self.stream = Some(self.open("lead_status_history", HISTORY_COLUMNS).await?);
-        }
-        if let Some(stream) = &self.stream {
-            stream.send(&mut self.history, false).await?;
-        }
-        Ok(())
+        self.render_history();
+        self.history.send(&self.pool, self.schema, false).await?;
+        self.search.send(&self.pool, self.schema, false).await
+    }
+
+    async fn close_streamed(&mut self) -> Result<Vec<&'static str>, ProjectionError> {
+        self.history.send(&self.pool, self.schema, true).await?;
+        self.search.send(&self.pool, self.schema, true).await?;
+        Ok(vec![self.history.table, self.search.table])
     }
 
     async fn finish(mut self: Box<Self>) -> Result<(), ProjectionError> {
-        let stream = self.stream.take();
         // Two COPYs take the leads' rows chunk by chunk: the database parses and stores them on
         // two cores while this one renders.
         let leads =
@@ -120,9 +159,6 @@ impl BulkLoad for LeadsBulk {
         counts.finish(&mut counters).await?;
         let weeks = self.open("lead_weeks", "scope, scope_id, week, submitted, converted").await?;
         weeks.finish(&mut week_rows).await?;
-        if let Some(stream) = stream {
-            stream.finish(&mut self.history).await?;
-        }
         loaded_leads?;
         Ok(())
     }
@@ -140,14 +176,13 @@ fn render_lead(rows: &mut CopyRows, lead: &NewLead) {
         .opt_text(d.phone_key().as_deref())
         .opt_text(d.company.as_deref())
         .opt_text(d.notes.as_deref())
-        .json(&lead.metadata())
+        .json(&d.metadata)
         .text(lead.status().as_str())
         .text(lead.crm_status())
         .text(lead.sync_state())
         .bool(lead.channel_conflict)
         .time(lead.at)
         .time(lead.updated_at())
-        .text(&lead.search_text())
         .opt_text(lead.soho_lead_id())
         .opt_text(lead.sync_error())
         .end_row();

@@ -66,7 +66,7 @@ impl Projection for LeadsProjection {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["lead_counts", "lead_status_history", "lead_weeks", "leads"]
+        &["lead_counts", "lead_search", "lead_status_history", "lead_weeks", "leads"]
     }
 
     /// The live feed is what clients were sent, numbered: a replay leaves it alone.

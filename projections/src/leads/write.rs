@@ -73,9 +73,9 @@ pub async fn write_with(
 ) -> Result<sqlx::postgres::PgRow, sqlx::Error> {
     let batch = &writes.0;
     let sql = format!(
-        "WITH inserted AS ({INSERT_LEADS}), changed AS ({UPDATE_LEADS}), \
-           history AS ({INSERT_HISTORY}), counted AS ({}), weeks AS ({}), feed AS ({}), \
-           {also} {select}",
+        "WITH inserted AS ({INSERT_LEADS}), searched AS ({INSERT_SEARCH}), \
+           changed AS ({UPDATE_LEADS}), history AS ({INSERT_HISTORY}), counted AS ({}), \
+           weeks AS ({}), feed AS ({}), {also} {select}",
         *COUNT_LEADS, *COUNT_WEEKS, *INSERT_FEED
     );
     let known = Known::of(batch);
@@ -83,12 +83,13 @@ pub async fn write_with(
     bind(bind_feed(bind_counts(query, batch, &known), batch, &known)).fetch_one(tx).await
 }
 
-/// The whole statement: $1–$20 new leads, $21–$27 changed leads, $28–$38 history, $39–$49
+/// The whole statement: $1–$20 new leads and their search rows, $21–$27 changed leads, $28–$38 history, $39–$49
 /// counters and weeks, $50–$54 the feed.
 static WRITE_BATCH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
-        "WITH inserted AS ({INSERT_LEADS}), changed AS ({UPDATE_LEADS}), \
-           history AS ({INSERT_HISTORY}), counted AS ({}), weeks AS ({}) {}",
+        "WITH inserted AS ({INSERT_LEADS}), searched AS ({INSERT_SEARCH}), \
+           changed AS ({UPDATE_LEADS}), history AS ({INSERT_HISTORY}), counted AS ({}), \
+           weeks AS ({}) {}",
         *COUNT_LEADS, *COUNT_WEEKS, *INSERT_FEED
     )
 });
@@ -142,20 +143,24 @@ fn scope_of(row: &str, with_time: bool) -> String {
 /// A statement being bound.
 pub type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
-/// $1–$20.
+/// $1–$20 but $15.
 const INSERT_LEADS: &str = "INSERT INTO leads (lead_id, partner_id, submitted_by_user, first_name, \
      last_name, email, phone, phone_key, company, notes, metadata, status, crm_status, sync_state, \
-     channel_conflict, created_at, updated_at, search_text, soho_lead_id, sync_error) \
+     channel_conflict, created_at, updated_at, soho_lead_id, sync_error) \
      SELECT id, partner, submitter, first_name, last_name, email, phone, phone_key, company, notes, \
-            metadata, status, crm_status, sync_state, conflict, at, updated_at, search, soho_lead_id, \
+            metadata, status, crm_status, sync_state, conflict, at, updated_at, soho_lead_id, \
             sync_error \
      FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], \
                  $8::text[], $9::text[], $10::text[], $11::jsonb[], $12::text[], $13::bool[], \
-                 $14::timestamptz[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], \
+                 $14::timestamptz[], $16::text[], $17::text[], $18::text[], $19::text[], \
                  $20::timestamptz[]) \
           AS n(id, partner, submitter, first_name, last_name, email, phone, phone_key, company, notes, \
-               metadata, crm_status, conflict, at, search, status, sync_state, soho_lead_id, sync_error, \
+               metadata, crm_status, conflict, at, status, sync_state, soho_lead_id, sync_error, \
                updated_at)";
+
+/// $1 and $15: what a search of the new leads matches.
+const INSERT_SEARCH: &str =
+    "INSERT INTO lead_search (lead_id, search_text) SELECT * FROM unnest($1::uuid[], $15::text[])";
 
 fn bind_inserts<'q>(query: Query<'q>, batch: &LeadBatch) -> Query<'q> {
     let leads = &batch.inserts;
@@ -178,7 +183,7 @@ fn bind_inserts<'q>(query: Query<'q>, batch: &LeadBatch) -> Query<'q> {
         .bind(leads.iter().map(|l| l.crm_status().to_string()).collect::<Vec<_>>())
         .bind(leads.iter().map(|l| l.channel_conflict).collect::<Vec<_>>())
         .bind(leads.iter().map(|l| l.at).collect::<Vec<_>>())
-        .bind(leads.iter().map(NewLead::search_text).collect::<Vec<_>>())
+        .bind(leads.iter().map(|l| search_text(&l.details)).collect::<Vec<_>>())
         .bind(leads.iter().map(|l| l.status().as_str()).collect::<Vec<_>>())
         .bind(leads.iter().map(NewLead::sync_state).collect::<Vec<_>>())
         .bind(leads.iter().map(|l| l.soho_lead_id().map(str::to_string)).collect::<Vec<_>>())
@@ -216,22 +221,16 @@ impl NewLead {
     pub(super) fn updated_at(&self) -> chrono::DateTime<chrono::Utc> {
         self.change.updated_at.unwrap_or(self.at)
     }
+}
 
-    /// What a name search matches: the names, email and company, lower-cased.
-    pub(super) fn search_text(&self) -> String {
-        let d = &self.details;
-        [
-            d.first_name.as_deref(),
-            Some(d.last_name.as_str()),
-            d.email.as_deref(),
-            d.company.as_deref(),
-        ]
+/// What a name search matches: the names, email and company, lower-cased.
+pub(super) fn search_text(d: &soho_aggregates::lead::LeadDetails) -> String {
+    [d.first_name.as_deref(), Some(d.last_name.as_str()), d.email.as_deref(), d.company.as_deref()]
         .into_iter()
         .flatten()
         .collect::<Vec<_>>()
         .join(" ")
         .to_lowercase()
-    }
 }
 
 /// $21–$27: what the batch changed on leads written before it.

@@ -120,13 +120,14 @@ async fn key_statements(
 }
 
 /// Builds the keys of the `bare` tables and every other index of `tables`, once they hold the
-/// bulk of their rows: each a sort of the whole table, run two at a time on connections of
-/// their own, the largest kind (GIN) first so the two finish together; then the constraints
-/// adopt their unique indexes.
+/// bulk of their rows: each a sort of the whole table, `at_once` at a time on connections of
+/// their own, the largest kind (GIN) first so they finish together; then the constraints adopt
+/// their unique indexes.
 pub async fn build_keys_and_indexes(
     pool: &sqlx::PgPool,
     bare: &[&str],
     tables: &[&str],
+    at_once: usize,
 ) -> Result<(), sqlx::Error> {
     let mut conn = pool.acquire().await?;
     let (mut builds, mut adoptions) = (Vec::new(), Vec::new());
@@ -139,20 +140,21 @@ pub async fn build_keys_and_indexes(
         builds.extend(index_definitions(&mut conn, table, false).await?);
     }
     builds.sort_by_key(|d| !d.contains(" USING gin "));
-    run_two_at_a_time(pool, builds.into_iter().map(|d| vec![d]).collect()).await?;
+    run_at_once(pool, builds.into_iter().map(|d| vec![d]).collect(), at_once).await?;
     for statement in adoptions {
         sqlx::query(&statement).execute(&mut *conn).await?;
     }
     Ok(())
 }
 
-/// Runs each group of statements in order on one connection, two groups at once.
-async fn run_two_at_a_time(
+/// Runs each group of statements in order on one connection, `at_once` groups at once.
+async fn run_at_once(
     pool: &sqlx::PgPool,
     groups: Vec<Vec<String>>,
+    at_once: usize,
 ) -> Result<(), sqlx::Error> {
     let queue = std::sync::Arc::new(std::sync::Mutex::new(groups.into_iter()));
-    let workers: Vec<_> = (0..2)
+    let workers: Vec<_> = (0..at_once)
         .map(|_| {
             let (pool, queue) = (pool.clone(), std::sync::Arc::clone(&queue));
             tokio::spawn(async move {
