@@ -19,13 +19,19 @@ pub(super) struct WriterConnection {
 
 impl WriterConnection {
     pub(super) fn new(pool: &PgPool, setup: String) -> Self {
-        // Its prepared plans live as long as the connection: keyed ones, whatever the statistics.
+        // Its prepared plans live as long as the connection: keyed ones, whatever the statistics,
+        // and planned once (by default PostgreSQL plans each execution afresh for its values
+        // until it trusts the generic plan, and it kept planning the batch's statement: a tenth
+        // of the writer's database time; generic, 3,181 → 3,653–4,104 leads/s in quick runs).
         // Its opening queries carry values as literals, read as standard strings (backslashes
         // plain), whatever the server's default.
         let options = (*pool.connect_options())
             .clone()
             .options(soho_projections::KEYED_PLANS)
-            .options([("standard_conforming_strings", "on")]);
+            .options([
+                ("standard_conforming_strings", "on"),
+                ("plan_cache_mode", "force_generic_plan"),
+            ]);
         Self { options, setup, open: None }
     }
 
