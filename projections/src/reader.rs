@@ -366,10 +366,15 @@ pub fn lock_shared_statement(name: &str) -> String {
     )
 }
 
-/// `announce`'s statement as SQL text, to send with others in one round trip (one simple query).
-pub fn announce_statement(name: &str, position: LogPosition) -> String {
-    let message = format!("{name} {} {}", position.tx_id, position.global_position);
-    format!("SELECT pg_notify('checkpoint_advanced', {})", literal(&message))
+/// `announce`'s statement as SQL text, with `message` as given (a parameter, to prepare it with;
+/// see [`announce_message`]), to send with others in one round trip.
+pub fn announce_statement_with(message: &str) -> String {
+    format!("SELECT pg_notify('checkpoint_advanced', {message})")
+}
+
+/// What `announce` says: who advanced, and to where.
+pub fn announce_message(name: &str, position: LogPosition) -> String {
+    format!("{name} {} {}", position.tx_id, position.global_position)
 }
 
 /// `text` as a SQL string literal (standard_conforming_strings, on since PostgreSQL 9.1).

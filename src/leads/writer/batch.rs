@@ -19,6 +19,7 @@ use sqlx::{Executor, PgConnection};
 use uuid::Uuid;
 
 use super::connection::WriterConnection;
+use super::literals;
 use super::locks::{self, Placement};
 use super::opening::{Opening, Read};
 use super::people::InBatch;
@@ -118,9 +119,13 @@ async fn try_write(
     match decided {
         Ok((answers, appended, leads)) => {
             // Soho CRM workers on every server look for the new tasks.
-            let announce = appended.map(|(_, last)| {
-                soho_projections::reader::announce_statement(crate::crm::outbox::NAME, last)
-            });
+            let announce = appended
+                .map(|(_, last)| {
+                    let message =
+                        soho_projections::reader::announce_message(crate::crm::outbox::NAME, last);
+                    literals::text(&message).map(|m| format!("EXECUTE writer_announce({m})"))
+                })
+                .transpose()?;
             conn.commit(announce).await?;
             if let Some((first, last)) = appended {
                 placement.appended(first, last.global_position);
@@ -258,7 +263,7 @@ async fn decide_and_write(
         None
     } else {
         if !ordered {
-            tx.execute(locks::ORDER.as_str()).await?;
+            tx.execute(locks::ORDER).await?;
         }
         write_all(tx, &events, lead_events, &tasks, &soho_ids, &receipts).await?
     };

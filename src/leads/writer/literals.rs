@@ -18,7 +18,7 @@ use uuid::Uuid;
 pub(super) struct NulByte;
 
 /// `'text'`, quotes doubled.
-fn text(value: &str) -> Result<String, NulByte> {
+pub(super) fn text(value: &str) -> Result<String, NulByte> {
     if value.contains('\0') {
         return Err(NulByte);
     }

@@ -27,8 +27,23 @@ use soho_aggregates::lead::LeadCommand;
 use super::{Job, Request};
 
 /// The lock every batch writes under, from every server, held through its commit.
-pub(super) static ORDER: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| soho_projections::reader::lock_statement("lead writes"));
+pub(super) const ORDER: &str = "EXECUTE writer_order";
+
+/// The statements every batch runs, prepared on the writer's connection when it opens: the
+/// statements of a simple query are planned each time they run, and these run in every batch.
+/// (`writer_announce` tells the Soho CRM workers of new tasks, with the batch's COMMIT.)
+pub(super) fn prepare() -> String {
+    let shared = soho_projections::reader::lock_shared_statement(soho_projections::leads::NAME);
+    let order = soho_projections::reader::lock_statement("lead writes");
+    format!(
+        "PREPARE writer_replay_shared AS {shared}; \
+         PREPARE writer_locks (int[]) AS \
+           SELECT count(pg_advisory_xact_lock(hashtext('soho-lead-writer'), k)) FROM unnest($1) AS k; \
+         PREPARE writer_order AS {order}; \
+         PREPARE writer_announce (text) AS {}",
+        soho_projections::reader::announce_statement_with("$1")
+    )
+}
 
 /// Where a batch takes [`ORDER`]: at the end of its opening query while this server writes
 /// alone (one round trip less a batch), or in a round trip of its own just before its write
@@ -64,19 +79,15 @@ impl Placement {
 
 /// BEGIN, the replay's lock (shared) and the locks on what `requests` read, as one simple query.
 pub(super) fn begin_statement(requests: &[Request]) -> String {
-    let shared = soho_projections::reader::lock_shared_statement(soho_projections::leads::NAME);
     let mut keys: Vec<i32> = requests.iter().flat_map(keys_of).map(|name| key(&name)).collect();
     if keys.is_empty() {
-        return format!("BEGIN; {shared}");
+        return "BEGIN; EXECUTE writer_replay_shared".to_string();
     }
     keys.sort_unstable();
     keys.dedup();
     let list = keys.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
     // unnest yields the array's elements in order: the locks are taken sorted.
-    format!(
-        "BEGIN; {shared}; SELECT count(pg_advisory_xact_lock(hashtext('soho-lead-writer'), k)) \
-         FROM unnest(ARRAY[{list}]::int[]) AS k"
-    )
+    format!("BEGIN; EXECUTE writer_replay_shared; EXECUTE writer_locks(ARRAY[{list}]::int[])")
 }
 
 /// What a request reads a rule from, by name.

@@ -59,7 +59,7 @@ impl Opening {
         }
         if ordered {
             sql.push_str("; ");
-            sql.push_str(&locks::ORDER);
+            sql.push_str(locks::ORDER);
         }
         Ok(Self { sql, kept })
     }
@@ -84,6 +84,7 @@ impl Opening {
 /// The reads' statements, prepared on the writer's connection when it opens.
 pub(super) fn prepare_all() -> String {
     [
+        locks::prepare(),
         People::prepare(),
         super::streams::prepare(),
         SohoIds::READ.prepare(),
