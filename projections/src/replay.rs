@@ -135,9 +135,9 @@ async fn rebuild_in_shadow(
     // while the others load; then the others' indexes, two builds at a time.
     let early = {
         let (pool, streamed) = (pool.clone(), streamed.clone());
-        tokio::spawn(async move {
-            shadow::build_keys_and_indexes(&pool, &streamed, &streamed, 1).await
-        })
+        tokio::spawn(
+            async move { shadow::build_keys_and_indexes(&pool, &streamed, &streamed, 1).await },
+        )
     };
     let rest = async {
         for loader in loaders {

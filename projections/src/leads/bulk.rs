@@ -90,7 +90,12 @@ impl Streamed {
     }
 
     /// Sends the rows gathered once they fill a chunk (all of them, and the end, if `last`).
-    async fn send(&mut self, pool: &PgPool, schema: &str, last: bool) -> Result<(), ProjectionError> {
+    async fn send(
+        &mut self,
+        pool: &PgPool,
+        schema: &str,
+        last: bool,
+    ) -> Result<(), ProjectionError> {
         if self.stream.is_none() && !self.rows.is_empty() {
             let table = format!("{schema}.{}", self.table);
             self.stream = Some(CopyStream::open(pool, &table, self.columns).await?);

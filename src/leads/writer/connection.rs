@@ -25,10 +25,8 @@ impl WriterConnection {
         // of the writer's database time; generic, 3,181 → 3,653–4,104 leads/s in quick runs).
         // Its opening queries carry values as literals, read as standard strings (backslashes
         // plain), whatever the server's default.
-        let options = (*pool.connect_options())
-            .clone()
-            .options(soho_projections::KEYED_PLANS)
-            .options([
+        let options =
+            (*pool.connect_options()).clone().options(soho_projections::KEYED_PLANS).options([
                 ("standard_conforming_strings", "on"),
                 ("plan_cache_mode", "force_generic_plan"),
             ]);
