@@ -366,10 +366,10 @@ pub fn lock_shared_statement(name: &str) -> String {
     )
 }
 
-/// `announce`'s statement as SQL text, with `message` as given (a parameter, to prepare it with;
-/// see [`announce_message`]), to send with others in one round trip.
+/// `announce`'s statement, with `message` as given: a parameter, for an [`announce_message`]
+/// bound to it or given when a statement prepared with it runs.
 pub fn announce_statement_with(message: &str) -> String {
-    format!("SELECT pg_notify('checkpoint_advanced', {message})")
+    format!("SELECT pg_notify('{CHECKPOINT_CHANNEL}', {message})")
 }
 
 /// What `announce` says: who advanced, and to where.
@@ -417,10 +417,8 @@ pub async fn announce(
     name: &str,
     position: LogPosition,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_notify('checkpoint_advanced', $1 || ' ' || $2 || ' ' || $3)")
-        .bind(name)
-        .bind(position.tx_id.to_string())
-        .bind(position.global_position.to_string())
+    sqlx::query(&announce_statement_with("$1"))
+        .bind(announce_message(name, position))
         .execute(conn)
         .await?;
     Ok(())
