@@ -40,10 +40,22 @@ pub(super) struct Stream {
     pub(super) sequence: i64,
 }
 
-/// The leads of the last committed batches, at most [`Recent::MOST`] of them.
+/// The leads of the last committed batches, at most [`Recent::MOST`] of them: when full, the
+/// half written longest ago goes. (It used to drop whichever lead the map listed first, which
+/// the leads written now hit as often as the ones long done: with the map full of an earlier
+/// load's leads, the webhooks' hot leads pushed each other out and were read whole from the log
+/// again and again, a quarter of the server's time.)
 #[derive(Default)]
 pub(super) struct Recent {
-    streams: HashMap<Uuid, Stream>,
+    streams: HashMap<Uuid, Kept>,
+    /// Batches kept so far: when each lead was last written.
+    batches: u64,
+}
+
+#[derive(Debug)]
+struct Kept {
+    stream: Stream,
+    written: u64,
 }
 
 impl Recent {
@@ -52,16 +64,26 @@ impl Recent {
 
     /// Keeps what a committed batch left its leads as.
     pub(super) fn keep(&mut self, streams: HashMap<Uuid, Stream>) {
+        self.batches += 1;
+        let written = self.batches;
         // A lead the log does not know (a command about a stranger) is not worth a place.
         for (id, stream) in streams.into_iter().filter(|(_, s)| s.sequence > 0) {
-            if self.streams.len() >= Self::MOST && !self.streams.contains_key(&id) {
-                // Any one goes: a lead not kept is read from the log, as it always could be.
-                if let Some(gone) = self.streams.keys().next().copied() {
-                    self.streams.remove(&gone);
-                }
-            }
-            self.streams.insert(id, stream);
+            self.streams.insert(id, Kept { stream, written });
         }
+        if self.streams.len() > Self::MOST {
+            self.forget_older_half();
+        }
+    }
+
+    /// Drops the half of the kept leads written longest ago (once every `MOST / 2` new leads or
+    /// so, so each costs O(1) on average). A lead not kept is read from the log, as it always
+    /// could be.
+    fn forget_older_half(&mut self) {
+        let mut times: Vec<u64> = self.streams.values().map(|k| k.written).collect();
+        let newest_half = times.len() / 2;
+        let (_, cutoff, _) = times.select_nth_unstable_by(newest_half, |a, b| b.cmp(a));
+        let cutoff = *cutoff;
+        self.streams.retain(|_, kept| kept.written > cutoff);
     }
 
     /// The existing leads the batch's commands are about, as kept (or new, if not kept), and
@@ -79,7 +101,7 @@ impl Recent {
             if streams.contains_key(&id) {
                 continue;
             }
-            let kept = self.streams.get(&id).cloned().unwrap_or_default();
+            let kept = self.streams.get(&id).map(|k| k.stream.clone()).unwrap_or_default();
             ids.push(id.to_string());
             after.push(kept.sequence);
             streams.insert(id, kept);
@@ -107,5 +129,41 @@ impl Recent {
             stream.sequence = stored.sequence;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written(recent: &mut Recent, ids: &[Uuid]) {
+        let stream = Stream { sequence: 1, ..Stream::default() };
+        recent.keep(ids.iter().map(|id| (*id, stream.clone())).collect());
+    }
+
+    #[test]
+    fn the_leads_written_lately_stay_when_a_full_map_makes_room() {
+        let mut recent = Recent::default();
+        let old: Vec<Uuid> = (0..Recent::MOST).map(|_| Uuid::new_v4()).collect();
+        for chunk in old.chunks(100) {
+            written(&mut recent, chunk);
+        }
+        let hot: Vec<Uuid> = (0..1_024).map(|_| Uuid::new_v4()).collect();
+        for _ in 0..20 {
+            for chunk in hot.chunks(16) {
+                written(&mut recent, chunk);
+            }
+        }
+        assert!(hot.iter().all(|id| recent.streams.contains_key(id)), "a hot lead was dropped");
+        assert!(recent.streams.len() <= Recent::MOST);
+        // The oldest went first.
+        assert!(!recent.streams.contains_key(&old[0]));
+    }
+
+    #[test]
+    fn leads_the_log_does_not_know_are_not_kept() {
+        let mut recent = Recent::default();
+        recent.keep([(Uuid::new_v4(), Stream::default())].into_iter().collect());
+        assert!(recent.streams.is_empty());
     }
 }
