@@ -155,13 +155,7 @@ impl CrmSync {
         let mut conn: Option<PgConnection> = None;
         loop {
             if conn.is_none() {
-                // Keyed plans, as the lead writer's: every statement here finds its rows by key
-                // or by the ready index, and once, in a full benchmark run, the planner chose
-                // otherwise for the choice of the next batch (1 s a call instead of 11 ms).
-                let options = (*self.portal.pool.connect_options())
-                    .clone()
-                    .options(soho_projections::KEYED_PLANS);
-                match options.connect().await {
+                match self.portal.pool.connect_options().connect().await {
                     Ok(c) => conn = Some(c),
                     Err(error) => {
                         tracing::warn!(%error, worker = n, "CRM worker cannot connect");
