@@ -227,6 +227,38 @@ async fn duplicates_return_the_existing_lead_or_flag_a_channel_conflict() {
     portal.stop().await;
 }
 
+/// The writer carries a batch's values written into the text of its queries (quoted as
+/// PostgreSQL's array literals), not bound: every character a client may send must come back as
+/// sent, and match as sent in the duplicate rules.
+#[tokio::test]
+async fn every_character_a_client_may_send_is_stored_and_read_back_as_sent() {
+    let (_smtp, portal, a, _b) = setup().await;
+    let hostile = json!({
+        "firstName": r#"a'b"c\d{e}f,g NULL"#,
+        "lastName": r"O'Brien\'; DROP TABLE leads; --",
+        "email": "o'brien@example.com",
+        "company": r#""{}" \\ ''"#,
+        "notes": "line\nbreak \t tab é😀 $1 $$ %s",
+        "metadata": {r#"k'"\{"#: r#"v{,}"\'"#, "NULL": "NULL"}
+    });
+    let (status, created) = submit(&portal, Some(&a.admin), &hostile).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let stored: Value =
+        portal.get(&format!("/leads/{id}"), Some(&a.admin)).await.json().await.unwrap();
+    for field in ["firstName", "lastName", "email", "company", "notes", "metadata"] {
+        assert_eq!(stored[field], hostile[field], "{field}: {stored}");
+    }
+    let (status, again) = submit(
+        &portal,
+        Some(&a.admin),
+        &json!({"lastName": "Again", "email": "O'BRIEN@example.com"}),
+    )
+    .await;
+    assert_eq!((status, &again["id"]), (200, &created["id"]), "{again}");
+    portal.stop().await;
+}
+
 #[tokio::test]
 async fn status_changes_round_trip_with_history_and_never_go_back_in_time() {
     let (_smtp, portal, a, _b) = setup().await;

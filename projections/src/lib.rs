@@ -17,6 +17,7 @@ pub const KEYED_PLANS: [(&str, &str); 3] =
 pub mod copy;
 pub mod leads;
 pub mod log;
+pub mod params;
 pub mod partners;
 pub mod reader;
 pub mod replay;

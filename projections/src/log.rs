@@ -342,19 +342,16 @@ pub fn append_sql(first: usize) -> String {
 }
 
 /// Binds `events` to [`append_sql`]'s parameters.
-pub fn bind_append<'q>(
-    query: crate::leads::Query<'q>,
-    events: &[NewEvent],
-) -> crate::leads::Query<'q> {
+pub fn bind_append<'q, B: crate::params::Binder<'q>>(query: B, events: &[NewEvent]) -> B {
     let column = |f: fn(&NewEvent) -> String| events.iter().map(f).collect::<Vec<_>>();
     query
-        .bind(column(|e| e.aggregate_type.to_string()))
-        .bind(column(|e| e.aggregate_id.clone()))
-        .bind(events.iter().map(|e| e.sequence).collect::<Vec<_>>())
-        .bind(column(|e| e.event_type.clone()))
-        .bind(column(|e| e.event_version.clone()))
-        .bind(events.iter().map(|e| e.payload.clone()).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.metadata.clone()).collect::<Vec<_>>())
+        .value(column(|e| e.aggregate_type.to_string()))
+        .value(column(|e| e.aggregate_id.clone()))
+        .value(events.iter().map(|e| e.sequence).collect::<Vec<_>>())
+        .value(column(|e| e.event_type.clone()))
+        .value(column(|e| e.event_version.clone()))
+        .value(events.iter().map(|e| e.payload.clone()).collect::<Vec<_>>())
+        .value(events.iter().map(|e| e.metadata.clone()).collect::<Vec<_>>())
 }
 
 /// Appends `events` in one statement and returns them as stored, in log order. A stream's next

@@ -367,14 +367,24 @@ pub fn lock_shared_statement(name: &str) -> String {
 }
 
 /// `announce`'s statement, with `message` as given: a parameter, for an [`announce_message`]
-/// bound to it or given when a statement prepared with it runs.
-pub fn announce_statement_with(message: &str) -> String {
+/// bound to it.
+fn announce_statement_with(message: &str) -> String {
     format!("SELECT pg_notify('{CHECKPOINT_CHANNEL}', {message})")
 }
 
 /// What `announce` says: who advanced, and to where.
-pub fn announce_message(name: &str, position: LogPosition) -> String {
+fn announce_message(name: &str, position: LogPosition) -> String {
     format!("{name} {} {}", position.tx_id, position.global_position)
+}
+
+/// `announce` as an expression of a statement that knows the position as SQL (`tx_id` and
+/// `global_position`, not null): the same message as [`announce_message`], sent by a writer
+/// that tells subscribers of `name` of its writes with the statement that makes them.
+pub fn announce_expression(name: &str, tx_id: &str, global_position: &str) -> String {
+    format!(
+        "pg_notify('{CHECKPOINT_CHANNEL}', concat_ws(' ', {}, ({tx_id})::text, ({global_position})::text))",
+        literal(name)
+    )
 }
 
 /// `text` as a SQL string literal (standard_conforming_strings, on since PostgreSQL 9.1).

@@ -147,14 +147,11 @@ impl Tasks {
         )
     }
 
-    pub fn bind<'q>(
-        &self,
-        query: soho_projections::leads::Query<'q>,
-    ) -> soho_projections::leads::Query<'q> {
+    pub fn bind<'q, B: soho_projections::params::Binder<'q>>(&self, query: B) -> B {
         query
-            .bind(self.leads.clone())
-            .bind(self.kinds.clone())
-            .bind(self.crm_statuses.clone())
-            .bind(self.partners.clone())
+            .value(self.leads.clone())
+            .value(self.kinds.clone())
+            .value(self.crm_statuses.clone())
+            .value(self.partners.clone())
     }
 }

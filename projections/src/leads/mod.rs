@@ -105,7 +105,7 @@ impl Projection for LeadsProjection {
 }
 
 /// Lead events gathered into the rows they write, for a writer that writes them in its own
-/// statement ([`write_with`]) together with the events themselves.
+/// statement ([`write_statement`]) together with the events themselves.
 pub struct LeadWrites(LeadBatch);
 
 impl LeadWrites {
@@ -132,7 +132,7 @@ impl LeadWrites {
     }
 }
 
-pub use write::{write_with, Query, FIRST_FREE_PARAMETER};
+pub use write::{bind_writes, write_statement, FIRST_FREE_PARAMETER};
 
 /// A lead as the batch first saw it.
 struct NewLead {

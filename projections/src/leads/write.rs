@@ -16,6 +16,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{LeadBatch, NewLead};
+use crate::params::Binder;
 
 /// The current status of `leads` in the table (before the batch is written).
 pub(super) async fn statuses(
@@ -57,30 +58,30 @@ pub(super) async fn write(tx: &mut PgConnection, batch: &LeadBatch) -> Result<()
     Ok(())
 }
 
-/// The first parameter number the `also` of [`write_with`] may use.
+/// The first parameter number the `also` of [`write_statement`] may use.
 pub const FIRST_FREE_PARAMETER: usize = 55;
 
-/// Writes `writes` in one statement with `also`: more data-modifying CTEs (`name AS (…), …`,
-/// numbering their parameters from [`FIRST_FREE_PARAMETER`]), bound by `bind`; the statement's
-/// result is the row `select` makes (it may read `also`'s CTEs). For the lead writer: its events,
-/// their read models and the CRM outbox in one round trip.
-pub async fn write_with(
-    tx: &mut PgConnection,
-    writes: &super::LeadWrites,
-    also: &str,
-    bind: impl for<'q> FnOnce(Query<'q>) -> Query<'q>,
-    select: &str,
-) -> Result<sqlx::postgres::PgRow, sqlx::Error> {
-    let batch = &writes.0;
-    let sql = format!(
+/// The statement that writes a batch's [`LeadWrites`](super::LeadWrites) with `also`: more
+/// data-modifying CTEs (`name AS (…), …`, numbering their parameters from
+/// [`FIRST_FREE_PARAMETER`]); its result is the row `select` makes (it may read `also`'s CTEs).
+/// For the lead writer: its events, their read models and the CRM outbox in one statement,
+/// prepared once on its connection; [`bind_writes`] gives it its first parameters.
+pub fn write_statement(also: &str, select: &str) -> String {
+    format!(
         "WITH inserted AS ({INSERT_LEADS}), searched AS ({INSERT_SEARCH}), \
            changed AS ({UPDATE_LEADS}), history AS ({INSERT_HISTORY}), counted AS ({}), \
            weeks AS ({}), feed AS ({}), {also} {select}",
         *COUNT_LEADS, *COUNT_WEEKS, *INSERT_FEED
-    );
+    )
+}
+
+/// Gives `binder` the values of [`write_statement`]'s parameters below
+/// [`FIRST_FREE_PARAMETER`].
+pub fn bind_writes<'q, B: Binder<'q>>(binder: B, writes: &super::LeadWrites) -> B {
+    let batch = &writes.0;
     let known = Known::of(batch);
-    let query = bind_history(bind_changes(bind_inserts(sqlx::query(&sql), batch), batch), batch);
-    bind(bind_feed(bind_counts(query, batch, &known), batch, &known)).fetch_one(tx).await
+    let binder = bind_history(bind_changes(bind_inserts(binder, batch), batch), batch);
+    bind_feed(bind_counts(binder, batch, &known), batch, &known)
 }
 
 /// The whole statement: $1–$20 new leads and their search rows, $21–$27 changed leads, $28–$38 history, $39–$49
@@ -140,9 +141,6 @@ fn scope_of(row: &str, with_time: bool) -> String {
     )
 }
 
-/// A statement being bound.
-pub type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
-
 /// $1–$20 but $15.
 const INSERT_LEADS: &str = "INSERT INTO leads (lead_id, partner_id, submitted_by_user, first_name, \
      last_name, email, phone, phone_key, company, notes, metadata, status, crm_status, sync_state, \
@@ -162,33 +160,33 @@ const INSERT_LEADS: &str = "INSERT INTO leads (lead_id, partner_id, submitted_by
 const INSERT_SEARCH: &str =
     "INSERT INTO lead_search (lead_id, search_text) SELECT * FROM unnest($1::uuid[], $15::text[])";
 
-fn bind_inserts<'q>(query: Query<'q>, batch: &LeadBatch) -> Query<'q> {
+fn bind_inserts<'q, B: Binder<'q>>(query: B, batch: &LeadBatch) -> B {
     let leads = &batch.inserts;
     let details =
         |f: fn(&soho_aggregates::lead::LeadDetails) -> Option<String>| -> Vec<Option<String>> {
             leads.iter().map(|l| f(&l.details)).collect()
         };
     query
-        .bind(leads.iter().map(|l| l.id).collect::<Vec<_>>())
-        .bind(leads.iter().map(|l| l.partner_id).collect::<Vec<_>>())
-        .bind(leads.iter().map(|l| l.submitted_by_user).collect::<Vec<_>>())
-        .bind(details(|d| d.first_name.clone()))
-        .bind(leads.iter().map(|l| l.details.last_name.clone()).collect::<Vec<_>>())
-        .bind(details(|d| d.email.clone()))
-        .bind(details(|d| d.phone.clone()))
-        .bind(details(|d| d.phone_key()))
-        .bind(details(|d| d.company.clone()))
-        .bind(details(|d| d.notes.clone()))
-        .bind(leads.iter().map(NewLead::metadata).collect::<Vec<_>>())
-        .bind(leads.iter().map(|l| l.crm_status().to_string()).collect::<Vec<_>>())
-        .bind(leads.iter().map(|l| l.channel_conflict).collect::<Vec<_>>())
-        .bind(leads.iter().map(|l| l.at).collect::<Vec<_>>())
-        .bind(leads.iter().map(|l| search_text(&l.details)).collect::<Vec<_>>())
-        .bind(leads.iter().map(|l| l.status().as_str()).collect::<Vec<_>>())
-        .bind(leads.iter().map(NewLead::sync_state).collect::<Vec<_>>())
-        .bind(leads.iter().map(|l| l.soho_lead_id().map(str::to_string)).collect::<Vec<_>>())
-        .bind(leads.iter().map(|l| l.sync_error().map(str::to_string)).collect::<Vec<_>>())
-        .bind(leads.iter().map(NewLead::updated_at).collect::<Vec<_>>())
+        .value(leads.iter().map(|l| l.id).collect::<Vec<_>>())
+        .value(leads.iter().map(|l| l.partner_id).collect::<Vec<_>>())
+        .value(leads.iter().map(|l| l.submitted_by_user).collect::<Vec<_>>())
+        .value(details(|d| d.first_name.clone()))
+        .value(leads.iter().map(|l| l.details.last_name.clone()).collect::<Vec<_>>())
+        .value(details(|d| d.email.clone()))
+        .value(details(|d| d.phone.clone()))
+        .value(details(|d| d.phone_key()))
+        .value(details(|d| d.company.clone()))
+        .value(details(|d| d.notes.clone()))
+        .value(leads.iter().map(NewLead::metadata).collect::<Vec<_>>())
+        .value(leads.iter().map(|l| l.crm_status().to_string()).collect::<Vec<_>>())
+        .value(leads.iter().map(|l| l.channel_conflict).collect::<Vec<_>>())
+        .value(leads.iter().map(|l| l.at).collect::<Vec<_>>())
+        .value(leads.iter().map(|l| search_text(&l.details)).collect::<Vec<_>>())
+        .value(leads.iter().map(|l| l.status().as_str()).collect::<Vec<_>>())
+        .value(leads.iter().map(NewLead::sync_state).collect::<Vec<_>>())
+        .value(leads.iter().map(|l| l.soho_lead_id().map(str::to_string)).collect::<Vec<_>>())
+        .value(leads.iter().map(|l| l.sync_error().map(str::to_string)).collect::<Vec<_>>())
+        .value(leads.iter().map(NewLead::updated_at).collect::<Vec<_>>())
 }
 
 /// A new lead's columns as its row is first written (what later events of its batch changed
@@ -245,35 +243,35 @@ const UPDATE_LEADS: &str = "UPDATE leads l SET status = COALESCE(c.status, l.sta
           AS c(lead_id, status, crm_status, sync_state, soho_lead_id, sync_error, updated_at) \
      WHERE l.lead_id = c.lead_id";
 
-fn bind_changes<'q>(query: Query<'q>, batch: &LeadBatch) -> Query<'q> {
+fn bind_changes<'q, B: Binder<'q>>(query: B, batch: &LeadBatch) -> B {
     let changes = &batch.changes;
     query
-        .bind(changes.iter().map(|(id, _)| *id).collect::<Vec<_>>())
-        .bind(
+        .value(changes.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+        .value(
             changes
                 .iter()
                 .map(|(_, c)| c.status.as_ref().map(|s| s.0.as_str()))
                 .collect::<Vec<_>>(),
         )
-        .bind(
+        .value(
             changes.iter().map(|(_, c)| c.status.as_ref().map(|s| s.1.clone())).collect::<Vec<_>>(),
         )
-        .bind(
+        .value(
             changes.iter().map(|(_, c)| c.sync.as_ref().map(|s| s.0.as_str())).collect::<Vec<_>>(),
         )
-        .bind(
+        .value(
             changes
                 .iter()
                 .map(|(_, c)| c.sync.as_ref().and_then(|s| s.1.clone()))
                 .collect::<Vec<_>>(),
         )
-        .bind(
+        .value(
             changes
                 .iter()
                 .map(|(_, c)| c.sync.as_ref().and_then(|s| s.2.clone()))
                 .collect::<Vec<_>>(),
         )
-        .bind(changes.iter().map(|(_, c)| c.updated_at).collect::<Vec<_>>())
+        .value(changes.iter().map(|(_, c)| c.updated_at).collect::<Vec<_>>())
 }
 
 /// $28–$38.
@@ -283,20 +281,20 @@ const INSERT_HISTORY: &str = "INSERT INTO lead_status_history (lead_id, sequence
                           $33::text[], $34::text[], $35::text[], $36::text[], $37::bool[], \
                           $38::timestamptz[])";
 
-fn bind_history<'q>(query: Query<'q>, batch: &LeadBatch) -> Query<'q> {
+fn bind_history<'q, B: Binder<'q>>(query: B, batch: &LeadBatch) -> B {
     let rows = &batch.history;
     query
-        .bind(rows.iter().map(|r| r.lead).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.sequence).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.old_status.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.change.status.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.change.crm_status.clone()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.change.source.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.change.actor.kind.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.change.actor.id.clone()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.change.note.clone()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.applied).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.change.occurred_at).collect::<Vec<_>>())
+        .value(rows.iter().map(|r| r.lead).collect::<Vec<_>>())
+        .value(rows.iter().map(|r| r.sequence).collect::<Vec<_>>())
+        .value(rows.iter().map(|r| r.old_status.as_str()).collect::<Vec<_>>())
+        .value(rows.iter().map(|r| r.change.status.as_str()).collect::<Vec<_>>())
+        .value(rows.iter().map(|r| r.change.crm_status.clone()).collect::<Vec<_>>())
+        .value(rows.iter().map(|r| r.change.source.as_str()).collect::<Vec<_>>())
+        .value(rows.iter().map(|r| r.change.actor.kind.as_str()).collect::<Vec<_>>())
+        .value(rows.iter().map(|r| r.change.actor.id.clone()).collect::<Vec<_>>())
+        .value(rows.iter().map(|r| r.change.note.clone()).collect::<Vec<_>>())
+        .value(rows.iter().map(|r| r.applied).collect::<Vec<_>>())
+        .value(rows.iter().map(|r| r.change.occurred_at).collect::<Vec<_>>())
 }
 
 /// $39–$43: the net deltas added to the counters of each lead's partner and, if a user
@@ -337,24 +335,24 @@ static COUNT_WEEKS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     )
 });
 
-fn bind_counts<'q>(query: Query<'q>, batch: &LeadBatch, known: &Known) -> Query<'q> {
+fn bind_counts<'q, B: Binder<'q>>(query: B, batch: &LeadBatch, known: &Known) -> B {
     let (keys, deltas): (Vec<_>, Vec<i64>) = batch.counts.iter().map(|(k, d)| (*k, *d)).unzip();
     let (week_leads, week_deltas): (Vec<Uuid>, Vec<(i64, i64)>) =
         batch.week_deltas().into_iter().unzip();
     let (partners, submitters, _) = known.columns(keys.iter().map(|(id, _)| *id));
     let (week_partners, week_submitters, week_times) = known.columns(week_leads.iter().copied());
     query
-        .bind(keys.iter().map(|(id, _)| *id).collect::<Vec<_>>())
-        .bind(keys.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>())
-        .bind(deltas)
-        .bind(partners)
-        .bind(submitters)
-        .bind(week_leads)
-        .bind(week_deltas.iter().map(|(s, _)| *s).collect::<Vec<_>>())
-        .bind(week_deltas.iter().map(|(_, c)| *c).collect::<Vec<_>>())
-        .bind(week_partners)
-        .bind(week_submitters)
-        .bind(week_times)
+        .value(keys.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+        .value(keys.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>())
+        .value(deltas)
+        .value(partners)
+        .value(submitters)
+        .value(week_leads)
+        .value(week_deltas.iter().map(|(s, _)| *s).collect::<Vec<_>>())
+        .value(week_deltas.iter().map(|(_, c)| *c).collect::<Vec<_>>())
+        .value(week_partners)
+        .value(week_submitters)
+        .value(week_times)
 }
 
 impl LeadBatch {
@@ -390,13 +388,13 @@ static INSERT_FEED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     )
 });
 
-fn bind_feed<'q>(query: Query<'q>, batch: &LeadBatch, known: &Known) -> Query<'q> {
+fn bind_feed<'q, B: Binder<'q>>(query: B, batch: &LeadBatch, known: &Known) -> B {
     let rows = &batch.feed;
     let (partners, submitters, _) = known.columns(rows.iter().map(|r| r.lead));
     query
-        .bind(rows.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.lead).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.data.clone()).collect::<Vec<_>>())
-        .bind(partners)
-        .bind(submitters)
+        .value(rows.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>())
+        .value(rows.iter().map(|r| r.lead).collect::<Vec<_>>())
+        .value(rows.iter().map(|r| r.data.clone()).collect::<Vec<_>>())
+        .value(partners)
+        .value(submitters)
 }

@@ -1,11 +1,13 @@
 //! One batch of lead commands, in one transaction.
 //!
-//! The batch's opening query takes its locks, reads what its rules need and, while this server
-//! writes alone, takes the writers' order lock (see [`super::opening`]); the Lead aggregate
-//! decides each command; the batch reads back the stored leads its duplicates are answered with,
-//! if any, takes the order lock if it has not, and sends its one writing statement and its
-//! commit. The duplicate rules see every earlier submission of the same person
-//! (its lock was held until that batch committed), from any server.
+//! The batch's opening query takes its locks and reads what its rules need (see
+//! [`super::opening`]); the Lead aggregate decides each command; the batch reads back the stored
+//! leads its duplicates are answered with, if any; then one more simple query takes the
+//! writers' order lock, runs the batch's one writing statement (prepared on the connection,
+//! `writer_write`) and commits. Two round trips a batch, and the order lock is held only while
+//! the database writes and commits, never across a round trip (see [`super::locks`]). The
+//! duplicate rules see every earlier submission of the same person (its lock was held until
+//! that batch committed), from any server.
 
 use std::collections::HashMap;
 
@@ -14,13 +16,12 @@ use cqrs_es::{Aggregate, DomainEvent};
 use soho_aggregates::lead::LeadCommand;
 use soho_aggregates::{Lead, LeadId};
 use soho_projections::log::{self, NewEvent};
-use soho_projections::LogPosition;
-use sqlx::{Executor, PgConnection};
+use soho_projections::params::Literals;
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::connection::WriterConnection;
-use super::literals;
-use super::locks::{self, Placement};
+use super::locks;
 use super::opening::{Opening, Read};
 use super::people::InBatch;
 use super::receipts::Receipts;
@@ -28,6 +29,9 @@ use super::soho_ids::SohoIds;
 use super::streams::{Recent, Stream};
 use super::{Job, Request, WriteError, Written};
 use crate::leads::queries;
+use soho_projections::leads::{
+    bind_writes, write_statement, LeadWrites, FIRST_FREE_PARAMETER as FIRST,
+};
 
 /// How often a batch is tried after a deadlock before its requests are told it failed.
 const ATTEMPTS: usize = 3;
@@ -36,12 +40,11 @@ const ATTEMPTS: usize = 3;
 pub(super) async fn write(
     conn: &mut WriterConnection,
     recent: &mut Recent,
-    placement: &mut Placement,
     requests: Vec<Request>,
 ) {
     let mut attempt = 1;
     let answers = loop {
-        let written = try_write(conn, recent, placement, &requests).await;
+        let written = try_write(conn, recent, &requests).await;
         match written {
             Ok(answers) => break answers,
             Err(error) if attempt < ATTEMPTS && transient(&error) => {
@@ -95,41 +98,27 @@ enum Decided {
     Refused(WriteError),
 }
 
-/// Answers to a batch's requests, the log positions it appended (the first's number, the last),
-/// and its leads as it leaves them (kept once it commits).
-type Outcome =
-    (Vec<Result<Written, WriteError>>, Option<(i64, LogPosition)>, HashMap<Uuid, Stream>);
+/// Answers to a batch's requests, the statements that end its transaction (see
+/// [`finishing`]), and its leads as it leaves them (kept once it commits).
+type Outcome = (Vec<Result<Written, WriteError>>, String, HashMap<Uuid, Stream>);
 
-/// Opens a transaction for `requests`, decides them and commits.
+/// Opens a transaction for `requests`, decides them, writes and commits.
 #[tracing::instrument(skip_all, fields(requests = requests.len()), err)]
 async fn try_write(
     conn: &mut WriterConnection,
     recent: &mut Recent,
-    placement: &mut Placement,
     requests: &[Request],
 ) -> anyhow::Result<Vec<Result<Written, WriteError>>> {
-    let ordered = placement.in_opening();
-    let opening = Opening::new(recent, requests, ordered)?;
+    let opening = Opening::new(recent, requests)?;
     let rows = conn.begin(opening.sql()).await?;
     let tx = conn.transaction()?;
     let decided = match opening.read(&rows, requests) {
-        Ok(read) => decide_and_write(tx, read, requests, ordered).await,
+        Ok(read) => decide(tx, read, requests).await,
         Err(error) => Err(error),
     };
     match decided {
-        Ok((answers, appended, leads)) => {
-            // Soho CRM workers on every server look for the new tasks.
-            let announce = appended
-                .map(|(_, last)| {
-                    let message =
-                        soho_projections::reader::announce_message(crate::crm::outbox::NAME, last);
-                    literals::text(&message).map(|m| format!("EXECUTE writer_announce({m})"))
-                })
-                .transpose()?;
-            conn.commit(announce).await?;
-            if let Some((first, last)) = appended {
-                placement.appended(first, last.global_position);
-            }
+        Ok((answers, finishing, leads)) => {
+            conn.finish(&finishing).await?;
             recent.keep(leads);
             Ok(answers)
         }
@@ -140,13 +129,11 @@ async fn try_write(
     }
 }
 
-/// Decides every request of the batch on what its opening `read`, and writes the outcome, in
-/// the open transaction `tx`.
-async fn decide_and_write(
+/// Decides every request of the batch on what its opening `read`, in the open transaction `tx`.
+async fn decide(
     tx: &mut PgConnection,
     read: Read,
     requests: &[Request],
-    ordered: bool,
 ) -> anyhow::Result<Outcome> {
     let Read { people, mut leads, mut soho_ids, mut receipts } = read;
     let mut events = Vec::new();
@@ -259,13 +246,14 @@ async fn decide_and_write(
     if !stored.is_empty() {
         views.extend(queries::leads_by_id(&mut *tx, &stored).await?.into_iter().map(|v| (v.id, v)));
     }
-    let appended = if events.is_empty() && soho_ids.claimed.is_empty() && receipts.is_empty() {
-        None
+    let finishing = if events.is_empty() && soho_ids.claimed.is_empty() && receipts.is_empty() {
+        "COMMIT".to_string()
     } else {
-        if !ordered {
-            tx.execute(locks::ORDER).await?;
-        }
-        write_all(tx, &events, lead_events, &tasks, &soho_ids, &receipts).await?
+        let writes = LeadWrites::gather(tx, lead_events).await?;
+        let write = soho_ids.bind(receipts.bind(
+            tasks.bind(log::bind_append(bind_writes(Literals::default(), &writes), &events)),
+        ));
+        finishing(&write.execute(WRITE)?)
     };
     let answers = decided
         .into_iter()
@@ -285,23 +273,17 @@ async fn decide_and_write(
             }
         })
         .collect();
-    Ok((answers, appended, leads))
+    Ok((answers, finishing, leads))
 }
 
-/// Writes the batch in one statement: its events (postgres-es's table), the read models that
-/// follow leads, the CRM outbox tasks, the Soho CRM ids claimed and the webhooks' receipts.
-/// Returns the first event's log position and where the last stands, if there were events.
-async fn write_all(
-    tx: &mut PgConnection,
-    events: &[NewEvent],
-    lead_events: Vec<(LeadId, i64, soho_aggregates::lead::LeadEvent)>,
-    tasks: &crate::crm::outbox::Tasks,
-    soho_ids: &SohoIds,
-    receipts: &Receipts,
-) -> anyhow::Result<Option<(i64, LogPosition)>> {
-    use soho_projections::leads::{write_with, LeadWrites, FIRST_FREE_PARAMETER as FIRST};
-    use sqlx::Row;
-    let writes = LeadWrites::gather(tx, lead_events).await?;
+/// The name of the batch's writing statement, prepared on the writer's connection.
+const WRITE: &str = "writer_write";
+
+/// The batch's writing statement, prepared on the writer's connection when it opens: its
+/// events (postgres-es's table), the read models that follow leads, the CRM outbox tasks, the
+/// Soho CRM ids claimed and the webhooks' receipts, and the news for the Soho CRM workers on
+/// every server (sent with the COMMIT) that the outbox has new tasks.
+pub(super) fn prepare() -> String {
     let also = format!(
         "appended AS ({}), outbox AS ({}), receipts AS ({}), {}",
         log::append_sql(FIRST),
@@ -309,20 +291,21 @@ async fn write_all(
         Receipts::sql(FIRST + 11),
         SohoIds::sql(FIRST + 14),
     );
-    let select = "SELECT max(tx_id::text::bigint), max(global_position), min(global_position) \
-                  FROM appended";
-    let row = write_with(
-        tx,
-        &writes,
-        &also,
-        |query| soho_ids.bind(receipts.bind(tasks.bind(log::bind_append(query, events)))),
-        select,
-    )
-    .await?;
-    let (tx_id, last, first): (Option<i64>, Option<i64>, Option<i64>) =
-        (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-    Ok(tx_id
-        .zip(last)
-        .zip(first)
-        .map(|((tx_id, global_position), first)| (first, LogPosition { tx_id, global_position })))
+    let announce = soho_projections::reader::announce_expression(
+        crate::crm::outbox::NAME,
+        "max(tx_id::text::bigint)",
+        "max(global_position)",
+    );
+    let select =
+        format!("SELECT CASE WHEN count(*) > 0 THEN {announce} END AS announced FROM appended");
+    format!("PREPARE {WRITE} AS {}", write_statement(&also, &select))
+}
+
+/// What ends a batch that writes, as one simple query: the writers' order lock, `write` (the
+/// `EXECUTE` of [`WRITE`]), COMMIT. Statements of a simple query run one after the other, each
+/// seeing what was committed before it began: the write sees every batch that held the order
+/// lock before it. An error skips the rest (the transaction then stays open, failed, for the
+/// caller to roll back).
+fn finishing(write: &str) -> String {
+    format!("{}; {write}; COMMIT", locks::ORDER)
 }

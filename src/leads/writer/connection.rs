@@ -3,8 +3,8 @@
 //! Every batch used to borrow a pooled connection (which the pool pings before lending it),
 //! then send BEGIN, the leads lock, …, the NOTIFY and COMMIT one round trip each. The writer
 //! is the one place every lead command of a server passes through, so each round trip there is
-//! paid by every request: here BEGIN, the locks and the reads go together, as do the NOTIFY and
-//! COMMIT, on a connection kept open between batches.
+//! paid by every request: here BEGIN, the locks and the reads go together, as do the order lock,
+//! the write (with its NOTIFY) and the COMMIT, on a connection kept open between batches.
 
 use sqlx::postgres::{PgConnectOptions, PgRow};
 use sqlx::{ConnectOptions, Connection, Executor, PgConnection, PgPool};
@@ -68,20 +68,19 @@ impl WriterConnection {
         begun
     }
 
-    /// Commits, with `also` (a NOTIFY) sent in the same round trip.
-    pub(super) async fn commit(&mut self, also: Option<String>) -> Result<(), sqlx::Error> {
+    /// Ends the transaction with `finishing`: one simple query that ends in COMMIT (see
+    /// [`super::batch`]). One of its statements that failed in the server leaves the
+    /// transaction failed: it is rolled back. A connection that failed, or whose answer was lost
+    /// (the COMMIT in doubt), is not used again.
+    pub(super) async fn finish(&mut self, finishing: &str) -> Result<(), sqlx::Error> {
         let conn = self.open.as_mut().ok_or(sqlx::Error::PoolClosed)?;
-        let commit = match also {
-            Some(statement) => format!("{statement}; COMMIT"),
-            None => "COMMIT".to_string(),
-        };
-        let committed = conn.execute(commit.as_str()).await;
-        if committed.is_err() {
-            // A COMMIT that failed in the server ended the transaction; one whose answer was
-            // lost leaves the connection in doubt. Either way it is not used again.
-            self.forget().await;
+        let finished = conn.execute(finishing).await;
+        match &finished {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(_)) => self.roll_back().await,
+            Err(_) => self.forget().await,
         }
-        committed.map(|_| ())
+        finished.map(|_| ())
     }
 
     /// Rolls back after a failed batch; a connection that cannot is dropped.

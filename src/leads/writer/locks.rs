@@ -9,17 +9,16 @@
 //! about different ones read and decide at the same time. The locks are taken in one order
 //! (sorted), so no two batches wait for each other.
 //!
-//! Only the write itself is serialised: [`ORDER`] is held through the batch's commit, from just
-//! before its one writing statement, or, while this server is the only one writing, from the
-//! end of its opening query ([`Placement`]). The live feed's positions and the log's transaction
-//! ids then grow in commit order (a reader that follows them never skips a late commit, and a
-//! replay writes the read models in the order the writers did), and the counters a batch adds to
-//! are never waited on by another batch holding other locks. (Measured: holding it from BEGIN
-//! ran 2,431 leads/s and 0.56 × with two servers; from just before the write, 2,803 and 0.60 ×.
-//! Two batches in flight a server, one deciding while the other commits, ran 2,263: the batches
-//! halve and each pays the commit.)
-
-use std::time::{Duration, Instant};
+//! Only the write itself is serialised: [`ORDER`] is taken in the batch's last round trip, just
+//! before its one writing statement, and held through its commit, which the same simple query
+//! sends (see [`super::batch`]): never across a round trip to the server. The live feed's
+//! positions and the log's transaction ids then grow in commit order (a reader that follows
+//! them never skips a late commit, and a replay writes the read models in the order the writers
+//! did), and the counters a batch adds to are never waited on by another batch holding other
+//! locks. (Measured: holding it from BEGIN ran 2,431 leads/s and 0.56 × with two servers; from
+//! just before the write, as a round trip of its own, 2,803 and 0.60 ×. Two batches in flight a
+//! server, one deciding while the other commits, ran 2,263: the batches halve and each pays the
+//! commit.)
 
 use sha2::{Digest, Sha256};
 use soho_aggregates::lead::LeadCommand;
@@ -29,9 +28,9 @@ use super::{Job, Request};
 /// The lock every batch writes under, from every server, held through its commit.
 pub(super) const ORDER: &str = "EXECUTE writer_order";
 
-/// The statements every batch runs, prepared on the writer's connection when it opens: the
-/// statements of a simple query are planned each time they run, and these run in every batch.
-/// (`writer_announce` tells the Soho CRM workers of new tasks, with the batch's COMMIT.)
+/// The lock statements every batch runs, prepared on the writer's connection when it opens:
+/// the statements of a simple query are planned each time they run, and these run in every
+/// batch.
 pub(super) fn prepare() -> String {
     let shared = soho_projections::reader::lock_shared_statement(soho_projections::leads::NAME);
     let order = soho_projections::reader::lock_statement("lead writes");
@@ -39,42 +38,8 @@ pub(super) fn prepare() -> String {
         "PREPARE writer_replay_shared AS {shared}; \
          PREPARE writer_locks (int[]) AS \
            SELECT count(pg_advisory_xact_lock(hashtext('soho-lead-writer'), k)) FROM unnest($1) AS k; \
-         PREPARE writer_order AS {order}; \
-         PREPARE writer_announce (text) AS {}",
-        soho_projections::reader::announce_statement_with("$1")
+         PREPARE writer_order AS {order}"
     )
-}
-
-/// Where a batch takes [`ORDER`]: at the end of its opening query while this server writes
-/// alone (one round trip less a batch), or in a round trip of its own just before its write
-/// while another server's writes come between its own (then the lock is held for as little as
-/// can be: the batches of all servers take turns under it). Either is correct; only the time the
-/// lock is held differs.
-#[derive(Default)]
-pub(super) struct Placement {
-    /// The log position of this server's last appended event.
-    last: Option<i64>,
-    /// Until when another server's writes are taken to be coming in between.
-    shared_until: Option<Instant>,
-}
-
-impl Placement {
-    /// How long one sign of another writer holds the lock at its narrow place.
-    const SHARED_FOR: Duration = Duration::from_secs(2);
-
-    pub(super) fn in_opening(&self) -> bool {
-        self.shared_until.is_none_or(|until| Instant::now() >= until)
-    }
-
-    /// A batch appended the log positions `first..=last`: a gap since the last batch's means
-    /// someone else appended in between (another server's writer, mostly; a partner's or a
-    /// user's command, or a rolled-back batch, now and then).
-    pub(super) fn appended(&mut self, first: i64, last: i64) {
-        if self.last.is_some_and(|previous| first != previous + 1) {
-            self.shared_until = Some(Instant::now() + Self::SHARED_FOR);
-        }
-        self.last = Some(last);
-    }
 }
 
 /// BEGIN, the replay's lock (shared) and the locks on what `requests` read, as one simple query.

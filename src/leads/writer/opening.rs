@@ -1,23 +1,22 @@
 //! A batch's opening: one simple query (several statements, one round trip) that begins the
-//! transaction, takes the batch's locks, reads everything its rules need, and (while this server
-//! writes alone) takes the writers' order lock last. The batch then decides in memory and sends
-//! its one writing statement, then its COMMIT: three round trips for any batch, where it took
-//! five or six (BEGIN with the locks, each lookup, the order lock, the write, the commit), each
-//! paid by every request of the batch.
+//! transaction, takes the batch's locks and reads everything its rules need. The batch then
+//! decides in memory and ends with one more round trip: the order lock, its one writing
+//! statement and its COMMIT (see [`super::batch`]). Two round trips for any batch, where it
+//! took five or six (BEGIN with the locks, each lookup, the order lock, the write, the commit),
+//! each paid by every request of the batch.
 //!
 //! Statements of a simple query run one after the other, each seeing what was committed before
 //! it began: the lookups see every batch that held the same people's, leads' or webhooks' locks
-//! before this one. The order lock, taken after them, is then also held while the batch decides
-//! (microseconds in memory) and through the round trip of its write: see [`locks::Placement`].
+//! before this one.
 
 use std::collections::HashMap;
 
 use futures::TryStreamExt;
+use soho_projections::params::{Binder, Literals, NulByte};
 use sqlx::postgres::PgRow;
 use sqlx::{Executor, PgConnection, Row};
 use uuid::Uuid;
 
-use super::literals::{self, NulByte};
 use super::people::People;
 use super::receipts::Receipts;
 use super::soho_ids::SohoIds;
@@ -39,12 +38,7 @@ pub(super) struct Opening {
 }
 
 impl Opening {
-    /// With the order lock last if `ordered` (see [`locks::Placement`]).
-    pub(super) fn new(
-        recent: &Recent,
-        requests: &[Request],
-        ordered: bool,
-    ) -> Result<Self, NulByte> {
+    pub(super) fn new(recent: &Recent, requests: &[Request]) -> Result<Self, NulByte> {
         let (kept, streams) = recent.kept_for(requests)?;
         let mut sql = locks::begin_statement(requests);
         let reads = [
@@ -56,10 +50,6 @@ impl Opening {
         for statement in reads.into_iter().flatten() {
             sql.push_str("; ");
             sql.push_str(&statement);
-        }
-        if ordered {
-            sql.push_str("; ");
-            sql.push_str(locks::ORDER);
         }
         Ok(Self { sql, kept })
     }
@@ -81,10 +71,11 @@ impl Opening {
     }
 }
 
-/// The reads' statements, prepared on the writer's connection when it opens.
+/// The batch's statements, prepared on the writer's connection when it opens.
 pub(super) fn prepare_all() -> String {
     [
         locks::prepare(),
+        super::batch::prepare(),
         People::prepare(),
         super::streams::prepare(),
         SohoIds::READ.prepare(),
@@ -129,7 +120,7 @@ impl KeyedRead {
         if keys.is_empty() {
             return Ok(None);
         }
-        Ok(Some(format!("EXECUTE {}({})", self.name, literals::texts(keys.into_iter().map(Some))?)))
+        Literals::default().value(keys).execute(self.name).map(Some)
     }
 
     /// Each key found, and its value, among the opening query's rows.

@@ -8,8 +8,8 @@ use sqlx::postgres::PgRow;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::literals::{self, NulByte};
 use super::{Job, Request, Submission};
+use soho_projections::params::{Binder, Literals, NulByte};
 
 /// What the duplicate rules found for one submission.
 pub(super) struct Found {
@@ -68,14 +68,13 @@ impl People {
         if submissions.is_empty() {
             return Ok(None);
         }
-        let partners = literals::uuids(submissions.iter().map(|s| s.partner.as_uuid()));
+        let partners: Vec<Uuid> = submissions.iter().map(|s| s.partner.as_uuid()).collect();
         let emails: Vec<Option<String>> =
             submissions.iter().map(|s| s.details.email_key()).collect();
         let phones: Vec<Option<String>> =
             submissions.iter().map(|s| s.details.phone_key()).collect();
-        let emails = literals::texts(emails.iter().map(Option::as_deref))?;
-        let phones = literals::texts(phones.iter().map(Option::as_deref))?;
-        Ok(Some(format!("EXECUTE {}({partners}, {emails}, {phones})", Self::PREPARED)))
+        let values = Literals::default().value(partners).value(emails).value(phones);
+        values.execute(Self::PREPARED).map(Some)
     }
 
     /// The answers among the opening query's rows, and which submission each is for.

@@ -9,9 +9,9 @@ use std::collections::HashMap;
 use serde_json::Value;
 use sqlx::postgres::PgRow;
 
-use super::literals::NulByte;
 use super::opening::KeyedRead;
 use super::{Job, Request};
+use soho_projections::params::NulByte;
 
 #[derive(Default)]
 pub(super) struct Receipts {
@@ -71,13 +71,10 @@ impl Receipts {
         )
     }
 
-    pub(super) fn bind<'q>(
-        &self,
-        query: soho_projections::leads::Query<'q>,
-    ) -> soho_projections::leads::Query<'q> {
+    pub(super) fn bind<'q, B: soho_projections::params::Binder<'q>>(&self, query: B) -> B {
         query
-            .bind(self.new.iter().map(|(id, _, _)| id.clone()).collect::<Vec<_>>())
-            .bind(self.new.iter().map(|(_, endpoint, _)| *endpoint).collect::<Vec<_>>())
-            .bind(self.new.iter().map(|(_, _, answer)| answer.clone()).collect::<Vec<_>>())
+            .value(self.new.iter().map(|(id, _, _)| id.clone()).collect::<Vec<_>>())
+            .value(self.new.iter().map(|(_, endpoint, _)| *endpoint).collect::<Vec<_>>())
+            .value(self.new.iter().map(|(_, _, answer)| answer.clone()).collect::<Vec<_>>())
     }
 }

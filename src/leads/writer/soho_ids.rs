@@ -6,9 +6,9 @@ use soho_aggregates::lead::LeadCommand;
 use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
-use super::literals::NulByte;
 use super::opening::KeyedRead;
 use super::{Job, Request};
+use soho_projections::params::NulByte;
 
 /// One lead per Soho CRM id (`lead_soho_ids`): the rule is checked here, so a command that
 /// breaks it fails alone, and the table is written in the batch's transaction.
@@ -70,11 +70,8 @@ impl SohoIds {
         )
     }
 
-    pub(super) fn bind<'q>(
-        &self,
-        query: soho_projections::leads::Query<'q>,
-    ) -> soho_projections::leads::Query<'q> {
+    pub(super) fn bind<'q, B: soho_projections::params::Binder<'q>>(&self, query: B) -> B {
         let (ids, leads): (Vec<String>, Vec<Uuid>) = self.claimed.iter().cloned().unzip();
-        query.bind(ids).bind(leads)
+        query.value(ids).value(leads)
     }
 }

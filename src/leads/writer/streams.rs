@@ -18,8 +18,8 @@ use sqlx::postgres::PgRow;
 use sqlx::FromRow;
 use uuid::Uuid;
 
-use super::literals::{self, NulByte};
 use super::{Job, Request};
+use soho_projections::params::{Binder, Literals, NulByte};
 
 /// The opening query's rows of events.
 const TAG: &str = "streams";
@@ -109,11 +109,7 @@ impl Recent {
         if ids.is_empty() {
             return Ok((streams, None));
         }
-        let statement = format!(
-            "EXECUTE {PREPARED}({}, {})",
-            literals::texts(ids.iter().map(|id| Some(id.as_str())))?,
-            literals::ints(after),
-        );
+        let statement = Literals::default().value(ids).value(after).execute(PREPARED)?;
         Ok((streams, Some(statement)))
     }
 
