@@ -15,6 +15,9 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use soho_aggregates::lead::LeadCommand;
 use soho_aggregates::{Lead, LeadId};
+use soho_projections::leads::{
+    bind_writes, write_statement, LeadWrites, FIRST_FREE_PARAMETER as FIRST,
+};
 use soho_projections::log::{self, NewEvent};
 use soho_projections::params::Literals;
 use sqlx::PgConnection;
@@ -29,9 +32,6 @@ use super::soho_ids::SohoIds;
 use super::streams::{Recent, Stream};
 use super::{Job, Request, WriteError, Written};
 use crate::leads::queries;
-use soho_projections::leads::{
-    bind_writes, write_statement, LeadWrites, FIRST_FREE_PARAMETER as FIRST,
-};
 
 /// How often a batch is tried after a deadlock before its requests are told it failed.
 const ATTEMPTS: usize = 3;

@@ -4,12 +4,12 @@
 
 use std::collections::HashMap;
 
+use soho_projections::params::{Binder, Literals, NulByte};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 use uuid::Uuid;
 
 use super::{Job, Request, Submission};
-use soho_projections::params::{Binder, Literals, NulByte};
 
 /// What the duplicate rules found for one submission.
 pub(super) struct Found {

@@ -13,13 +13,13 @@ use std::collections::HashMap;
 
 use cqrs_es::Aggregate;
 use soho_aggregates::Lead;
+use soho_projections::params::{Binder, Literals, NulByte};
 use soho_projections::{log, StoredEvent};
 use sqlx::postgres::PgRow;
 use sqlx::FromRow;
 use uuid::Uuid;
 
 use super::{Job, Request};
-use soho_projections::params::{Binder, Literals, NulByte};
 
 /// The opening query's rows of events.
 const TAG: &str = "streams";
