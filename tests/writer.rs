@@ -274,3 +274,41 @@ async fn a_server_killed_mid_batch_leaves_no_lead_half_written() {
     portal.signal(Signal::SIGTERM);
     portal.wait().await;
 }
+
+/// The checkpoint news wakes what waits on a subscriber on every server: the writer's (that the
+/// CRM outbox has new tasks, sent with its batch) and a reader's (sent as it saves its
+/// checkpoint) both name their subscriber and a position of the log, as readers parse it. A
+/// garbled notice would go unnoticed elsewhere: waiters fall back to polling, only slower.
+#[tokio::test]
+async fn checkpoint_news_names_the_subscriber_and_a_position_of_the_log() {
+    let smtp = SmtpSink::start().await;
+    let portal = TestPortal::start(&smtp, &[]).await;
+    let pool = portal.portal().pool.clone();
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await.unwrap();
+    listener.listen("checkpoint_advanced").await.unwrap();
+    let partner = portal.partner_with_team(&smtp, "news").await;
+    let body = json!({"lastName": "News", "email": "news@example.com"});
+    let response = portal.post("/leads", Some(&partner.admin), &body).await;
+    assert_eq!(response.status(), 201);
+
+    let mut named = HashSet::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !(named.contains(soho_portal::crm::outbox::NAME) && named.len() > 1) {
+        let notice = tokio::time::timeout_at(deadline, listener.recv())
+            .await
+            .expect("checkpoint news from the writer and from a reader within 10 s")
+            .unwrap();
+        let (name, position) = soho_projections::reader::parse_checkpoint(notice.payload())
+            .unwrap_or_else(|| panic!("unreadable checkpoint news: {:?}", notice.payload()));
+        let in_log: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM events WHERE tx_id = $1::text::xid8 AND global_position = $2",
+        )
+        .bind(position.tx_id.to_string())
+        .bind(position.global_position)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(in_log, 1, "{name}'s news points at an event of the log: {position:?}");
+        named.insert(name.to_string());
+    }
+}

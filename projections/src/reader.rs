@@ -366,25 +366,23 @@ pub fn lock_shared_statement(name: &str) -> String {
     )
 }
 
-/// `announce`'s statement, with `message` as given: a parameter, for an [`announce_message`]
-/// bound to it.
-fn announce_statement_with(message: &str) -> String {
-    format!("SELECT pg_notify('{CHECKPOINT_CHANNEL}', {message})")
-}
-
-/// What `announce` says: who advanced, and to where.
-fn announce_message(name: &str, position: LogPosition) -> String {
-    format!("{name} {} {}", position.tx_id, position.global_position)
-}
-
-/// `announce` as an expression of a statement that knows the position as SQL (`tx_id` and
-/// `global_position`, not null): the same message as [`announce_message`], sent by a writer
-/// that tells subscribers of `name` of its writes with the statement that makes them.
-pub fn announce_expression(name: &str, tx_id: &str, global_position: &str) -> String {
+/// The checkpoint news as a SQL expression (`pg_notify` of "name tx_id global_position", sent at
+/// commit), its three parts SQL expressions too: the one place its format is written, whether
+/// the parts are parameters ([`save_checkpoint`]) or columns of a writer's statement
+/// ([`announce_expression`]). [`parse_checkpoint`] reads it.
+fn checkpoint_notice(name: &str, tx_id: &str, global_position: &str) -> String {
     format!(
-        "pg_notify('{CHECKPOINT_CHANNEL}', concat_ws(' ', {}, ({tx_id})::text, ({global_position})::text))",
-        literal(name)
+        "pg_notify('{CHECKPOINT_CHANNEL}', concat_ws(' ', ({name})::text, ({tx_id})::text, \
+         ({global_position})::text))"
     )
+}
+
+/// Tells every server's readers that `name` has moved to a position (at commit), without saving
+/// it, as an expression of a statement that knows the position as SQL (`tx_id` and
+/// `global_position`, not null): how an inline writer wakes what waits on a subscriber it stands
+/// in for, with the statement that makes its writes.
+pub fn announce_expression(name: &str, tx_id: &str, global_position: &str) -> String {
+    checkpoint_notice(&literal(name), tx_id, global_position)
 }
 
 /// `text` as a SQL string literal (standard_conforming_strings, on since PostgreSQL 9.1).
@@ -420,30 +418,17 @@ pub async fn retire(pool: &PgPool, names: &[&str]) -> Result<(), sqlx::Error> {
     tx.commit().await
 }
 
-/// Tells every server's readers that `name` has moved to `position` (at commit), without
-/// saving it: how an inline writer wakes what waits on a subscriber it stands in for.
-pub async fn announce(
-    conn: &mut PgConnection,
-    name: &str,
-    position: LogPosition,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(&announce_statement_with("$1"))
-        .bind(announce_message(name, position))
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
 pub(crate) async fn save_checkpoint(
     conn: &mut PgConnection,
     name: &str,
     position: LogPosition,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query(&format!(
         "WITH saved AS (UPDATE subscriber_checkpoints \
              SET tx_id = $2::text::xid8, global_position = $3, updated_at = now() WHERE subscriber = $1) \
-         SELECT pg_notify('checkpoint_advanced', $1 || ' ' || $2 || ' ' || $3)",
-    )
+         SELECT {}",
+        checkpoint_notice("$1", "$2", "$3")
+    ))
     .bind(name)
     .bind(position.tx_id)
     .bind(position.global_position)
@@ -492,7 +477,8 @@ async fn listen(pool: PgPool, wake: watch::Sender<Wakes>, checkpoints: Checkpoin
     }
 }
 
-fn parse_checkpoint(payload: &str) -> Option<(&str, LogPosition)> {
+/// Reads the checkpoint news that [`checkpoint_notice`] writes: the subscriber and its position.
+pub fn parse_checkpoint(payload: &str) -> Option<(&str, LogPosition)> {
     let mut parts = payload.split(' ');
     let name = parts.next()?;
     let tx_id = parts.next()?.parse().ok()?;
