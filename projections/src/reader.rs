@@ -477,7 +477,8 @@ async fn listen(pool: PgPool, wake: watch::Sender<Wakes>, checkpoints: Checkpoin
     }
 }
 
-/// Reads the checkpoint news that [`checkpoint_notice`] writes: the subscriber and its position.
+/// Reads checkpoint news (what a save or [`announce_expression`] sends): the subscriber and its
+/// position.
 pub fn parse_checkpoint(payload: &str) -> Option<(&str, LogPosition)> {
     let mut parts = payload.split(' ');
     let name = parts.next()?;
