@@ -3,7 +3,7 @@
 //! (`live_feed`), kept together because they change on the same events.
 //!
 //! A batch is applied set-based: the events are first gathered in memory into rows to insert,
-//! one merged change per lead, and counter deltas ([`LeadBatch`]), then written with a handful of
+//! one merged change per lead, and counter deltas (`LeadBatch`), then written with a handful of
 //! statements whatever the batch's size ([`write`]). Per-event statements cost a round trip each,
 //! which bounded both live throughput and `replay` (issue 8).
 
