@@ -127,6 +127,26 @@ impl Turns {
     }
 }
 
+/// A ready task as the choosing query reads it: id, partner, kind, seconds it has waited.
+type Ready<K> = (i64, Option<uuid::Uuid>, K, f64);
+
+/// Ready tasks (in their order: oldest first) by turns: each partner's first, then each one's
+/// second, and so on, the oldest first within a turn; the first `limit` of them.
+fn by_turns<K>(ready: Vec<Ready<K>>, limit: usize) -> Vec<Ready<K>> {
+    let mut seen: HashMap<Option<uuid::Uuid>, usize> = HashMap::new();
+    let mut turns: Vec<(usize, Ready<K>)> = ready
+        .into_iter()
+        .map(|task| {
+            let turn = seen.entry(task.1).or_default();
+            *turn += 1;
+            (*turn, task)
+        })
+        .collect();
+    // Stable: within a turn, the order the tasks came in.
+    turns.sort_by_key(|(turn, _)| *turn);
+    turns.into_iter().take(limit).map(|(_, task)| task).collect()
+}
+
 impl CrmSync {
     pub fn new(portal: Arc<Portal>, client: Arc<CrmClient>) -> Self {
         Self {
@@ -237,20 +257,18 @@ impl CrmSync {
         conn: &mut PgConnection,
     ) -> anyhow::Result<(Vec<i64>, Option<Duration>)> {
         let slots = self.portal.settings.soho_concurrency;
-        let candidates: Vec<(i64, Option<uuid::Uuid>, String, f64)> = sqlx::query_as(&format!(
-            "SELECT task_id, partner_id, kind, waited FROM ( \
-               SELECT t.task_id, t.kind, t.next_attempt_at, t.partner_id, \
-                 extract(epoch FROM now() - t.next_attempt_at)::float8 AS waited, row_number() OVER ( \
-                 PARTITION BY t.partner_id ORDER BY t.next_attempt_at, t.task_id) AS turn \
-               FROM (SELECT task_id, kind, next_attempt_at, \
-                       COALESCE(partner_id, (SELECT partner_id FROM leads WHERE lead_id = o.lead_id)) AS partner_id \
-                     FROM crm_outbox o WHERE {ELIGIBLE} \
-                     ORDER BY next_attempt_at, task_id LIMIT {FAIRNESS_WINDOW}) t) ready \
-             ORDER BY turn, next_attempt_at, task_id LIMIT {}",
-            (BATCH * (slots + 1)).min(FAIRNESS_WINDOW)
+        // The oldest ready tasks in the index's order (no sort in the database); the turns are
+        // counted here (`by_turns`), which in SQL took a sort and a window over all of them and
+        // was as costly as the scan itself.
+        let ready: Vec<Ready<String>> = sqlx::query_as(&format!(
+            "SELECT task_id, COALESCE(partner_id, (SELECT partner_id FROM leads WHERE lead_id = o.lead_id)), \
+               kind, extract(epoch FROM now() - next_attempt_at)::float8 \
+             FROM crm_outbox o WHERE {ELIGIBLE} \
+             ORDER BY next_attempt_at, task_id LIMIT {FAIRNESS_WINDOW}"
         ))
         .fetch_all(&mut *conn)
         .await?;
+        let candidates = by_turns(ready, (BATCH * (slots + 1)).min(FAIRNESS_WINDOW));
         // One kind a call: the kind of the task that comes first.
         let Some(kind) = candidates.first().map(|(_, _, kind, _)| kind.clone()) else {
             return Ok((Vec::new(), None));
@@ -283,5 +301,24 @@ impl CrmSync {
         let partners = candidates.iter().filter(|(t, _)| locked.contains(t)).map(|(_, p)| *p);
         self.turns.served(partners);
         Ok((locked, None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partners_take_turns_and_each_turn_keeps_the_oldest_first() {
+        let (a, b, c) = (Some(uuid::Uuid::from_u128(1)), Some(uuid::Uuid::from_u128(2)), None);
+        // Oldest first: a burst of a's, then b's two and a lead of no known partner.
+        let ready: Vec<_> = [(1, a), (2, a), (3, a), (4, b), (5, a), (6, c), (7, b)]
+            .into_iter()
+            .map(|(task, partner)| (task, partner, (), 0.0))
+            .collect();
+        let order = |limit| by_turns(ready.clone(), limit).iter().map(|t| t.0).collect::<Vec<_>>();
+        assert_eq!(order(10), [1, 4, 6, 2, 7, 3, 5]);
+        assert_eq!(order(3), [1, 4, 6]);
+        assert!(by_turns(Vec::<Ready<()>>::new(), 5).is_empty());
     }
 }
