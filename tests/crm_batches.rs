@@ -168,15 +168,54 @@ async fn refused_records_fail_only_their_leads_and_crm_retry_syncs_them_once_fix
     let status = portal.cli(&["crm", "status"]).await;
     assert!(status.contains("failed calls:         3"), "{status}");
 
-    // The cause fixed in the CRM, the operator retries: the three sync, once each.
+    // A status change waits for its lead's upsert: the refused lead's is held back while a
+    // synced lead's, changed at the same moment, goes (the same kind, so it would share a call).
+    let (held, fine) = (&ids[refused_at[0]], &ids[0]);
+    for id in [held, fine] {
+        let path = format!("/leads/{id}/status");
+        let response = portal.patch(&path, Some(&a.admin), &json!({"status": "contacted"})).await;
+        assert_eq!(response.status(), 200);
+    }
+    let sent = "SELECT count(*) FROM crm_outbox WHERE kind = 'status' AND state <> 'pending'";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while portal.count(sent).await == 0 {
+        assert!(std::time::Instant::now() < deadline, "the synced lead's change was not sent");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let updated = |state: &Value, id: &str| {
+        sim_records(state)
+            .iter()
+            .filter(|r| r["path"] == "/Leads" && r["portalLeadId"] == id)
+            .count()
+    };
+    let state = sim_state(&sim).await;
+    assert_eq!(updated(&state, fine), 1, "the synced lead's change went");
+    assert_eq!(updated(&state, held), 0, "no change of a lead the CRM has not taken");
+    assert_eq!(portal.count(sent).await, 1, "the held lead's change waits");
+    let tried = format!(
+        "SELECT count(*) FROM crm_outbox WHERE kind = 'status' AND lead_id = '{held}' \
+         AND (attempts > 0 OR last_error IS NOT NULL)"
+    );
+    assert_eq!(
+        portal.count(&tried).await,
+        0,
+        "untouched: not taken while its upsert is unfinished"
+    );
+
+    // The cause fixed in the CRM, the operator retries: the three sync, once each, and the
+    // held change follows its lead's upsert.
     sim_post(&sim, "/sim/faults", json!({})).await;
     let retried = portal.cli(&["crm", "retry", "--all-failed"]).await;
     assert!(retried.contains("3 failed call(s)"), "{retried}");
     common::wait_for_crm(&portal.pool, 100, 30).await;
+    portal.crm_drained().await;
     let state = sim_state(&sim).await;
     let leads = state["leads"].as_array().unwrap();
     assert_eq!(leads.len(), 100);
     assert!(leads.iter().all(|l| l["inserts"] == 1), "each inserted once");
+    assert_eq!(updated(&state, held), 1, "the held change went once its lead was in the CRM");
+    let lead = leads.iter().find(|l| l["fields"]["Portal_Lead_Id"] == held.as_str()).unwrap();
+    assert_eq!(lead["leadStatus"], "Contacted");
     portal.stop().await;
 }
 
