@@ -1,6 +1,6 @@
 //! Running Partner and User commands: cqrs-es over postgres-es's event store, with the portal's
-//! metadata on every event, retries on optimistic-lock conflicts, set-based rules reported by
-//! name, and read-your-writes (the call returns once the read models have applied the command's
+//! metadata on every event, retries on optimistic-lock conflicts, set-based rules kept in the
+//! append's transaction and reported by name (see [`rules`]), and read-your-writes (the call returns once the read models have applied the command's
 //! events). Their commands are rare. Lead commands, which are not, go through the lead writer
 //! (`crate::leads::writer`), which writes their read models in the same transaction.
 
@@ -8,11 +8,14 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use cqrs_es::AggregateError;
-use postgres_es::{postgres_cqrs, PostgresCqrs};
 use soho_aggregates::{Actor, Identified, Partner, User};
 use soho_projections::{Checkpoints, LogPosition};
 use sqlx::PgPool;
 use uuid::Uuid;
+
+mod rules;
+
+pub use rules::{ruled_cqrs, RuledCqrs, RuledEventRepository};
 
 /// Who asked, and why: stored as each event's metadata, for auditors.
 #[derive(Debug, Clone)]
@@ -71,8 +74,8 @@ pub struct Commands {
     checkpoints: Checkpoints,
     /// For each aggregate type, the read models that follow it: what a command waits for.
     read_models: HashMap<&'static str, Vec<&'static str>>,
-    pub partners: PostgresCqrs<Partner>,
-    pub users: PostgresCqrs<User>,
+    pub partners: RuledCqrs<Partner>,
+    pub users: RuledCqrs<User>,
 }
 
 impl Commands {
@@ -82,8 +85,8 @@ impl Commands {
         read_models: HashMap<&'static str, Vec<&'static str>>,
     ) -> Self {
         Self {
-            partners: postgres_cqrs(pool.clone(), vec![], ()),
-            users: postgres_cqrs(pool.clone(), vec![], ()),
+            partners: ruled_cqrs(pool.clone(), ()),
+            users: ruled_cqrs(pool.clone(), ()),
             pool,
             checkpoints,
             read_models,
@@ -94,7 +97,7 @@ impl Commands {
     /// the resulting events, and returns where the aggregate's stream now ends in the log.
     pub async fn execute<A>(
         &self,
-        cqrs: &PostgresCqrs<A>,
+        cqrs: &RuledCqrs<A>,
         id: A::Id,
         command: A::Command,
         context: &CommandContext,
@@ -119,7 +122,7 @@ impl Commands {
     /// manager), which reads nothing back and must not wait on the subscribers it runs beside.
     pub async fn record<A>(
         &self,
-        cqrs: &PostgresCqrs<A>,
+        cqrs: &RuledCqrs<A>,
         id: A::Id,
         command: A::Command,
         context: &CommandContext,
@@ -196,10 +199,12 @@ fn classify<E: std::error::Error>(error: AggregateError<E>) -> CommandError<E> {
         AggregateError::UserError(e) => CommandError::Rule(e),
         AggregateError::AggregateConflict => CommandError::Conflict,
         AggregateError::UnexpectedError(inner) | AggregateError::DatabaseConnectionError(inner) => {
-            // The set-rule trigger raises SQLSTATE SH409 with the rule's name (see migrations).
+            // A set rule's key taken: the unique violation names the rule (see `rules`).
             if let Some(sqlx::Error::Database(db)) = inner.downcast_ref::<sqlx::Error>() {
-                if db.code().as_deref() == Some("SH409") {
-                    return CommandError::Taken(db.constraint().unwrap_or("value").to_string());
+                if let Some(rule) = db.constraint().filter(|c| rules::RULES.contains(c)) {
+                    if db.is_unique_violation() {
+                        return CommandError::Taken(rule.to_string());
+                    }
                 }
             }
             CommandError::Store(inner.to_string())

@@ -11,6 +11,7 @@ use soho_aggregates::{Actor, PartnerId, Role, UserId};
 use soho_portal::commands::{CommandContext, CommandError, Commands};
 use soho_projections::{replay, CatchUpReader, Checkpoints};
 use sqlx::PgPool;
+use uuid::Uuid;
 
 async fn portal() -> (PgPool, Commands, Vec<tokio::task::JoinHandle<()>>, common::TestDatabase) {
     let (pool, database) = common::fresh_database().await;
@@ -158,7 +159,7 @@ async fn a_replayed_read_model_equals_the_live_one() {
 
 #[tokio::test]
 async fn an_email_belongs_to_one_user_whatever_its_case() {
-    let (_pool, commands, tasks, _database) = portal().await;
+    let (pool, commands, tasks, _database) = portal().await;
     let partner = partner(&commands, 1, true).await;
     let (first, command) = invite(partner, "Ada@Example.com");
     commands.execute(&commands.users, first, command, &context()).await.unwrap();
@@ -168,6 +169,14 @@ async fn an_email_belongs_to_one_user_whatever_its_case() {
         matches!(&error, CommandError::Taken(rule) if rule == "user_email_unique"),
         "{error:?}"
     );
+    // Refused in the append's transaction: the second user has no event, the email one owner.
+    assert_eq!(events_of(&pool, &second.to_string()).await, 0);
+    let owners: Vec<Uuid> = sqlx::query_scalar("SELECT user_id FROM user_emails WHERE email = $1")
+        .bind("ada@example.com")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(owners, vec![first.as_uuid()]);
     for task in tasks {
         task.abort();
     }
@@ -175,7 +184,7 @@ async fn an_email_belongs_to_one_user_whatever_its_case() {
 
 #[tokio::test]
 async fn a_soho_partner_id_belongs_to_one_partner() {
-    let (_pool, commands, tasks, _database) = portal().await;
+    let (pool, commands, tasks, _database) = portal().await;
     partner(&commands, 7, true).await;
     let other = PartnerId::new();
     let command = PartnerCommand::ApplyCrmState {
@@ -195,7 +204,24 @@ async fn a_soho_partner_id_belongs_to_one_partner() {
         matches!(&error, CommandError::Taken(rule) if rule == "partner_soho_id_unique"),
         "{error:?}"
     );
+    assert_eq!(events_of(&pool, &other.to_string()).await, 0, "nothing of the refused partner");
+    let owners: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM partner_soho_ids WHERE soho_partner_id = '5725767000000500007'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(owners, 1);
     for task in tasks {
         task.abort();
     }
+}
+
+/// How many events the log holds for aggregate `id`.
+async fn events_of(pool: &PgPool, id: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_id = $1")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
 }
