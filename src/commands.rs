@@ -1,7 +1,7 @@
 //! Running Partner and User commands: cqrs-es over postgres-es's event store, with the portal's
 //! metadata on every event, retries on optimistic-lock conflicts, set-based rules kept in the
-//! append's transaction and reported by name (see [`rules`]), and read-your-writes (the call returns once the read models have applied the command's
-//! events). Their commands are rare. Lead commands, which are not, go through the lead writer
+//! append's transaction and reported by name (see [`rules`]), and read-your-writes (the call
+//! returns once the read models have applied the command's events). Their commands are rare. Lead commands, which are not, go through the lead writer
 //! (`crate::leads::writer`), which writes their read models in the same transaction.
 
 use std::collections::HashMap;
@@ -15,7 +15,8 @@ use uuid::Uuid;
 
 mod rules;
 
-pub use rules::{ruled_cqrs, RuledCqrs, RuledEventRepository};
+use rules::ruled_cqrs;
+pub use rules::{RuledCqrs, RuledEventRepository};
 
 /// Who asked, and why: stored as each event's metadata, for auditors.
 #[derive(Debug, Clone)]

@@ -30,7 +30,7 @@ pub(super) const RULES: [&str; 2] = ["partner_soho_id_unique", "user_email_uniqu
 pub type RuledCqrs<A> = CqrsFramework<A, PersistedEventStore<RuledEventRepository, A>>;
 
 /// The framework for aggregate `A`, on `pool` (no queries: the read models follow the log).
-pub fn ruled_cqrs<A: Aggregate>(pool: PgPool, services: A::Services) -> RuledCqrs<A> {
+pub(super) fn ruled_cqrs<A: Aggregate>(pool: PgPool, services: A::Services) -> RuledCqrs<A> {
     let repository =
         RuledEventRepository { events: PostgresEventRepository::new(pool.clone()), pool };
     CqrsFramework::new(PersistedEventStore::new_event_store(repository), vec![], services)
@@ -139,7 +139,7 @@ async fn keep_rules(
     let statement = match (event.aggregate_type.as_str(), event.event_type.as_str()) {
         (PARTNER, "PartnerRegistered") => {
             let PartnerEvent::PartnerRegistered { soho_partner_id, .. } = decode(event)? else {
-                return Ok(());
+                return Err(disagree(event));
             };
             sqlx::query(
                 "INSERT INTO partner_soho_ids (soho_partner_id, partner_id) VALUES ($1, $2)",
@@ -148,7 +148,9 @@ async fn keep_rules(
             .bind(id()?)
         }
         (USER, "UserInvited") => {
-            let UserEvent::UserInvited { email, .. } = decode(event)? else { return Ok(()) };
+            let UserEvent::UserInvited { email, .. } = decode(event)? else {
+                return Err(disagree(event));
+            };
             // Lower-cased by the database, as every reader of the table compares it.
             sqlx::query("INSERT INTO user_emails (email, user_id) VALUES (lower($1), $2)")
                 .bind(email)
@@ -165,6 +167,14 @@ async fn keep_rules(
 
 fn decode<E: serde::de::DeserializeOwned>(event: &SerializedEvent) -> Result<E, PersistenceError> {
     Ok(serde_json::from_value(event.payload.clone())?)
+}
+
+/// An event whose payload is not the event its type names: its rule cannot be kept, so it is
+/// not appended.
+fn disagree(event: &SerializedEvent) -> PersistenceError {
+    PersistenceError::UnknownError(
+        format!("{} with another event's payload", event.event_type).into(),
+    )
 }
 
 /// A database error as cqrs-es carries it: the `sqlx::Error` itself, for `classify` to name a
