@@ -9,7 +9,7 @@
 //! rule's name: `partner_soho_id_unique`, `user_email_unique`).
 //!
 //! Everything but the append is postgres-es's repository; the append writes the same table and
-//! columns as it does.
+//! columns as it does (`soho_projections::log::append`).
 
 use cqrs_es::persist::{
     PersistedEventRepository, PersistedEventStore, PersistenceError, ReplayStream, SerializedEvent,
@@ -20,6 +20,7 @@ use postgres_es::PostgresEventRepository;
 use serde_json::Value;
 use soho_aggregates::aggregate_type::{PARTNER, USER};
 use soho_aggregates::{PartnerEvent, UserEvent};
+use soho_projections::log::{self, NewEvent};
 use sqlx::{PgConnection, PgPool};
 
 /// The rules' constraints: a unique violation of one of these is a command refused by the rule
@@ -75,9 +76,31 @@ impl PersistedEventRepository for RuledEventRepository {
             // The frameworks here are event stores (`new_event_store`): none takes snapshots.
             return Err(PersistenceError::UnknownError("snapshots are not kept".into()));
         }
+        let appended = events
+            .iter()
+            .map(|event| {
+                Ok(NewEvent {
+                    aggregate_type: A::TYPE,
+                    aggregate_id: event.aggregate_id.clone(),
+                    sequence: i64::try_from(event.sequence)
+                        .map_err(|error| PersistenceError::UnknownError(Box::new(error)))?,
+                    event_type: event.event_type.clone(),
+                    event_version: event.event_version.clone(),
+                    payload: event.payload.clone(),
+                    metadata: event.metadata.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, PersistenceError>>()?;
         let mut tx = self.pool.begin().await.map_err(failed)?;
+        // A sequence taken already is another command's commit in between: cqrs-es tries again
+        // on the new state.
+        log::append(&mut tx, &appended).await.map_err(|error| match &error {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                PersistenceError::OptimisticLockError
+            }
+            _ => failed(error),
+        })?;
         for event in events {
-            append(&mut tx, A::TYPE, event).await?;
             keep_rules(&mut tx, event).await?;
         }
         tx.commit().await.map_err(failed)
@@ -93,37 +116,6 @@ impl PersistedEventRepository for RuledEventRepository {
     async fn stream_all_events<A: Aggregate>(&self) -> Result<ReplayStream, PersistenceError> {
         self.events.stream_all_events::<A>().await
     }
-}
-
-/// Appends `event` as postgres-es does; its sequence taken already is another command's commit
-/// in between (cqrs-es tries again on the new state).
-async fn append(
-    conn: &mut PgConnection,
-    aggregate_type: &str,
-    event: &SerializedEvent,
-) -> Result<(), PersistenceError> {
-    let sequence = i64::try_from(event.sequence)
-        .map_err(|_| PersistenceError::UnknownError("sequence out of range".into()))?;
-    sqlx::query(
-        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
-           payload, metadata) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(aggregate_type)
-    .bind(&event.aggregate_id)
-    .bind(sequence)
-    .bind(&event.event_type)
-    .bind(&event.event_version)
-    .bind(&event.payload)
-    .bind(&event.metadata)
-    .execute(conn)
-    .await
-    .map_err(|error| match &error {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            PersistenceError::OptimisticLockError
-        }
-        _ => failed(error),
-    })?;
-    Ok(())
 }
 
 /// Writes the rows of the set rules `event` claims or gives up. A unique violation is the
