@@ -354,32 +354,12 @@ pub fn bind_append<'q, B: crate::params::Binder<'q>>(query: B, events: &[NewEven
         .value(events.iter().map(|e| e.metadata.clone()).collect::<Vec<_>>())
 }
 
-/// Appends `events` in one statement and returns them as stored, in log order. A stream's next
-/// sequence taken meanwhile by another writer fails the whole statement (the primary key).
-pub async fn append(
-    conn: &mut PgConnection,
-    events: &[NewEvent],
-) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    let column = |f: fn(&NewEvent) -> String| events.iter().map(f).collect::<Vec<_>>();
-    let sequences: Vec<i64> = events.iter().map(|e| e.sequence).collect();
-    let payloads: Vec<serde_json::Value> = events.iter().map(|e| e.payload.clone()).collect();
-    let metadata: Vec<serde_json::Value> = events.iter().map(|e| e.metadata.clone()).collect();
-    let mut stored = sqlx::query_as::<_, StoredEvent>(&format!(
-        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
-         SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[]) \
-         RETURNING {EVENT_COLUMNS}"
-    ))
-    .bind(column(|e| e.aggregate_type.to_string()))
-    .bind(column(|e| e.aggregate_id.clone()))
-    .bind(sequences)
-    .bind(column(|e| e.event_type.clone()))
-    .bind(column(|e| e.event_version.clone()))
-    .bind(payloads)
-    .bind(metadata)
-    .fetch_all(conn)
-    .await?;
-    stored.sort_by_key(|e| e.global_position);
-    Ok(stored)
+/// Appends `events` in one statement ([`append_sql`]). A stream's next sequence taken meanwhile
+/// by another writer fails the whole statement (the primary key).
+pub async fn append(conn: &mut PgConnection, events: &[NewEvent]) -> Result<(), sqlx::Error> {
+    let sql = append_sql(1);
+    bind_append(sqlx::query(&sql), events).execute(conn).await?;
+    Ok(())
 }
 
 /// Where the latest event of one aggregate stands in the log: what a command's caller waits for
