@@ -1,8 +1,9 @@
 //! Running Partner and User commands: cqrs-es over postgres-es's event store, with the portal's
 //! metadata on every event, retries on optimistic-lock conflicts, set-based rules kept in the
 //! append's transaction and reported by name (see [`rules`]), and read-your-writes (the call
-//! returns once the read models have applied the command's events). Their commands are rare. Lead commands, which are not, go through the lead writer
-//! (`crate::leads::writer`), which writes their read models in the same transaction.
+//! returns once the read models have applied the command's events). Their commands are rare.
+//! Lead commands, which are not, go through the lead writer (`crate::leads::writer`), which
+//! writes their read models in the same transaction.
 
 use std::collections::HashMap;
 use std::time::Duration;
